@@ -1,0 +1,171 @@
+"""The decoder forward pass: pure function of (config, params, tokens, positions, cache).
+
+Layers are scanned (`lax.scan` over the stacked `layers` params), so compile time does not grow
+with depth. The KV cache is an explicit pytree carried through the scan and updated in place
+(scatter at each row's positions), so a jitted caller that donates it never copies it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from mrt_jax.models import layers
+from mrt_jax.models.config import ModelConfig
+from mrt_jax.models.sharding import TRAIN_RULES, Rules, constrain
+from mrt_jax.models.weights import Params
+
+# Logical axes of the cache arrays [L, B, S, K, E].
+CACHE_AXES = ("layers", "batch", "cache_seq", "kv_heads", "head_dim")
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class KVCache:
+  """Keys/values of every layer; row b holds positions [0, lengths[b]) of its sequence.
+
+  Entry s of row b is the key/value of the token at rope position s. Entries at or beyond
+  `lengths[b]` are garbage (e.g. right-padding of a prefill) and are never attended to, because
+  a query at position p only sees entries s <= p.
+  """
+  k_LxBxSxKxE: jax.Array
+  v_LxBxSxKxE: jax.Array
+  lengths_B: jax.Array  # int32
+
+  @property
+  def max_len(self) -> int:
+    return self.k_LxBxSxKxE.shape[2]
+
+
+def init_cache(config: ModelConfig, batch: int, max_len: int, dtype=jnp.float32) -> KVCache:
+  """An empty cache for `batch` rows of up to `max_len` positions."""
+  shape = (config.num_layers, batch, max_len, config.num_kv_heads, config.head_dim)
+  return KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype), jnp.zeros((batch,), jnp.int32))
+
+
+def _layer(config: ModelConfig, rules: Rules, p: dict[str, jax.Array], x_BxTxD: jax.Array,
+           cos_BxTxE: jax.Array, sin_BxTxE: jax.Array, kv: tuple[jax.Array, jax.Array] | None,
+           positions_BxT: jax.Array, mask_BxTxS: jax.Array):
+  """One decoder block. `kv` is this layer's cache (k, v) [B, S, K, E] or None (no cache)."""
+  c = config
+  h_BxTxD = layers.rms_norm(x_BxTxD, p["attn_norm"], c.rms_norm_eps)
+  q_BxTxHxE = jnp.einsum("BTD,DHE->BTHE", h_BxTxD, p["q"])
+  k_BxTxKxE = jnp.einsum("BTD,DKE->BTKE", h_BxTxD, p["k"])
+  v_BxTxKxE = jnp.einsum("BTD,DKE->BTKE", h_BxTxD, p["v"])
+  if c.qkv_bias:
+    q_BxTxHxE = q_BxTxHxE + p["q_bias"][None, None]
+    k_BxTxKxE = k_BxTxKxE + p["k_bias"][None, None]
+    v_BxTxKxE = v_BxTxKxE + p["v_bias"][None, None]
+  if c.qk_norm:
+    q_BxTxHxE = layers.rms_norm(q_BxTxHxE, p["q_norm"], c.rms_norm_eps)
+    k_BxTxKxE = layers.rms_norm(k_BxTxKxE, p["k_norm"], c.rms_norm_eps)
+  q_BxTxHxE = layers.apply_rope(q_BxTxHxE, cos_BxTxE, sin_BxTxE)
+  k_BxTxKxE = layers.apply_rope(k_BxTxKxE, cos_BxTxE, sin_BxTxE)
+  q_BxTxHxE = constrain(q_BxTxHxE, ("batch", "seq", "q_heads", "head_dim"), rules)
+
+  if kv is None:
+    keys_BxSxKxE, values_BxSxKxE = k_BxTxKxE, v_BxTxKxE
+  else:
+    # Write the new keys/values at each row's positions (out-of-range writes are dropped).
+    B = x_BxTxD.shape[0]
+    rows_Bx1 = jnp.arange(B)[:, None]
+    keys_BxSxKxE = kv[0].at[rows_Bx1, positions_BxT].set(k_BxTxKxE.astype(kv[0].dtype))
+    values_BxSxKxE = kv[1].at[rows_Bx1, positions_BxT].set(v_BxTxKxE.astype(kv[1].dtype))
+    kv = (keys_BxSxKxE, values_BxSxKxE)
+    keys_BxSxKxE = keys_BxSxKxE.astype(q_BxTxHxE.dtype)
+    values_BxSxKxE = values_BxSxKxE.astype(q_BxTxHxE.dtype)
+
+  attn_BxTxHxE = layers.attention(q_BxTxHxE, keys_BxSxKxE, values_BxSxKxE, mask_BxTxS)
+  out_BxTxD = jnp.einsum("BTHE,HED->BTD", attn_BxTxHxE, p["o"])
+  if c.o_bias:
+    out_BxTxD = out_BxTxD + p["o_bias"][None, None]
+  x_BxTxD = constrain(x_BxTxD + out_BxTxD, ("batch", "seq", "act_embed"), rules)
+
+  h_BxTxD = layers.rms_norm(x_BxTxD, p["mlp_norm"], c.rms_norm_eps)
+  x_BxTxD = x_BxTxD + layers.swiglu(h_BxTxD, p["gate"], p["up"], p["down"])
+  return constrain(x_BxTxD, ("batch", "seq", "act_embed"), rules), kv
+
+
+def _cast(tree: Any, dtype) -> Any:
+  if dtype is None:
+    return tree
+  return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a,
+                      tree)
+
+
+def forward(config: ModelConfig, params: Params, tokens: jax.Array,
+            positions: jax.Array | None = None, cache: KVCache | None = None, *,
+            compute_dtype=None, rules: Rules = TRAIN_RULES,
+            ) -> tuple[jax.Array, KVCache | None]:
+  """Runs the decoder.
+
+  Args:
+    config: the architecture.
+    params: the param pytree (`weights.param_specs` structure), f32 or bf16.
+    tokens: int32 [B, T].
+    positions: int32 [B, T] rope positions; defaults to 0..T-1 without a cache and to
+      `cache.lengths_B[:, None] + 0..T-1` with one. Positions of one row must increase.
+    cache: a `KVCache` or None. With a cache, the new tokens' keys/values are written at their
+      positions and the tokens attend to every cached entry at a position <= their own. Without
+      one, tokens attend causally among themselves (right padding is harmless: padding comes
+      after the real tokens).
+    compute_dtype: dtype activations are computed in; defaults to the params' dtype (each
+      layer's weights are cast inside the scan, never the whole model at once).
+    rules: logical-axis sharding rules for activation constraints under an ambient mesh.
+
+  Returns:
+    logits [B, T, V] in the compute dtype, and the updated cache (None without one) whose
+    `lengths_B` is the maximum of the old lengths and the last position + 1.
+  """
+  B, T = tokens.shape
+  embedding_VxD = params["embed"]["embedding"]
+  dtype = compute_dtype or embedding_VxD.dtype
+  if positions is None:
+    start_B = cache.lengths_B if cache is not None else jnp.zeros((B,), jnp.int32)
+    positions = start_B[:, None] + jnp.arange(T, dtype=jnp.int32)[None, :]
+  positions_BxT = positions.astype(jnp.int32)
+
+  x_BxTxD = jnp.take(embedding_VxD, tokens, axis=0).astype(dtype)
+  x_BxTxD = constrain(x_BxTxD, ("batch", "seq", "act_embed"), rules)
+  cos_BxTxE, sin_BxTxE = layers.rope_cos_sin(config, positions_BxT)
+
+  if cache is None:
+    mask_BxTxS = positions_BxT[:, None, :] <= positions_BxT[:, :, None]
+  else:
+    cache_pos_S = jnp.arange(cache.max_len, dtype=jnp.int32)
+    mask_BxTxS = cache_pos_S[None, None, :] <= positions_BxT[:, :, None]
+
+  def body(carry, layer_in):
+    x_BxTxD, cache_kv = carry
+    p, i = layer_in
+    p = _cast(p, dtype)
+    kv = None
+    if cache_kv is not None:
+      kv = (cache_kv[0][i], cache_kv[1][i])
+    x_BxTxD, kv = _layer(config, rules, p, x_BxTxD, cos_BxTxE, sin_BxTxE, kv, positions_BxT,
+                         mask_BxTxS)
+    if cache_kv is not None:
+      cache_kv = (cache_kv[0].at[i].set(kv[0]), cache_kv[1].at[i].set(kv[1]))
+    return (x_BxTxD, cache_kv), None
+
+  cache_kv = None if cache is None else (cache.k_LxBxSxKxE, cache.v_LxBxSxKxE)
+  layer_ids_L = jnp.arange(config.num_layers)
+  (x_BxTxD, cache_kv), _ = jax.lax.scan(body, (x_BxTxD, cache_kv),
+                                        (params["layers"], layer_ids_L))
+
+  x_BxTxD = layers.rms_norm(x_BxTxD, params["final_norm"]["scale"].astype(dtype),
+                            config.rms_norm_eps)
+  if config.tie_word_embeddings:
+    logits_BxTxV = jnp.einsum("BTD,VD->BTV", x_BxTxD, embedding_VxD.astype(dtype))
+  else:
+    logits_BxTxV = jnp.einsum("BTD,DV->BTV", x_BxTxD, params["lm_head"]["kernel"].astype(dtype))
+  logits_BxTxV = constrain(logits_BxTxV, ("batch", "seq", "vocab"), rules)
+
+  new_cache = None
+  if cache is not None:
+    lengths_B = jnp.maximum(cache.lengths_B, positions_BxT[:, -1] + 1)
+    new_cache = KVCache(cache_kv[0], cache_kv[1], lengths_B)
+  return logits_BxTxV, new_cache
