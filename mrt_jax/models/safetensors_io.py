@@ -35,9 +35,15 @@ class SafetensorsFile:
   def __init__(self, path: str):
     self.path = path
     try:
+      size = os.path.getsize(path)
       with open(path, "rb") as f:
         (header_len,) = struct.unpack("<Q", f.read(8))
+        if header_len > size - 8:
+          raise CheckpointError(f"{path}: not a safetensors file (header length {header_len} "
+                                f"exceeds the file size {size})")
         header = json.loads(f.read(header_len))
+      if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: not a safetensors file (header is not a JSON object)")
     except (OSError, struct.error, json.JSONDecodeError, UnicodeDecodeError) as e:
       raise CheckpointError(f"{path}: not a readable safetensors file: {e}") from e
     header.pop("__metadata__", None)
