@@ -1,0 +1,217 @@
+"""Per-token advantages of the GRPO family and of MRT, registered by name in `ESTIMATORS`.
+
+Letters: B rollouts, P prompts (groups), G rollouts per group (B = P·G, group-major: rows
+[p·G, (p+1)·G) share a prompt), T completion tokens, N blocks (the paper's K).
+
+Outcome normalizations (REFERENCE.md; rewards r_i of one group), in `OUTCOME_NORMS`:
+  grpo     (r_i − mean_g r) / (std_g r + ε)    (Shao et al. 2024, DeepSeekMath eq. 3)
+  dr_grpo  r_i − mean_g r                      (Liu et al. 2025, Dr. GRPO)
+  rloo     r_i − mean_{j≠i} r_j = G/(G−1)·(r_i − mean_g r)   (Ahmadian et al. 2024)
+`std` is "unbiased" (divide by G−1) or "biased" (by G). A group whose rewards are all equal gets
+exactly 0: the mean is taken of r − r_ref with r_ref a member of the group, so equal rewards
+subtract to exact zeros before any rounding (a mean computed as Σr·(1/G) is not exact).
+
+Estimators, in `ESTIMATORS` (every one returns exactly 0 on masked tokens):
+  grpo, dr_grpo, rloo  the outcome advantage on every token of the rollout.
+  mrt         (default, DESIGN.md §1) A_{i,t} = A^out_i + α·p_{i,j} for a thinking token t in block
+              j = token_block_ids[i, t] >= 1; answer tokens (block id 0) get A^out_i.
+              A^out uses `outcome_norm`. The progress term is Setlur et al. 2024's "effective
+              reward" with the policy as prover; it is not normalized.
+  mrt_prefix  (the paper's stale-prefix variant) a group is the G rollouts sampled from ONE
+              prefix (the prefix is part of the prompt, so its tokens are not in the completion);
+              `terminated[i]` marks the rollouts that were forced to answer right after the
+              prefix, the others continued thinking. With J̄_term the mean outcome of the group's
+              terminated rollouts, the reward is r'_i = r_i + α·(r_i − J̄_term) for a continuing
+              rollout and r'_i = r_i for a terminated one; the advantage is `outcome_norm` of r'
+              on every token. `progress` and `token_block_ids` are not read. Every group needs at
+              least one terminated rollout (else J̄_term, and the group's advantages, are NaN).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+_STD_DDOF = {"unbiased": 1, "biased": 0}
+
+
+@dataclasses.dataclass(frozen=True)
+class AdvantageConfig:
+  """Static settings of an estimator (hashable: it is a static argument of the jitted core)."""
+  group_size: int             # G, rollouts per prompt (per prefix for mrt_prefix)
+  alpha: float                # α, weight of the progress bonus
+  eps: float = 1e-6           # ε in the grpo std denominator
+  std: str = "unbiased"       # "unbiased" (G−1) or "biased" (G) group std
+  outcome_norm: str = "grpo"  # normalization of the outcome in mrt / mrt_prefix
+
+  def __post_init__(self):
+    if self.group_size < 2:
+      raise ValueError(f"group_size={self.group_size}; expected >= 2 (a group-relative baseline "
+                       "needs two rollouts)")
+    if not self.alpha >= 0:
+      raise ValueError(f"alpha={self.alpha}; expected alpha >= 0")
+    if not self.eps >= 0:
+      raise ValueError(f"eps={self.eps}; expected eps >= 0")
+    if self.std not in _STD_DDOF:
+      raise ValueError(f"std={self.std!r} is unknown; expected one of {sorted(_STD_DDOF)}")
+    if self.outcome_norm not in OUTCOME_NORMS:
+      raise ValueError(f"outcome_norm={self.outcome_norm!r} is unknown; expected one of "
+                       f"{sorted(OUTCOME_NORMS)}")
+
+
+def _centered(r_PxG: jax.Array) -> jax.Array:
+  """r − mean_g r, exactly 0 for a group of equal rewards (shifted by the group's first member)."""
+  d_PxG = r_PxG - r_PxG[:, :1]
+  return d_PxG - jnp.mean(d_PxG, axis=1, keepdims=True)
+
+
+def grpo_outcome(r_PxG: jax.Array, cfg: AdvantageConfig) -> jax.Array:
+  c_PxG = _centered(r_PxG)
+  G = r_PxG.shape[1]
+  var_Px1 = jnp.sum(c_PxG * c_PxG, axis=1, keepdims=True) / (G - _STD_DDOF[cfg.std])
+  denom_Px1 = jnp.sqrt(var_Px1) + cfg.eps
+  # With eps = 0 an all-equal group has c = 0 and denom = 0: give it 0, not 0/0.
+  return c_PxG / jnp.where(denom_Px1 > 0, denom_Px1, jnp.ones_like(denom_Px1))
+
+
+def dr_grpo_outcome(r_PxG: jax.Array, cfg: AdvantageConfig) -> jax.Array:
+  del cfg
+  return _centered(r_PxG)
+
+
+def rloo_outcome(r_PxG: jax.Array, cfg: AdvantageConfig) -> jax.Array:
+  del cfg
+  G = r_PxG.shape[1]
+  # r_i − mean_{j≠i} r_j = (G·d_i − Σ_j d_j) / (G − 1) with d = r − r_ref (exact 0 if all equal).
+  d_PxG = r_PxG - r_PxG[:, :1]
+  return (G * d_PxG - jnp.sum(d_PxG, axis=1, keepdims=True)) / (G - 1)
+
+
+OUTCOME_NORMS: dict[str, Callable[[jax.Array, AdvantageConfig], jax.Array]] = {
+    "grpo": grpo_outcome,
+    "dr_grpo": dr_grpo_outcome,
+    "rloo": rloo_outcome,
+}
+
+
+def _grouped(fn, r_B: jax.Array, cfg: AdvantageConfig) -> jax.Array:
+  """Applies a [P, G] -> [P, G] group function to a group-major [B] vector."""
+  B = r_B.shape[0]
+  return fn(r_B.reshape(B // cfg.group_size, cfg.group_size), cfg).reshape(B)
+
+
+def _per_token(a_B: jax.Array, T: int) -> jax.Array:
+  return jnp.broadcast_to(a_B.reshape(a_B.shape[0], 1), (a_B.shape[0], T))
+
+
+def _outcome_estimator(norm: str):
+  def estimator(r_B, p_BxN, ids_BxT, terminated_B, cfg):
+    del p_BxN, terminated_B
+    return _per_token(_grouped(OUTCOME_NORMS[norm], r_B, cfg), ids_BxT.shape[1])
+  estimator.__name__ = f"{norm}_estimator"
+  return estimator
+
+
+def mrt_estimator(r_B, p_BxN, ids_BxT, terminated_B, cfg):
+  """A_{i,t} = A^out_i + α·p_{i, block(t)}, with p_{i,0} = 0 for the answer segment."""
+  del terminated_B
+  B, N = p_BxN.shape
+  a_out_B = _grouped(OUTCOME_NORMS[cfg.outcome_norm], r_B, cfg)
+  p0_BxN1 = jnp.concatenate([jnp.zeros((B, 1), jnp.float32), p_BxN], axis=1)
+  # Block ids outside [0, N] on unmasked tokens read NaN, so a bad id cannot pass silently.
+  p_BxT = jnp.take_along_axis(p0_BxN1, ids_BxT, axis=1, mode="fill", fill_value=jnp.nan)
+  return _per_token(a_out_B, ids_BxT.shape[1]) + cfg.alpha * p_BxT
+
+
+def mrt_prefix_estimator(r_B, p_BxN, ids_BxT, terminated_B, cfg):
+  """r'_i = r_i + α·(r_i − J̄_term)·[i continues], then `outcome_norm` of r' per group."""
+  del p_BxN
+  B, G = r_B.shape[0], cfg.group_size
+  r_PxG = r_B.reshape(B // G, G)
+  term_PxG = terminated_B.reshape(B // G, G)
+  # J̄_term as ref + mean(r − ref) over terminated members, ref one of them: exact for equal r.
+  ref_Px1 = jnp.max(jnp.where(term_PxG, r_PxG, -jnp.inf), axis=1, keepdims=True)
+  d_PxG = jnp.where(term_PxG, r_PxG - ref_Px1, jnp.zeros_like(r_PxG))
+  j_term_Px1 = ref_Px1 + jnp.sum(d_PxG, axis=1, keepdims=True) / jnp.sum(
+      term_PxG, axis=1, keepdims=True)
+  bonus_PxG = jnp.where(term_PxG, jnp.zeros_like(r_PxG), cfg.alpha * (r_PxG - j_term_Px1))
+  a_PxG = OUTCOME_NORMS[cfg.outcome_norm](r_PxG + bonus_PxG, cfg)
+  return _per_token(a_PxG.reshape(B), ids_BxT.shape[1])
+
+
+ESTIMATORS = {
+    "grpo": _outcome_estimator("grpo"),
+    "dr_grpo": _outcome_estimator("dr_grpo"),
+    "rloo": _outcome_estimator("rloo"),
+    "mrt": mrt_estimator,
+    "mrt_prefix": mrt_prefix_estimator,
+}
+
+
+@functools.partial(jax.jit, static_argnames=("estimator", "cfg"))
+def _advantages(r_B, p_BxN, ids_BxT, mask_BxT, terminated_B, *, estimator, cfg):
+  adv_BxT = ESTIMATORS[estimator](r_B, p_BxN, ids_BxT, terminated_B, cfg)
+  return jnp.where(mask_BxT, adv_BxT, jnp.zeros_like(adv_BxT))
+
+
+def _check_shape(name: str, x, expected: tuple[int | None, ...], meaning: str) -> None:
+  if len(x.shape) != len(expected) or any(e is not None and s != e
+                                          for s, e in zip(x.shape, expected)):
+    raise ValueError(f"{name} has shape {tuple(x.shape)}; expected {meaning}")
+
+
+def mrt_advantages(outcome, progress, token_block_ids, token_mask, *, group_size: int,
+                   alpha: float, estimator: str = "mrt", eps: float = 1e-6,
+                   std: str = "unbiased", outcome_norm: str = "grpo",
+                   terminated=None) -> jax.Array:
+  """Per-token advantages for a group-major batch of rollouts (jitted; numpy inputs are fine).
+
+  Args:
+    outcome: f32 [B] outcome rewards r_i (B = P·G, rows of a group adjacent).
+    progress: f32 [B, N] block progress p_{i,j} (column j−1 is block j), e.g. `progress_reward`.
+    token_block_ids: int [B, T] block of each completion token, 1..N thinking, 0 answer.
+    token_mask: bool/0-1 [B, T], False on padding and on tokens that are not trained.
+    group_size: G, rollouts per group.
+    alpha: α >= 0, weight of progress (mrt, mrt_prefix); a Python number.
+    estimator: a key of `ESTIMATORS`.
+    eps: ε added to the group std (grpo normalization).
+    std: "unbiased" or "biased" group std.
+    outcome_norm: "grpo", "dr_grpo" or "rloo": how mrt and mrt_prefix normalize the outcome.
+    terminated: bool [B], mrt_prefix only: rollouts forced to answer right after the prefix.
+
+  Returns:
+    f32 [B, T] advantages, exactly 0 where `token_mask` is False.
+  """
+  if estimator not in ESTIMATORS:
+    raise ValueError(f"estimator={estimator!r} is unknown; expected one of {sorted(ESTIMATORS)}")
+  cfg = AdvantageConfig(group_size=group_size, alpha=float(alpha), eps=float(eps), std=std,
+                        outcome_norm=outcome_norm)
+  _check_shape("outcome", outcome, (None,), "[B]")
+  B = outcome.shape[0]
+  if B % group_size:
+    raise ValueError(f"group_size={group_size} does not divide the batch size B={B} of outcome")
+  _check_shape("progress", progress, (B, None), f"[B, N] with B={B} like outcome")
+  _check_shape("token_mask", token_mask, (B, None), f"[B, T] with B={B} like outcome")
+  T = token_mask.shape[1]
+  _check_shape("token_block_ids", token_block_ids, (B, T),
+               f"[B, T]={(B, T)} like token_mask")
+  if (terminated is None) != (estimator != "mrt_prefix"):
+    raise ValueError(f"terminated is {'missing' if terminated is None else 'given'}; expected it "
+                     "exactly when estimator='mrt_prefix'")
+  if isinstance(token_block_ids, np.ndarray) and isinstance(token_mask, np.ndarray):
+    bad = (token_mask != 0) & ((token_block_ids < 0) | (token_block_ids > progress.shape[1]))
+    if bad.any():
+      b, t = np.argwhere(bad)[0]
+      raise ValueError(f"token_block_ids[{b}, {t}]={token_block_ids[b, t]} is outside [0, N] "
+                       f"with N={progress.shape[1]} blocks in progress")
+  if terminated is None:
+    terminated = np.zeros((B,), bool)
+  _check_shape("terminated", terminated, (B,), f"[B] with B={B} like outcome")
+  return _advantages(jnp.asarray(outcome, jnp.float32), jnp.asarray(progress, jnp.float32),
+                     jnp.asarray(token_block_ids, jnp.int32), jnp.asarray(token_mask) != 0,
+                     jnp.asarray(terminated) != 0, estimator=estimator, cfg=cfg)
