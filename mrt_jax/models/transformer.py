@@ -3,13 +3,17 @@
 Layers are scanned (`lax.scan` over the stacked `layers` params), so compile time does not grow
 with depth. The KV cache is an explicit pytree carried through the scan and updated in place
 (scatter at each row's positions), so a jitted caller that donates it never copies it.
+
+Forking: with a `Prefix`, groups of rows also attend to a shared read-only cache (a trunk of
+sequences already processed) up to a per-row boundary, and keep only what follows the boundary
+in their own cache; the trunk is read in place, never copied per row.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 
@@ -22,8 +26,7 @@ from mrt_jax.models.weights import Params
 CACHE_AXES = ("layers", "batch", "cache_seq", "kv_heads", "head_dim")
 
 
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
+@flax.struct.dataclass
 class KVCache:
   """Keys/values of every layer; row b holds positions [0, lengths[b]) of its sequence.
 
@@ -40,6 +43,18 @@ class KVCache:
     return self.k_LxBxSxKxE.shape[2]
 
 
+@flax.struct.dataclass
+class Prefix:
+  """A shared read-only cache that groups of rows attend to before their own cache (forking).
+
+  With R = `cache` rows and a batch of B = R * M rows, row b belongs to prefix row b // M and
+  sees that row's entries at positions < `boundaries_B[b]`. The row's own cache then holds what
+  follows the boundary: its own entry j is the token at rope position boundaries_B[b] + j.
+  """
+  cache: KVCache
+  boundaries_B: jax.Array  # int32
+
+
 def init_cache(config: ModelConfig, batch: int, max_len: int, dtype=jnp.float32) -> KVCache:
   """An empty cache for `batch` rows of up to `max_len` positions."""
   shape = (config.num_layers, batch, max_len, config.num_kv_heads, config.head_dim)
@@ -48,8 +63,13 @@ def init_cache(config: ModelConfig, batch: int, max_len: int, dtype=jnp.float32)
 
 def _layer(config: ModelConfig, rules: Rules, p: dict[str, jax.Array], x_BxTxD: jax.Array,
            cos_BxTxE: jax.Array, sin_BxTxE: jax.Array, kv: tuple[jax.Array, jax.Array] | None,
-           positions_BxT: jax.Array, mask_BxTxS: jax.Array):
-  """One decoder block. `kv` is this layer's cache (k, v) [B, S, K, E] or None (no cache)."""
+           slots_BxT: jax.Array, mask_BxTxS: jax.Array,
+           prefix_kv: tuple[jax.Array, jax.Array] | None, prefix_mask_BxP: jax.Array | None):
+  """One decoder block.
+
+  `kv` is this layer's cache (k, v) [B, S, K, E] or None (no cache); new keys/values go to
+  entries `slots_BxT`. `prefix_kv` is this layer's prefix (k, v) [R, P, K, E] or None.
+  """
   c = config
   h_BxTxD = layers.rms_norm(x_BxTxD, p["attn_norm"], c.rms_norm_eps)
   q_BxTxHxE = jnp.einsum("BTD,DHE->BTHE", h_BxTxD, p["q"])
@@ -69,16 +89,22 @@ def _layer(config: ModelConfig, rules: Rules, p: dict[str, jax.Array], x_BxTxD: 
   if kv is None:
     keys_BxSxKxE, values_BxSxKxE = k_BxTxKxE, v_BxTxKxE
   else:
-    # Write the new keys/values at each row's positions (out-of-range writes are dropped).
+    # Write the new keys/values at each row's slots (out-of-range writes are dropped).
     B = x_BxTxD.shape[0]
     rows_Bx1 = jnp.arange(B)[:, None]
-    keys_BxSxKxE = kv[0].at[rows_Bx1, positions_BxT].set(k_BxTxKxE.astype(kv[0].dtype))
-    values_BxSxKxE = kv[1].at[rows_Bx1, positions_BxT].set(v_BxTxKxE.astype(kv[1].dtype))
+    keys_BxSxKxE = kv[0].at[rows_Bx1, slots_BxT].set(k_BxTxKxE.astype(kv[0].dtype))
+    values_BxSxKxE = kv[1].at[rows_Bx1, slots_BxT].set(v_BxTxKxE.astype(kv[1].dtype))
     kv = (keys_BxSxKxE, values_BxSxKxE)
     keys_BxSxKxE = keys_BxSxKxE.astype(q_BxTxHxE.dtype)
     values_BxSxKxE = values_BxSxKxE.astype(q_BxTxHxE.dtype)
 
-  attn_BxTxHxE = layers.attention(q_BxTxHxE, keys_BxSxKxE, values_BxSxKxE, mask_BxTxS)
+  if prefix_kv is None:
+    attn_BxTxHxE = layers.attention(q_BxTxHxE, keys_BxSxKxE, values_BxSxKxE, mask_BxTxS)
+  else:
+    attn_BxTxHxE = layers.attention_with_prefix(
+        q_BxTxHxE, keys_BxSxKxE, values_BxSxKxE, mask_BxTxS,
+        prefix_kv[0].astype(q_BxTxHxE.dtype), prefix_kv[1].astype(q_BxTxHxE.dtype),
+        prefix_mask_BxP)
   out_BxTxD = jnp.einsum("BTHE,HED->BTD", attn_BxTxHxE, p["o"])
   if c.o_bias:
     out_BxTxD = out_BxTxD + p["o_bias"][None, None]
@@ -98,7 +124,7 @@ def _cast(tree: Any, dtype) -> Any:
 
 def forward(config: ModelConfig, params: Params, tokens: jax.Array,
             positions: jax.Array | None = None, cache: KVCache | None = None, *,
-            compute_dtype=None, rules: Rules = TRAIN_RULES,
+            compute_dtype=None, rules: Rules = TRAIN_RULES, prefix: Prefix | None = None,
             ) -> tuple[jax.Array, KVCache | None]:
   """Runs the decoder.
 
@@ -106,8 +132,9 @@ def forward(config: ModelConfig, params: Params, tokens: jax.Array,
     config: the architecture.
     params: the param pytree (`weights.param_specs` structure), f32 or bf16.
     tokens: int32 [B, T].
-    positions: int32 [B, T] rope positions; defaults to 0..T-1 without a cache and to
-      `cache.lengths_B[:, None] + 0..T-1` with one. Positions of one row must increase.
+    positions: int32 [B, T] rope positions; defaults to 0..T-1 without a cache, to
+      `cache.lengths_B[:, None] + 0..T-1` with one, and to `prefix.boundaries_B[:, None] +
+      cache.lengths_B[:, None] + 0..T-1` with a prefix. Positions of one row must increase.
     cache: a `KVCache` or None. With a cache, the new tokens' keys/values are written at their
       positions and the tokens attend to every cached entry at a position <= their own. Without
       one, tokens attend causally among themselves (right padding is harmless: padding comes
@@ -115,18 +142,24 @@ def forward(config: ModelConfig, params: Params, tokens: jax.Array,
     compute_dtype: dtype activations are computed in; defaults to the params' dtype (each
       layer's weights are cast inside the scan, never the whole model at once).
     rules: logical-axis sharding rules for activation constraints under an ambient mesh.
+    prefix: a `Prefix` (requires `cache`): rows also attend to the prefix's entries before their
+      boundary, and the token at position p goes to own-cache entry p - boundary.
 
   Returns:
     logits [B, T, V] in the compute dtype, and the updated cache (None without one) whose
-    `lengths_B` is the maximum of the old lengths and the last position + 1.
+    `lengths_B` is the maximum of the old lengths and the last written entry + 1.
   """
   B, T = tokens.shape
   embedding_VxD = params["embed"]["embedding"]
   dtype = compute_dtype or embedding_VxD.dtype
+  if prefix is not None and cache is None:
+    raise ValueError("forward: a prefix needs a cache for the rows' own entries")
+  offset_B = prefix.boundaries_B if prefix is not None else jnp.zeros((B,), jnp.int32)
   if positions is None:
-    start_B = cache.lengths_B if cache is not None else jnp.zeros((B,), jnp.int32)
+    start_B = offset_B + cache.lengths_B if cache is not None else offset_B
     positions = start_B[:, None] + jnp.arange(T, dtype=jnp.int32)[None, :]
   positions_BxT = positions.astype(jnp.int32)
+  slots_BxT = positions_BxT - offset_B[:, None]  # own-cache entry of each new token
 
   x_BxTxD = jnp.take(embedding_VxD, tokens, axis=0).astype(dtype)
   x_BxTxD = constrain(x_BxTxD, ("batch", "seq", "act_embed"), rules)
@@ -135,18 +168,23 @@ def forward(config: ModelConfig, params: Params, tokens: jax.Array,
   if cache is None:
     mask_BxTxS = positions_BxT[:, None, :] <= positions_BxT[:, :, None]
   else:
-    cache_pos_S = jnp.arange(cache.max_len, dtype=jnp.int32)
-    mask_BxTxS = cache_pos_S[None, None, :] <= positions_BxT[:, :, None]
+    cache_slots_S = jnp.arange(cache.max_len, dtype=jnp.int32)
+    mask_BxTxS = cache_slots_S[None, None, :] <= slots_BxT[:, :, None]
+  prefix_kv_all, prefix_mask_BxP = None, None
+  if prefix is not None:
+    prefix_pos_P = jnp.arange(prefix.cache.max_len, dtype=jnp.int32)
+    prefix_mask_BxP = prefix_pos_P[None, :] < prefix.boundaries_B[:, None]
+    prefix_kv_all = (prefix.cache.k_LxBxSxKxE, prefix.cache.v_LxBxSxKxE)
 
   def body(carry, layer_in):
     x_BxTxD, cache_kv = carry
-    p, i = layer_in
+    p, i, prefix_kv = layer_in
     p = _cast(p, dtype)
     kv = None
     if cache_kv is not None:
       kv = (cache_kv[0][i], cache_kv[1][i])
-    x_BxTxD, kv = _layer(config, rules, p, x_BxTxD, cos_BxTxE, sin_BxTxE, kv, positions_BxT,
-                         mask_BxTxS)
+    x_BxTxD, kv = _layer(config, rules, p, x_BxTxD, cos_BxTxE, sin_BxTxE, kv, slots_BxT,
+                         mask_BxTxS, prefix_kv, prefix_mask_BxP)
     if cache_kv is not None:
       cache_kv = (cache_kv[0].at[i].set(kv[0]), cache_kv[1].at[i].set(kv[1]))
     return (x_BxTxD, cache_kv), None
@@ -154,7 +192,7 @@ def forward(config: ModelConfig, params: Params, tokens: jax.Array,
   cache_kv = None if cache is None else (cache.k_LxBxSxKxE, cache.v_LxBxSxKxE)
   layer_ids_L = jnp.arange(config.num_layers)
   (x_BxTxD, cache_kv), _ = jax.lax.scan(body, (x_BxTxD, cache_kv),
-                                        (params["layers"], layer_ids_L))
+                                        (params["layers"], layer_ids_L, prefix_kv_all))
 
   x_BxTxD = layers.rms_norm(x_BxTxD, params["final_norm"]["scale"].astype(dtype),
                             config.rms_norm_eps)
@@ -166,6 +204,6 @@ def forward(config: ModelConfig, params: Params, tokens: jax.Array,
 
   new_cache = None
   if cache is not None:
-    lengths_B = jnp.maximum(cache.lengths_B, positions_BxT[:, -1] + 1)
+    lengths_B = jnp.maximum(cache.lengths_B, slots_BxT[:, -1] + 1)
     new_cache = KVCache(cache_kv[0], cache_kv[1], lengths_B)
   return logits_BxTxV, new_cache

@@ -58,7 +58,7 @@ def test_rows_decode_at_their_own_positions():
     padded[i, :n] = s[:n]
   cache = models.init_cache(config, batch=3, max_len=16)
   _, cache = models.forward(config, params, jnp.asarray(padded), cache=cache)
-  cache = models.KVCache(cache.k_LxBxSxKxE, cache.v_LxBxSxKxE, jnp.asarray(lengths, jnp.int32))
+  cache = cache.replace(lengths_B=jnp.asarray(lengths, jnp.int32))
   nxt = jnp.asarray([[s[n]] for s, n in zip(seqs, lengths)], jnp.int32)
   step_logits, cache = models.forward(config, params, nxt, cache=cache)
   np.testing.assert_array_equal(np.asarray(cache.lengths_B), [n + 1 for n in lengths])
