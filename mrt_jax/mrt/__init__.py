@@ -10,13 +10,13 @@ Public API:
 """
 
 from mrt_jax.mrt.advantages import (ESTIMATORS, OUTCOME_NORMS, AdvantageConfig,
-                                    mrt_advantages)
+                                    EstimatorInputs, mrt_advantages)
 from mrt_jax.mrt.progress import progress_reward, success_from_verdicts
 from mrt_jax.mrt.segment import (DEFAULT_MARKERS, SEGMENTERS, SegmentBatch, SegmentConfig,
                                  Segmentation, segment, stack_segmentations, token_pieces)
 
 __all__ = [
-    "AdvantageConfig", "DEFAULT_MARKERS", "ESTIMATORS", "OUTCOME_NORMS", "SEGMENTERS",
+    "AdvantageConfig", "DEFAULT_MARKERS", "ESTIMATORS", "EstimatorInputs", "OUTCOME_NORMS", "SEGMENTERS",
     "SegmentBatch", "SegmentConfig", "Segmentation", "mrt_advantages", "progress_reward",
     "segment", "stack_segmentations", "success_from_verdicts", "token_pieces",
 ]

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -42,10 +42,9 @@ _STD_DDOF = {"unbiased": 1, "biased": 0}
 
 @dataclasses.dataclass(frozen=True)
 class AdvantageConfig:
-  """Static settings of an estimator (hashable: it is a static argument of the jitted core)."""
+  """Static settings of an estimator (hashable: a static argument of the jitted core; α and ε
+  are traced, in `EstimatorInputs`, so changing them does not recompile)."""
   group_size: int             # G, rollouts per prompt (per prefix for mrt_prefix)
-  alpha: float                # α, weight of the progress bonus
-  eps: float = 1e-6           # ε in the grpo std denominator
   std: str = "unbiased"       # "unbiased" (G−1) or "biased" (G) group std
   outcome_norm: str = "grpo"  # normalization of the outcome in mrt / mrt_prefix
 
@@ -53,10 +52,6 @@ class AdvantageConfig:
     if self.group_size < 2:
       raise ValueError(f"group_size={self.group_size}; expected >= 2 (a group-relative baseline "
                        "needs two rollouts)")
-    if not self.alpha >= 0:
-      raise ValueError(f"alpha={self.alpha}; expected alpha >= 0")
-    if not self.eps >= 0:
-      raise ValueError(f"eps={self.eps}; expected eps >= 0")
     if self.std not in _STD_DDOF:
       raise ValueError(f"std={self.std!r} is unknown; expected one of {sorted(_STD_DDOF)}")
     if self.outcome_norm not in OUTCOME_NORMS:
@@ -70,39 +65,50 @@ def _centered(r_PxG: jax.Array) -> jax.Array:
   return d_PxG - jnp.mean(d_PxG, axis=1, keepdims=True)
 
 
-def grpo_outcome(r_PxG: jax.Array, cfg: AdvantageConfig) -> jax.Array:
+class EstimatorInputs(NamedTuple):
+  """What an estimator reads (f32 unless noted; every array already on device)."""
+  outcome_B: jax.Array
+  progress_BxN: jax.Array
+  block_ids_BxT: jax.Array  # int32
+  terminated_B: jax.Array   # bool
+  alpha: jax.Array          # scalar α
+  eps: jax.Array            # scalar ε
+
+
+def grpo_outcome(r_PxG: jax.Array, eps: jax.Array, cfg: AdvantageConfig) -> jax.Array:
   c_PxG = _centered(r_PxG)
   G = r_PxG.shape[1]
   var_Px1 = jnp.sum(c_PxG * c_PxG, axis=1, keepdims=True) / (G - _STD_DDOF[cfg.std])
-  denom_Px1 = jnp.sqrt(var_Px1) + cfg.eps
+  denom_Px1 = jnp.sqrt(var_Px1) + eps
   # With eps = 0 an all-equal group has c = 0 and denom = 0: give it 0, not 0/0.
   return c_PxG / jnp.where(denom_Px1 > 0, denom_Px1, jnp.ones_like(denom_Px1))
 
 
-def dr_grpo_outcome(r_PxG: jax.Array, cfg: AdvantageConfig) -> jax.Array:
-  del cfg
+def dr_grpo_outcome(r_PxG: jax.Array, eps: jax.Array, cfg: AdvantageConfig) -> jax.Array:
+  del eps, cfg
   return _centered(r_PxG)
 
 
-def rloo_outcome(r_PxG: jax.Array, cfg: AdvantageConfig) -> jax.Array:
-  del cfg
+def rloo_outcome(r_PxG: jax.Array, eps: jax.Array, cfg: AdvantageConfig) -> jax.Array:
+  del eps, cfg
   G = r_PxG.shape[1]
   # r_i − mean_{j≠i} r_j = (G·d_i − Σ_j d_j) / (G − 1) with d = r − r_ref (exact 0 if all equal).
   d_PxG = r_PxG - r_PxG[:, :1]
   return (G * d_PxG - jnp.sum(d_PxG, axis=1, keepdims=True)) / (G - 1)
 
 
-OUTCOME_NORMS: dict[str, Callable[[jax.Array, AdvantageConfig], jax.Array]] = {
+OUTCOME_NORMS: dict[str, Callable[[jax.Array, jax.Array, AdvantageConfig], jax.Array]] = {
     "grpo": grpo_outcome,
     "dr_grpo": dr_grpo_outcome,
     "rloo": rloo_outcome,
 }
 
 
-def _grouped(fn, r_B: jax.Array, cfg: AdvantageConfig) -> jax.Array:
-  """Applies a [P, G] -> [P, G] group function to a group-major [B] vector."""
+def _grouped(norm: str, r_B: jax.Array, eps: jax.Array, cfg: AdvantageConfig) -> jax.Array:
+  """Applies an outcome normalization ([P, G] -> [P, G]) to a group-major [B] vector."""
   B = r_B.shape[0]
-  return fn(r_B.reshape(B // cfg.group_size, cfg.group_size), cfg).reshape(B)
+  r_PxG = r_B.reshape(B // cfg.group_size, cfg.group_size)
+  return OUTCOME_NORMS[norm](r_PxG, eps, cfg).reshape(B)
 
 
 def _per_token(a_B: jax.Array, T: int) -> jax.Array:
@@ -110,41 +116,39 @@ def _per_token(a_B: jax.Array, T: int) -> jax.Array:
 
 
 def _outcome_estimator(norm: str):
-  def estimator(r_B, p_BxN, ids_BxT, terminated_B, cfg):
-    del p_BxN, terminated_B
-    return _per_token(_grouped(OUTCOME_NORMS[norm], r_B, cfg), ids_BxT.shape[1])
+  def estimator(x: EstimatorInputs, cfg: AdvantageConfig) -> jax.Array:
+    return _per_token(_grouped(norm, x.outcome_B, x.eps, cfg), x.block_ids_BxT.shape[1])
   estimator.__name__ = f"{norm}_estimator"
   return estimator
 
 
-def mrt_estimator(r_B, p_BxN, ids_BxT, terminated_B, cfg):
+def mrt_estimator(x: EstimatorInputs, cfg: AdvantageConfig) -> jax.Array:
   """A_{i,t} = A^out_i + α·p_{i, block(t)}, with p_{i,0} = 0 for the answer segment."""
-  del terminated_B
-  B, N = p_BxN.shape
-  a_out_B = _grouped(OUTCOME_NORMS[cfg.outcome_norm], r_B, cfg)
-  p0_BxN1 = jnp.concatenate([jnp.zeros((B, 1), jnp.float32), p_BxN], axis=1)
+  B, T = x.block_ids_BxT.shape
+  a_out_B = _grouped(cfg.outcome_norm, x.outcome_B, x.eps, cfg)
+  p0_BxN1 = jnp.concatenate([jnp.zeros((B, 1), jnp.float32), x.progress_BxN], axis=1)
   # Block ids outside [0, N] on unmasked tokens read NaN, so a bad id cannot pass silently.
-  p_BxT = jnp.take_along_axis(p0_BxN1, ids_BxT, axis=1, mode="fill", fill_value=jnp.nan)
-  return _per_token(a_out_B, ids_BxT.shape[1]) + cfg.alpha * p_BxT
+  p_BxT = jnp.take_along_axis(p0_BxN1, x.block_ids_BxT, axis=1, mode="fill",
+                              fill_value=jnp.nan)
+  return _per_token(a_out_B, T) + x.alpha * p_BxT
 
 
-def mrt_prefix_estimator(r_B, p_BxN, ids_BxT, terminated_B, cfg):
+def mrt_prefix_estimator(x: EstimatorInputs, cfg: AdvantageConfig) -> jax.Array:
   """r'_i = r_i + α·(r_i − J̄_term)·[i continues], then `outcome_norm` of r' per group."""
-  del p_BxN
-  B, G = r_B.shape[0], cfg.group_size
-  r_PxG = r_B.reshape(B // G, G)
-  term_PxG = terminated_B.reshape(B // G, G)
+  B, G = x.outcome_B.shape[0], cfg.group_size
+  r_PxG = x.outcome_B.reshape(B // G, G)
+  term_PxG = x.terminated_B.reshape(B // G, G)
   # J̄_term as ref + mean(r − ref) over terminated members, ref one of them: exact for equal r.
   ref_Px1 = jnp.max(jnp.where(term_PxG, r_PxG, -jnp.inf), axis=1, keepdims=True)
   d_PxG = jnp.where(term_PxG, r_PxG - ref_Px1, jnp.zeros_like(r_PxG))
   j_term_Px1 = ref_Px1 + jnp.sum(d_PxG, axis=1, keepdims=True) / jnp.sum(
       term_PxG, axis=1, keepdims=True)
-  bonus_PxG = jnp.where(term_PxG, jnp.zeros_like(r_PxG), cfg.alpha * (r_PxG - j_term_Px1))
-  a_PxG = OUTCOME_NORMS[cfg.outcome_norm](r_PxG + bonus_PxG, cfg)
-  return _per_token(a_PxG.reshape(B), ids_BxT.shape[1])
+  bonus_PxG = jnp.where(term_PxG, jnp.zeros_like(r_PxG), x.alpha * (r_PxG - j_term_Px1))
+  a_B = _grouped(cfg.outcome_norm, (r_PxG + bonus_PxG).reshape(B), x.eps, cfg)
+  return _per_token(a_B, x.block_ids_BxT.shape[1])
 
 
-ESTIMATORS = {
+ESTIMATORS: dict[str, Callable[[EstimatorInputs, AdvantageConfig], jax.Array]] = {
     "grpo": _outcome_estimator("grpo"),
     "dr_grpo": _outcome_estimator("dr_grpo"),
     "rloo": _outcome_estimator("rloo"),
@@ -154,8 +158,8 @@ ESTIMATORS = {
 
 
 @functools.partial(jax.jit, static_argnames=("estimator", "cfg"))
-def _advantages(r_B, p_BxN, ids_BxT, mask_BxT, terminated_B, *, estimator, cfg):
-  adv_BxT = ESTIMATORS[estimator](r_B, p_BxN, ids_BxT, terminated_B, cfg)
+def _advantages(x: EstimatorInputs, mask_BxT, *, estimator, cfg):
+  adv_BxT = ESTIMATORS[estimator](x, cfg)
   return jnp.where(mask_BxT, adv_BxT, jnp.zeros_like(adv_BxT))
 
 
@@ -177,7 +181,7 @@ def mrt_advantages(outcome, progress, token_block_ids, token_mask, *, group_size
     token_block_ids: int [B, T] block of each completion token, 1..N thinking, 0 answer.
     token_mask: bool/0-1 [B, T], False on padding and on tokens that are not trained.
     group_size: G, rollouts per group.
-    alpha: α >= 0, weight of progress (mrt, mrt_prefix); a Python number.
+    alpha: α >= 0, weight of progress (mrt, mrt_prefix); a concrete number (checked).
     estimator: a key of `ESTIMATORS`.
     eps: ε added to the group std (grpo normalization).
     std: "unbiased" or "biased" group std.
@@ -189,8 +193,11 @@ def mrt_advantages(outcome, progress, token_block_ids, token_mask, *, group_size
   """
   if estimator not in ESTIMATORS:
     raise ValueError(f"estimator={estimator!r} is unknown; expected one of {sorted(ESTIMATORS)}")
-  cfg = AdvantageConfig(group_size=group_size, alpha=float(alpha), eps=float(eps), std=std,
-                        outcome_norm=outcome_norm)
+  cfg = AdvantageConfig(group_size=group_size, std=std, outcome_norm=outcome_norm)
+  if not alpha >= 0:
+    raise ValueError(f"alpha={alpha}; expected alpha >= 0")
+  if not eps >= 0:
+    raise ValueError(f"eps={eps}; expected eps >= 0")
   _check_shape("outcome", outcome, (None,), "[B]")
   B = outcome.shape[0]
   if B % group_size:
@@ -212,6 +219,7 @@ def mrt_advantages(outcome, progress, token_block_ids, token_mask, *, group_size
   if terminated is None:
     terminated = np.zeros((B,), bool)
   _check_shape("terminated", terminated, (B,), f"[B] with B={B} like outcome")
-  return _advantages(jnp.asarray(outcome, jnp.float32), jnp.asarray(progress, jnp.float32),
-                     jnp.asarray(token_block_ids, jnp.int32), jnp.asarray(token_mask) != 0,
-                     jnp.asarray(terminated) != 0, estimator=estimator, cfg=cfg)
+  x = EstimatorInputs(jnp.asarray(outcome, jnp.float32), jnp.asarray(progress, jnp.float32),
+                      jnp.asarray(token_block_ids, jnp.int32), jnp.asarray(terminated) != 0,
+                      jnp.asarray(alpha, jnp.float32), jnp.asarray(eps, jnp.float32))
+  return _advantages(x, jnp.asarray(token_mask) != 0, estimator=estimator, cfg=cfg)
