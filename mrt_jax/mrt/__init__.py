@@ -16,7 +16,7 @@ from mrt_jax.mrt.segment import (DEFAULT_MARKERS, SEGMENTERS, SegmentBatch, Segm
                                  Segmentation, segment, stack_segmentations, token_pieces)
 
 __all__ = [
-    "AdvantageConfig", "DEFAULT_MARKERS", "ESTIMATORS", "EstimatorInputs", "OUTCOME_NORMS", "SEGMENTERS",
-    "SegmentBatch", "SegmentConfig", "Segmentation", "mrt_advantages", "progress_reward",
-    "segment", "stack_segmentations", "success_from_verdicts", "token_pieces",
+    "AdvantageConfig", "DEFAULT_MARKERS", "ESTIMATORS", "EstimatorInputs", "OUTCOME_NORMS",
+    "SEGMENTERS", "SegmentBatch", "SegmentConfig", "Segmentation", "mrt_advantages",
+    "progress_reward", "segment", "stack_segmentations", "success_from_verdicts", "token_pieces",
 ]
