@@ -12,6 +12,8 @@ from mrt_jax.models.hf import load_hf, save_hf
 from mrt_jax.models.safetensors_io import CheckpointError
 from mrt_jax.models.sharding import (SAMPLE_RULES, TRAIN_RULES, Rules, constrain,
                                      logical_to_spec, make_mesh, named_sharding)
+from mrt_jax.models.tokenizer import (TokenizerError, build_tiny_tokenizer, check_vocab,
+                                      load_tokenizer, render_continuation, render_prompt)
 from mrt_jax.models.transformer import CACHE_AXES, KVCache, forward, init_cache
 from mrt_jax.models.weights import ParamSpec, init_params, param_specs
 

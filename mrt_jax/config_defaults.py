@@ -1,0 +1,162 @@
+"""Shared blocks of the experiment configs in `configs/` (ml-collections, DESIGN.md §1).
+
+Each config file composes these blocks and changes what differs. Paper symbols: G samples per
+prompt, α progress weight, β KL weight, ε clip range, m probes per boundary, K max blocks.
+Numbers follow the paper settings for DeepSeek-R1-Distill-Qwen (DESIGN.md §1) unless a comment
+says otherwise.
+"""
+
+from __future__ import annotations
+
+from ml_collections import ConfigDict
+
+VARIANTS = ("cpu",)
+# Where the CPU demo (configs/demo_cpu.py) writes its tiny checkpoint, tokenizer and problems;
+# every config's `cpu` variant reads them from there.
+DEMO_DIR = "/tmp/mrt_jax/demo_cpu"
+
+# Forced termination suffix of the meta-prover μ: ends the thinking and asks for the answer.
+TERMINATION_SUFFIX = ("\n\nTime is up. Given the time I've spent and the approaches I've tried, "
+                      "I should stop thinking and now write the final answer.\n</think>\n\n")
+RESTART_MARKERS = ("Wait", "But wait", "Alternatively", "Is there another way",
+                   "But let me double-check", "But hold on")
+
+
+def base(name: str, model_path: str) -> ConfigDict:
+  """Fields every experiment has: run, model, data, rollouts, probes, segmentation, mesh, eval."""
+  c = ConfigDict()
+  c.name = name  # run name; also the subdirectory of workdir
+  c.seed = 0  # seeds data order, rollout and probe sampling, and any random init
+  c.workdir = f"workdir/{name}"  # checkpoints, metrics and eval outputs go here
+
+  c.model = ConfigDict()  # the policy π (also π_ref and the meta-prover μ)
+  c.model.path = model_path  # local Hugging Face checkpoint dir (config.json, *.safetensors)
+  c.model.tokenizer_path = model_path  # tokenizer dir; R1-Distill ships it with the weights
+  c.model.dtype = "bfloat16"  # params and compute dtype (paper: bf16)
+
+  c.data = ConfigDict()  # training problems x with reference answers
+  c.data.path = "data/train.jsonl"  # training problems, one JSON object per line
+  c.data.problem_field = "problem"  # field holding the problem text x
+  c.data.answer_field = "answer"  # field holding the reference answer the verifier checks
+  c.data.max_prompt_len = 4096  # tokens of the rendered prompt x (paper: 4096)
+
+  c.rollout = ConfigDict()  # sampling of training traces z
+  c.rollout.num_generations = 4  # G: traces sampled per prompt, one advantage group
+  c.rollout.max_completion_len = 16384  # tokens per trace (paper: 16384; 24576 in one table)
+  c.rollout.temperature = 0.9  # training rollouts (paper: 0.9)
+  c.rollout.top_p = 1.0  # no nucleus truncation for training rollouts
+
+  c.probe = ConfigDict()  # meta-prover μ probes that estimate J_j at each boundary b_j
+  c.probe.num_probes = 4  # m: meta-prover μ samples per boundary; J_j = mean reward over them
+  c.probe.temperature = 0.6  # μ sampling temperature (paper: 0.6)
+  c.probe.top_p = 0.95  # μ nucleus (paper: 0.95)
+  c.probe.max_answer_len = 512  # tokens μ may write after the termination suffix
+  c.probe.termination_suffix = TERMINATION_SUFFIX  # appended at boundary b_j to force an answer
+
+  c.segment = ConfigDict()  # splitting the thinking into blocks z_1..z_K (DESIGN.md §1)
+  c.segment.method = "restart_markers"  # or "fixed_chunk" for models without restart markers
+  c.segment.restart_markers = RESTART_MARKERS  # a paragraph starting with one opens a block
+  c.segment.min_paragraphs = 3  # a block holds at least this many paragraphs before a restart
+  c.segment.episodes_per_block = 1  # consecutive episodes grouped into one block z_j
+  c.segment.max_blocks = 6  # K: at most this many blocks (6 as in the MRT authors' recipe)
+  c.segment.chunk_tokens = 1024  # block length for method "fixed_chunk"
+
+  c.mesh = ConfigDict()  # device mesh axes (`data`, `fsdp`, `tensor`)
+  c.mesh.data = 1  # data-parallel replicas; data * fsdp * tensor == jax.device_count()
+  c.mesh.fsdp = 8  # params, grads and optimizer state sharded over this axis
+  c.mesh.tensor = 4  # attention heads and FFN sharded over this axis (divides K kv heads)
+
+  c.eval = ConfigDict()  # evaluation: pass@k, maj@k, J(c) curves and regret
+  c.eval.num_samples = 16  # n: traces per problem for pass@1 (mean), maj@k and pass@k
+  c.eval.temperature = 0.6  # paper evaluation: 0.6
+  c.eval.top_p = 0.95  # paper evaluation: 0.95
+  c.eval.budgets = (2048, 4096, 8192, 16384)  # thinking budgets c where J(c) is measured
+  return c
+
+
+def optimizer(learning_rate: float) -> ConfigDict:
+  """AdamW with linear warm-up and cosine decay (paper: lr 1e-6, warm-up 0.1, wd 0.01)."""
+  c = ConfigDict()
+  c.learning_rate = learning_rate  # peak learning rate
+  c.schedule = "cosine"  # decay after warm-up, to 0 at train.total_steps
+  c.warmup_ratio = 0.1  # fraction of train.total_steps spent warming up linearly
+  c.weight_decay = 0.01  # AdamW decoupled weight decay
+  c.max_grad_norm = 1.0  # global-norm gradient clipping (TRL/verl default)
+  return c
+
+
+def train(total_steps: int) -> ConfigDict:
+  """Batching, length of the run, checkpointing and failure handling."""
+  c = ConfigDict()
+  c.total_steps = total_steps  # optimizer steps
+  c.global_batch_prompts = 256  # prompts per step (paper: 256), G traces each
+  c.micro_batch_prompts = 8  # prompts per accumulation micro-batch; divides global_batch_prompts
+  c.checkpoint_every = 50  # steps between checkpoints
+  c.log_every = 1  # steps between metric lines
+  c.max_bad_steps = 5  # stop after this many NaN/inf steps in a row (each one is skipped)
+  return c
+
+
+def rl(c: ConfigDict, estimator: str, alpha: float) -> ConfigDict:
+  """Adds the policy-gradient blocks: advantage estimator and loss."""
+  c.advantage = ConfigDict()  # per-token advantages A_{i,t}
+  c.advantage.estimator = estimator  # "mrt", "mrt_prefix" or "grpo" (registered estimators)
+  c.advantage.alpha = alpha  # α: weight of progress p_j in A_{i,t} = A^out_i + α·p_{i,j}
+  c.advantage.scale_by_std = True  # GRPO divides by the group std of r; False is Dr.GRPO
+
+  c.loss = ConfigDict()  # clipped policy-gradient loss with a KL penalty
+  c.loss.clip_eps = 0.2  # ε: PPO ratio clip range (paper: 0.2)
+  c.loss.kl_beta = 0.04  # β: weight of KL(π ‖ π_ref) (paper: 0.04)
+  c.loss.kl_estimator = "k3"  # Schulman's k3 estimator (paper)
+  c.loss.aggregation = "token"  # mean over all tokens of the batch (paper: token-level)
+  c.optimizer = optimizer(learning_rate=1e-6)  # paper: lr 1e-6
+  c.train = train(total_steps=1000)  # run length and batching
+  return c
+
+
+def star() -> ConfigDict:
+  """MRT-STaR rounds: sample G traces, probe them, keep the best correct ones, SFT."""
+  c = ConfigDict()
+  c.rounds = 2  # sample → select → SFT iterations
+  c.selection = "max_progress"  # correct traces of maximal progress in their group; ties: shorter
+  return c
+
+
+def finish(c: ConfigDict, arg: str | None) -> ConfigDict:
+  """Applies the variant named by `--config=configs/x.py:<arg>`.
+
+  Args:
+    c: the full-size config.
+    arg: None for the full run, or "cpu" for a tiny local run of the same pipeline.
+
+  Returns:
+    The config of that variant.
+
+  Raises:
+    ValueError: `arg` names no variant.
+  """
+  if arg is None:
+    return c
+  if arg not in VARIANTS:
+    raise ValueError(f"unknown config variant {arg!r} of {c.name!r}; expected one of {VARIANTS}")
+  c.workdir = f"/tmp/mrt_jax/{c.name}"  # keep tiny runs out of the real workdir
+  c.model.path = f"{DEMO_DIR}/model"  # the tiny checkpoint the CPU demo builds
+  c.model.tokenizer_path = f"{DEMO_DIR}/tokenizer"  # the demo's tiny BPE tokenizer
+  c.model.dtype = "float32"  # CPUs have no fast bf16
+  c.data.path = f"{DEMO_DIR}/train.jsonl"  # synthetic problems the CPU demo writes
+  c.data.max_prompt_len = 64  # tiny prompts
+  c.rollout.num_generations = 2  # G
+  c.rollout.max_completion_len = 96  # tiny traces
+  c.probe.num_probes = 2  # m
+  c.probe.max_answer_len = 8  # short answers
+  c.segment.chunk_tokens = 16  # tiny fixed chunks
+  c.mesh.data = 1  # one CPU device
+  c.mesh.fsdp = 1  # one CPU device
+  c.mesh.tensor = 1  # one CPU device
+  c.eval.num_samples = 2  # n
+  c.eval.budgets = (16, 32, 64, 96)  # within max_completion_len
+  c.train.total_steps = 2  # a smoke run
+  c.train.global_batch_prompts = 4  # prompts per step
+  c.train.micro_batch_prompts = 2  # two accumulation micro-batches
+  c.train.checkpoint_every = 1  # exercise checkpointing every step
+  return c
