@@ -1,0 +1,169 @@
+"""The train step: one jitted pure function (state, batch) -> (state, metrics).
+
+- Micro-batch accumulation: the batch's rows are split into `num_micro_batches` by a strided
+  split (micro-batch m holds rows m, m + M, m + 2M, ...), so each device keeps its own rows and
+  no data moves; gradients of per-micro-batch losses, each normalized by the WHOLE batch's
+  `Normalizer` (losses.py contract), are summed, which equals the full-batch gradient for any M.
+- Explicit in/out shardings over the (`data`, `fsdp`, `tensor`) mesh; the state is donated.
+- A non-finite loss or gradient skips the update (params and optimizer state unchanged), and is
+  counted in `nonfinite_streak` / `nonfinite_total`; the caller stops the run after N in a row.
+
+Batch fields (all [B, T], aligned with `tokens`; entry t concerns token t):
+  tokens int32; mask f32/bool (trained tokens); advantages f32; old_logprobs f32;
+  optional ref_logprobs (β > 0), sampler_logprobs (TIS / mismatch metric).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from mrt_jax.learner import losses
+from mrt_jax.learner.aggregation import normalizer
+from mrt_jax.learner.logprobs import token_logprobs
+from mrt_jax.learner.state import TrainState
+from mrt_jax.models import ModelConfig
+from mrt_jax.models.sharding import TRAIN_RULES, Rules, named_sharding
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+  """Static settings of the train step."""
+  objective: str = "policy"        # key of OBJECTIVES: "policy" (RL) or "sft"
+  num_micro_batches: int = 1       # gradient accumulation steps per update
+  temperature: float = 1.0         # sampling temperature the log-probs are taken at
+  compute_dtype: Any = None        # activation dtype (None = params' dtype)
+  loss: losses.LossConfig = losses.LossConfig()
+
+
+def _policy(model_config: ModelConfig, cfg: StepConfig, params, mb: Mapping[str, jax.Array],
+            norm):
+  logp_BxT, entropy_BxT = token_logprobs(model_config, params, mb["tokens"],
+                                         temperature=cfg.temperature,
+                                         compute_dtype=cfg.compute_dtype)
+  return losses.policy_loss(cfg.loss, logp_BxT, mb["old_logprobs"], mb["advantages"],
+                            mb["mask"], norm=norm, ref_logprobs=mb.get("ref_logprobs"),
+                            sampler_logprobs=mb.get("sampler_logprobs"), entropy=entropy_BxT)
+
+
+def _sft(model_config: ModelConfig, cfg: StepConfig, params, mb: Mapping[str, jax.Array], norm):
+  logp_BxT, _ = token_logprobs(model_config, params, mb["tokens"],
+                               compute_dtype=cfg.compute_dtype)
+  mask_BxT = mb["mask"].astype(jnp.float32)
+  nll = jnp.where(mask_BxT > 0, -logp_BxT, 0.0)
+  agg = losses.AGGREGATIONS[cfg.loss.aggregation]
+  loss = agg(nll, mask_BxT, norm, cfg.loss.max_len)
+  return loss, {"loss": loss, "nll_sum": jnp.sum(nll), "tokens": jnp.sum(mask_BxT)}
+
+
+# Objective name -> (model_config, step_config, params, micro_batch, norm) -> (loss, metrics).
+OBJECTIVES: dict[str, Callable] = {"policy": _policy, "sft": _sft}
+
+
+def _split(batch: Mapping[str, jax.Array], m: int) -> dict[str, jax.Array]:
+  """[B, ...] -> [M, B/M, ...] with micro-batch k = rows k, k+M, ... (no data movement)."""
+  def one(x):
+    b = x.shape[0]
+    return x.reshape(b // m, m, *x.shape[1:]).swapaxes(0, 1)
+  return {k: one(v) for k, v in batch.items()}
+
+
+def _combine_stacked(metrics: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+  reduce = {"_max": jnp.max, "_min": jnp.min}
+  return {k: reduce.get(k[-4:], jnp.sum)(v, axis=0) for k, v in metrics.items()}
+
+
+def _finite_tree(tree) -> jax.Array:
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
+def loss_and_grads(model_config: ModelConfig, cfg: StepConfig, params,
+                   batch: Mapping[str, jax.Array]):
+  """(loss, metrics, f32 grads) of the whole batch, accumulated over micro-batches."""
+  objective = OBJECTIVES[cfg.objective]
+  batch = dict(batch)
+  norm = normalizer(batch["mask"])
+  micro = _split(batch, cfg.num_micro_batches)
+
+  def accumulate(grads_acc, mb):
+    grad_fn = jax.value_and_grad(lambda p: objective(model_config, cfg, p, mb, norm),
+                                 has_aux=True)
+    (loss, metrics), grads = grad_fn(params)
+    grads_acc = jax.tree.map(lambda a, g: a + g.astype(jnp.float32), grads_acc, grads)
+    return grads_acc, (loss, metrics)
+
+  zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
+  grads, (losses_M, metrics_M) = jax.lax.scan(accumulate, zeros, micro)
+  return jnp.sum(losses_M), _combine_stacked(metrics_M), grads
+
+
+def train_step(model_config: ModelConfig, cfg: StepConfig,
+               optimizer: optax.GradientTransformation, state: TrainState,
+               batch: Mapping[str, jax.Array]) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One optimizer update from one batch (pure; see `make_train_step` for the jitted form)."""
+  loss, metrics, grads = loss_and_grads(model_config, cfg, state.params, batch)
+  grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, state.params)
+  finite = jnp.isfinite(loss) & _finite_tree(grads)
+  updates, new_opt_state = optimizer.update(grads, state.opt_state, state.params)
+  new_params = optax.apply_updates(state.params, updates)
+  keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+  streak = jnp.where(finite, 0, state.nonfinite_streak + 1)
+  new_state = TrainState(
+      step=state.step + finite.astype(jnp.int32),
+      params=keep(new_params, state.params),
+      opt_state=keep(new_opt_state, state.opt_state),
+      rng_key=jax.random.key_data(jax.random.split(jax.random.wrap_key_data(state.rng_key))[0]),
+      nonfinite_streak=streak,
+      nonfinite_total=state.nonfinite_total + (~finite).astype(jnp.int32))
+  metrics.update(
+      loss=loss, grad_norm=optax.tree.norm(grads), update_norm=optax.tree.norm(updates),
+      param_norm=optax.tree.norm(new_state.params), skipped=(~finite).astype(jnp.int32),
+      nonfinite_streak=streak)
+  return new_state, metrics
+
+
+def batch_shardings(mesh: Mesh, batch: Mapping[str, Any], rules: Rules = TRAIN_RULES):
+  """Rows over the batch mesh axes, time replicated."""
+  return {k: named_sharding(mesh, ("batch", "seq")[:len(v.shape)], rules, v.shape)
+          for k, v in batch.items()}
+
+
+def make_train_step(model_config: ModelConfig, cfg: StepConfig,
+                    optimizer: optax.GradientTransformation, *, mesh: Mesh | None = None,
+                    state_shardings=None, batch_shardings_=None) -> Callable:
+  """Jits `train_step` with donation (and explicit shardings when `mesh` is given).
+
+  Raises at call time if the batch size is not a multiple of `num_micro_batches`.
+  """
+  if cfg.objective not in OBJECTIVES:
+    raise ValueError(f"objective={cfg.objective!r} is unknown; expected one of "
+                     f"{sorted(OBJECTIVES)}")
+  if cfg.num_micro_batches < 1:
+    raise ValueError(f"num_micro_batches={cfg.num_micro_batches} must be >= 1")
+  fn = lambda state, batch: train_step(model_config, cfg, optimizer, state, batch)
+  if mesh is None:
+    jitted = jax.jit(fn, donate_argnums=0)
+  else:
+    replicated = NamedSharding(mesh, PartitionSpec())
+    jitted = jax.jit(fn, in_shardings=(state_shardings, batch_shardings_),
+                     out_shardings=(state_shardings, replicated), donate_argnums=0)
+
+  def step(state: TrainState, batch: Mapping[str, Any]):
+    rows = {k: v.shape[0] for k, v in batch.items()}
+    if len(set(rows.values())) != 1:
+      raise ValueError(f"batch fields disagree on the number of rows: {rows}")
+    b = next(iter(rows.values()))
+    if b % cfg.num_micro_batches:
+      raise ValueError(f"batch of {b} rows is not divisible by num_micro_batches="
+                       f"{cfg.num_micro_batches}")
+    if mesh is not None:
+      with jax.set_mesh(mesh):
+        return jitted(state, batch)
+    return jitted(state, batch)
+
+  return step

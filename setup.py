@@ -1,0 +1,46 @@
+"""mrt_jax: Meta Reinforcement Fine-Tuning (MRT) for LLM reasoners, in JAX."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="mrt_jax",
+    version="0.1.0",
+    description="Meta Reinforcement Fine-Tuning (progress-rewarded GRPO) for LLM reasoners in JAX",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_packages(include=["mrt_jax", "mrt_jax.*"]),
+    install_requires=[
+        # No upper pins on jax: a hard TPU/CUDA pin blocks the other platform's users.
+        "jax>=0.8.0",
+        "flax>=0.10",
+        "optax>=0.2.4",
+        "orbax-checkpoint>=0.11",
+        "grain>=0.2.10",
+        "tensorstore>=0.1.70",
+        "ml-collections>=1.0",
+        "ml_dtypes>=0.5",
+        "numpy>=1.26",
+        "absl-py>=2.1",
+        # Tokenizers, chat templates and parity tests; the models themselves are pure JAX.
+        "transformers>=4.56",
+        "tokenizers>=0.21",
+        "sentencepiece>=0.2",
+        "math-verify>=0.7",
+        "tqdm>=4.66",
+        "tensorboardX>=2.6",
+        "matplotlib>=3.8",
+    ],
+    extras_require={
+        "tpu": ["jax[tpu]>=0.8.0"],
+        "cuda": ["jax[cuda12]>=0.8.0"],     # CUDA 12 wheels with bundled CUDA libraries.
+        "cuda13": ["jax[cuda13]>=0.8.0"],   # For CUDA 13 drivers.
+        "test": [
+            "pytest>=8",
+            "torch==2.13.0",  # CPU build, for Hugging Face parity tests only.
+            "nbformat>=5.9",
+            "nbclient>=0.10",
+            "ipykernel>=6.29",
+        ],
+    },
+)

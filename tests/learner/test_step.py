@@ -1,0 +1,129 @@
+"""The train step: micro-batch and device-count invariance, non-finite skipping, bad input."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from learner_fixtures import rl_batch, tiny_model
+from subprocess_util import run_python
+from mrt_jax.learner import losses
+from mrt_jax.learner.optimizer import OptimizerConfig, make_optimizer
+from mrt_jax.learner.state import create_state
+from mrt_jax.learner.step import StepConfig, loss_and_grads, make_train_step
+
+LOSS = losses.LossConfig(policy_loss="clip", aggregation="seq_mean_token_mean", eps_high=0.28,
+                         beta=0.04, kl_estimator="k3")
+
+
+# seq_mean_token_sum_norm has token_mean's structure (a constant normalizer); the losses tests
+# check every aggregation's micro-batch contract on the loss itself.
+@pytest.mark.parametrize("aggregation", ["token_mean", "seq_mean_token_mean"])
+def test_gradient_does_not_depend_on_micro_batch_split(aggregation):
+  config, params = tiny_model()
+  batch = rl_batch(config, params)
+  loss_cfg = dataclasses.replace(LOSS, aggregation=aggregation, max_len=13)
+  grads = {}
+  for m in (1, 4):
+    cfg = StepConfig(num_micro_batches=m, loss=loss_cfg)
+    loss, metrics, g = jax.jit(loss_and_grads, static_argnums=(0, 1))(config, cfg, params, batch)
+    grads[m] = (loss, g)
+  np.testing.assert_allclose(grads[1][0], grads[4][0], rtol=0, atol=1e-6)
+  flat1, flat4 = jax.tree.leaves(grads[1][1]), jax.tree.leaves(grads[4][1])
+  assert max(float(jnp.abs(g).max()) for g in flat1) > 1e-3  # Non-trivial gradients.
+  for a, b in zip(flat1, flat4):
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
+def test_padding_gets_zero_gradient_and_sft_objective_runs():
+  config, params = tiny_model()
+  batch = rl_batch(config, params)
+  cfg = StepConfig(loss=LOSS)
+  base = jax.jit(loss_and_grads, static_argnums=(0, 1))(config, cfg, params, batch)
+  poisoned = dict(batch)
+  masked = batch["mask"] == 0
+  poisoned["advantages"] = np.where(masked, np.nan, batch["advantages"]).astype(np.float32)
+  poisoned["old_logprobs"] = np.where(masked, np.inf, batch["old_logprobs"]).astype(np.float32)
+  got = jax.jit(loss_and_grads, static_argnums=(0, 1))(config, cfg, params, poisoned)
+  for a, b in zip(jax.tree.leaves(base[2]), jax.tree.leaves(got[2])):
+    np.testing.assert_array_equal(a, b)
+  sft = StepConfig(objective="sft", num_micro_batches=2)
+  loss, metrics, _ = jax.jit(loss_and_grads, static_argnums=(0, 1))(config, sft, params, batch)
+  assert np.isfinite(loss) and float(metrics["tokens"]) == batch["mask"].sum()
+
+
+def test_nonfinite_update_is_skipped_and_counted():
+  config, params = tiny_model()
+  batch = rl_batch(config, params)
+  optimizer = make_optimizer(OptimizerConfig(learning_rate=1e-3, total_steps=10))
+  step = make_train_step(config, StepConfig(loss=LOSS), optimizer)
+  state = create_state(params, optimizer, seed=0)
+  bad = dict(batch)
+  bad["advantages"] = np.where(batch["mask"] > 0, np.nan, 0.0).astype(np.float32)
+  before = jax.tree.map(np.asarray, state.params)
+  for expected_streak in (1, 2):
+    state, metrics = step(state, bad)
+    assert int(metrics["skipped"]) == 1 and int(state.nonfinite_streak) == expected_streak
+  jax.tree.map(np.testing.assert_array_equal, before, jax.tree.map(np.asarray, state.params))
+  assert int(state.step) == 0
+  for _ in range(2):  # The warmup schedule's learning rate is 0 at the first update.
+    state, metrics = step(state, batch)
+  assert int(metrics["skipped"]) == 0 and int(state.nonfinite_streak) == 0
+  assert int(state.step) == 2 and int(state.nonfinite_total) == 2
+  assert float(metrics["update_norm"]) > 0
+
+
+def test_bad_input_errors():
+  config, params = tiny_model()
+  batch = rl_batch(config, params, rows=6)
+  optimizer = optax.sgd(0.1)
+  with pytest.raises(ValueError, match="6 rows is not divisible by num_micro_batches=4"):
+    make_train_step(config, StepConfig(num_micro_batches=4, loss=LOSS), optimizer)(
+        create_state(params, optimizer, 0), batch)
+  with pytest.raises(ValueError, match="objective='dpo' is unknown"):
+    make_train_step(config, StepConfig(objective="dpo"), optimizer)
+  short = dict(batch, mask=batch["mask"][:5])
+  with pytest.raises(ValueError, match="disagree on the number of rows"):
+    make_train_step(config, StepConfig(loss=LOSS), optimizer)(
+        create_state(params, optimizer, 0), short)
+
+
+def test_train_step_on_8_devices_equals_1_device(tmp_path):
+  config, params = tiny_model()
+  batch = rl_batch(config, params)
+  np.savez(tmp_path / "batch.npz", **batch)
+  code = f"""
+    import dataclasses, sys, jax, numpy as np, optax
+    sys.path.insert(0, "tests/learner")
+    from learner_fixtures import tiny_model
+    from mrt_jax import models
+    from mrt_jax.learner import losses
+    from mrt_jax.learner.state import create_state, param_shardings, state_shardings
+    from mrt_jax.learner.step import StepConfig, batch_shardings, make_train_step
+    n = jax.device_count()
+    config, params = tiny_model()
+    batch = dict(np.load("{tmp_path / 'batch.npz'}"))
+    cfg = StepConfig(num_micro_batches=2, loss=losses.LossConfig(
+        aggregation="seq_mean_token_mean", beta=0.04, eps_high=0.28))
+    optimizer = optax.sgd(0.5)
+    mesh = models.make_mesh(data=2, fsdp=2, tensor=2) if n == 8 else models.make_mesh()
+    params = jax.device_put(params, param_shardings(config, mesh))
+    state = create_state(params, optimizer, seed=0)
+    shard_b = batch_shardings(mesh, batch)
+    batch = jax.device_put(batch, shard_b)
+    step = make_train_step(config, cfg, optimizer, mesh=mesh,
+                           state_shardings=state_shardings(state), batch_shardings_=shard_b)
+    for _ in range(2):
+      state, metrics = step(state, batch)
+    leaves = [np.asarray(x) for x in jax.tree.leaves(state.params)]
+    np.savez("{tmp_path}/out_%d.npz" % n, loss=np.asarray(metrics["loss"]), *leaves)
+  """
+  run_python(code, devices=8)
+  run_python(code, devices=1)
+  one, eight = np.load(tmp_path / "out_1.npz"), np.load(tmp_path / "out_8.npz")
+  assert set(one.files) == set(eight.files)
+  for k in one.files:
+    np.testing.assert_allclose(eight[k], one[k], rtol=0, atol=1e-5, err_msg=k)
