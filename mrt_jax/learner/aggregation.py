@@ -32,8 +32,8 @@ class Normalizer(NamedTuple):
 
 
 def normalizer(mask_BxT: jax.Array) -> Normalizer:
-  """The `Normalizer` of a batch; call it on the WHOLE global batch's mask."""
-  m_BxT = mask_BxT.astype(jnp.float32)
+  """The `Normalizer` of a batch; call it on the WHOLE global batch's mask (bool or 0/1)."""
+  m_BxT = (jnp.asarray(mask_BxT) != 0).astype(jnp.float32)
   return Normalizer(num_tokens=jnp.sum(m_BxT),
                     num_seqs=jnp.sum((jnp.sum(m_BxT, axis=1) > 0).astype(jnp.float32)))
 
@@ -44,7 +44,8 @@ def _safe(z: jax.Array) -> jax.Array:
 
 
 def _masked(x_BxT: jax.Array, mask_BxT: jax.Array) -> jax.Array:
-  return jnp.where(mask_BxT, x_BxT, jnp.zeros_like(x_BxT))
+  """x where the mask (bool or 0/1) is set, else 0."""
+  return jnp.where(mask_BxT != 0, x_BxT, jnp.zeros_like(x_BxT))
 
 
 def token_mean(x_BxT, mask_BxT, norm: Normalizer, max_len: int | None) -> jax.Array:
@@ -54,7 +55,7 @@ def token_mean(x_BxT, mask_BxT, norm: Normalizer, max_len: int | None) -> jax.Ar
 
 def seq_mean_token_mean(x_BxT, mask_BxT, norm: Normalizer, max_len: int | None) -> jax.Array:
   del max_len
-  len_B = jnp.sum(mask_BxT.astype(jnp.float32), axis=1)
+  len_B = jnp.sum((mask_BxT != 0).astype(jnp.float32), axis=1)
   return jnp.sum(jnp.sum(_masked(x_BxT, mask_BxT), axis=1) / _safe(len_B)) / _safe(norm.num_seqs)
 
 

@@ -151,7 +151,8 @@ def policy_loss(config: LossConfig, logprobs, old_logprobs, advantages, mask, *,
     ref_logprobs: [B, T] log π_ref; required when config.beta > 0.
     sampler_logprobs: [B, T] log-probs reported by the sampler; required when config.tis_cap
       is set; when given, the sampler-vs-learner mismatch is logged.
-    entropy: [B, T] per-token policy entropy; required when config.entropy_coef > 0.
+    entropy: [B, T] per-token policy entropy; required when config.entropy_coef > 0 (pass it
+      as computed from the policy's logits so the bonus is differentiated).
 
   Returns:
     (loss, metrics): the scalar loss and a dict of scalar metrics (combine across micro-batches

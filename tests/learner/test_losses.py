@@ -200,6 +200,15 @@ def test_dual_clip_hand_computed(ratio, loss, dual):
     assert float(grad[0, 0]) == 0.0
 
 
+@pytest.mark.parametrize("aggregation", sorted(AGGREGATIONS))
+def test_float_mask_equals_bool_mask(aggregation):
+  data = _batch(10)
+  x, mask = jnp.asarray(data["advantages"]), jnp.asarray(data["mask"])
+  agg = AGGREGATIONS[aggregation]
+  as_float = agg(x, mask.astype(jnp.float32), normalizer(mask.astype(jnp.float32)), T)
+  assert float(as_float) == float(agg(x, mask, normalizer(mask), T))
+
+
 def test_beta_zero_needs_no_reference():
   data = {k: v for k, v in _batch(7).items() if k in ("logprobs", "old_logprobs", "advantages",
                                                       "mask")}
