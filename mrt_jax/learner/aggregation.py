@@ -10,7 +10,7 @@ for any split of the batch into row blocks, Σ_micro agg(x_micro) = agg(x_full):
 sums per-micro-batch losses (and gradients) gets exactly the full-batch value, whatever the
 number of micro-batches or devices. Rows must not be split along T.
 
-  token_mean               Σ m·x / Σ_global m                   (DAPO, Yu et al. 2025, eq. 8)
+  token_mean               Σ m·x / Σ_global m                   (DAPO, Yu et al. 2025)
   seq_mean_token_mean      (1/S) Σ_b Σ_t m·x / |o_b|            (GRPO, Shao et al. 2024, eq. 3)
   seq_mean_token_sum_norm  (1/S) Σ_b Σ_t m·x / L_max            (Dr. GRPO, Liu et al. 2025)
 with S the global number of sequences that have at least one unmasked token (all-padding rows do

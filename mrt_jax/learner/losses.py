@@ -3,10 +3,10 @@
 Letters: B sequences, T tokens, V vocab (legend of `mrt_jax.models.config`).
 
 Per token, with ratio ρ = π_θ/π_old = exp(clip(log π_θ − log π_old, ±log_ratio_clamp)):
-  clip       −min(ρA, clip(ρ, 1−ε_low, 1+ε_high)A)     (PPO; clip-higher ε_high, DAPO eq. 8)
+  clip       −min(ρA, clip(ρ, 1−ε_low, 1+ε_high)A)     (PPO; clip-higher ε_high: DAPO)
   dual_clip  clip, then for A < 0: min(that, −c·A)      (Ye et al. 2020, c = 3)
   gspo       clip with the sequence ratio s_b = exp(mean_t(log π_θ − log π_old)) in place of ρ,
-             as GSPO-token: ρ_{b,t} = sg(s_b)·π_θ(y_t)/sg(π_θ(y_t)) (Zheng et al. 2025, eq. 13;
+             as GSPO-token: ρ_{b,t} = sg(s_b)·π_θ(y_t)/sg(π_θ(y_t)) (Zheng et al. 2025;
              with `seq_mean_token_mean` and a per-sequence A this is GSPO exactly)
 registered by name in `POLICY_LOSSES`. The total per-token loss is
   ℓ = w_IS·surrogate + β·KL_k(π_θ ‖ π_ref) − entropy_coef·H,

@@ -4,7 +4,7 @@ Letters: B rollouts, P prompts (groups), G rollouts per group (B = P·G, group-m
 [p·G, (p+1)·G) share a prompt), T completion tokens, N blocks (the paper's K).
 
 Outcome normalizations (REFERENCE.md; rewards r_i of one group), in `OUTCOME_NORMS`:
-  grpo     (r_i − mean_g r) / (std_g r + ε)    (Shao et al. 2024, DeepSeekMath eq. 3)
+  grpo     (r_i − mean_g r) / (std_g r + ε)    (Shao et al. 2024, DeepSeekMath §4.1)
   dr_grpo  r_i − mean_g r                      (Liu et al. 2025, Dr. GRPO)
   rloo     r_i − mean_{j≠i} r_j = G/(G−1)·(r_i − mean_g r)   (Ahmadian et al. 2024)
 `std` is "unbiased" (divide by G−1) or "biased" (by G). A group whose rewards are all equal gets
