@@ -88,6 +88,41 @@ def attention(q_BxTxHxE: jax.Array, k_BxSxKxE: jax.Array, v_BxSxKxE: jax.Array,
   return out_BxTxKxGxE.reshape(B, T, H, E)
 
 
+def attention_with_prefix(q_BxTxHxE: jax.Array, k_BxSxKxE: jax.Array, v_BxSxKxE: jax.Array,
+                          mask_BxTxS: jax.Array, k_RxPxKxE: jax.Array, v_RxPxKxE: jax.Array,
+                          mask_BxP: jax.Array) -> jax.Array:
+  """Attention over a shared prefix cache and each row's own cache, as one softmax.
+
+  Rows are grouped by prefix row: row b = r * M + m (M = B // R) reads prefix row r. The prefix
+  is read once per group, never copied per row: the einsum batches over R and the M rows of a
+  group share each prefix key. Logits of both parts are concatenated before one f32 softmax, so
+  this equals `attention` over the concatenation [prefix entries, own entries].
+
+  Args:
+    q_BxTxHxE: queries.
+    k_BxSxKxE, v_BxSxKxE: each row's own keys/values; `mask_BxTxS` is True where visible.
+    k_RxPxKxE, v_RxPxKxE: the shared prefix keys/values; `mask_BxP` is True where row b may see
+      prefix entry p (the same for all of the row's queries).
+  """
+  B, T, H, E = q_BxTxHxE.shape
+  R, P, K, _ = k_RxPxKxE.shape
+  M, G = B // R, H // K
+  q_RxMxTxKxGxE = q_BxTxHxE.reshape(R, M, T, K, G, E)
+  pre_RxMxKxGxTxP = jnp.einsum("RMTKGE,RPKE->RMKGTP", q_RxMxTxKxGxE, k_RxPxKxE,
+                               preferred_element_type=jnp.float32) / math.sqrt(E)
+  own_BxKxGxTxS = jnp.einsum("BTKGE,BSKE->BKGTS", q_BxTxHxE.reshape(B, T, K, G, E), k_BxSxKxE,
+                             preferred_element_type=jnp.float32) / math.sqrt(E)
+  pre_BxKxGxTxP = jnp.where(mask_BxP[:, None, None, None, :],
+                            pre_RxMxKxGxTxP.reshape(B, K, G, T, P), _MASK_VALUE)
+  own_BxKxGxTxS = jnp.where(mask_BxTxS[:, None, None], own_BxKxGxTxS, _MASK_VALUE)
+  probs = jax.nn.softmax(jnp.concatenate([pre_BxKxGxTxP, own_BxKxGxTxS], axis=-1), axis=-1)
+  probs_pre_RxMxKxGxTxP = probs[..., :P].reshape(R, M, K, G, T, P).astype(v_RxPxKxE.dtype)
+  probs_own_BxKxGxTxS = probs[..., P:].astype(v_BxSxKxE.dtype)
+  out_RxMxTxKxGxE = jnp.einsum("RMKGTP,RPKE->RMTKGE", probs_pre_RxMxKxGxTxP, v_RxPxKxE)
+  out_BxTxKxGxE = jnp.einsum("BKGTS,BSKE->BTKGE", probs_own_BxKxGxTxS, v_BxSxKxE)
+  return (out_RxMxTxKxGxE.reshape(B, T, K, G, E) + out_BxTxKxGxE).reshape(B, T, H, E)
+
+
 def swiglu(x_BxTxD: jax.Array, gate_DxF: jax.Array, up_DxF: jax.Array,
            down_FxD: jax.Array) -> jax.Array:
   """down(silu(gate(x)) * up(x))."""

@@ -125,7 +125,7 @@ def _cast(tree: Any, dtype) -> Any:
 def forward(config: ModelConfig, params: Params, tokens: jax.Array,
             positions: jax.Array | None = None, cache: KVCache | None = None, *,
             compute_dtype=None, rules: Rules = TRAIN_RULES, prefix: Prefix | None = None,
-            ) -> tuple[jax.Array, KVCache | None]:
+            logits_at: jax.Array | None = None) -> tuple[jax.Array, KVCache | None]:
   """Runs the decoder.
 
   Args:
@@ -144,10 +144,14 @@ def forward(config: ModelConfig, params: Params, tokens: jax.Array,
     rules: logical-axis sharding rules for activation constraints under an ambient mesh.
     prefix: a `Prefix` (requires `cache`): rows also attend to the prefix's entries before their
       boundary, and the token at position p goes to own-cache entry p - boundary.
+    logits_at: int32 [B, N] token indices (into T) at which to compute logits; default: every
+      token. A prefill needs only each row's last prompt token, and [B, T, V] logits of long
+      prompts would not fit in memory.
 
   Returns:
-    logits [B, T, V] in the compute dtype, and the updated cache (None without one) whose
-    `lengths_B` is the maximum of the old lengths and the last written entry + 1.
+    logits [B, T, V] (or [B, N, V] with `logits_at`) in the compute dtype, and the updated
+    cache (None without one) whose `lengths_B` is the maximum of the old lengths and the last
+    written entry + 1.
   """
   B, T = tokens.shape
   embedding_VxD = params["embed"]["embedding"]
@@ -194,6 +198,8 @@ def forward(config: ModelConfig, params: Params, tokens: jax.Array,
   (x_BxTxD, cache_kv), _ = jax.lax.scan(body, (x_BxTxD, cache_kv),
                                         (params["layers"], layer_ids_L, prefix_kv_all))
 
+  if logits_at is not None:
+    x_BxTxD = jnp.take_along_axis(x_BxTxD, logits_at.astype(jnp.int32)[:, :, None], axis=1)
   x_BxTxD = layers.rms_norm(x_BxTxD, params["final_norm"]["scale"].astype(dtype),
                             config.rms_norm_eps)
   if config.tie_word_embeddings:

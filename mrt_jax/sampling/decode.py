@@ -1,0 +1,158 @@
+"""The jitted core of the sampler: prefill, and the decode loop (one `lax.while_loop`).
+
+Both are pure functions of (params, arrays) with the architecture and shapes static; `jit`
+compiles them once per shape bucket. `TRACES` counts how often each was traced (= compiled),
+which tests read to show that calls inside a bucket do not recompile.
+
+Cache invariant kept by the loop: row b's cache holds exactly its prompt (or, with a prefix, its
+suffix) and every token it has emitted, `lengths_B[b]` of them. A token is fed (written to the
+cache) in the step after it is emitted, so the loop runs until every emitted token is fed: the
+returned cache is complete, and a fork can branch at any position of it.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from mrt_jax.models.config import ModelConfig
+from mrt_jax.models.sharding import Rules, constrain
+from mrt_jax.models.transformer import CACHE_AXES, KVCache, Prefix, forward, init_cache
+from mrt_jax.models.weights import Params
+from mrt_jax.sampling.rules import RuleArrays, choose, stop_matched
+
+# Function name -> number of traces; a trace happens once per new static/shape signature.
+TRACES: collections.Counter[str] = collections.Counter()
+
+
+@flax.struct.dataclass
+class DecodeState:
+  """Loop carry. Index i of the output buffers is the i-th generated token of the row."""
+  step: jax.Array          # i32 []: tokens emitted so far (the next one's index)
+  cache: KVCache
+  token_B: jax.Array       # i32: last emitted token (0 for finished rows), fed next step
+  pending_B: jax.Array     # bool: `token_B` is a real token not yet in the cache
+  done_B: jax.Array        # bool: the row emits no more tokens
+  stopped_B: jax.Array     # bool: the row finished on a stop token/sequence
+  window_BxW: jax.Array    # i32: the row's last W emitted tokens (newest last), -1 before any
+  tokens_BxN: jax.Array    # i32: emitted tokens, -1 after the row's end
+  logprobs_BxN: jax.Array  # f32: their log-probs (rules.py convention), 0 after the end
+
+
+def _constrain_cache(cache: KVCache, rules: Rules) -> KVCache:
+  return cache.replace(k_LxBxSxKxE=constrain(cache.k_LxBxSxKxE, CACHE_AXES, rules),
+                       v_LxBxSxKxE=constrain(cache.v_LxBxSxKxE, CACHE_AXES, rules),
+                       lengths_B=constrain(cache.lengths_B, ("batch",), rules))
+
+
+@functools.partial(jax.jit, static_argnames=("config", "rules", "compute_dtype", "cache_dtype",
+                                             "cache_len", "repeats"))
+def prefill(config: ModelConfig, params: Params, tokens_BxT: jax.Array, lengths_B: jax.Array,
+            prefix: Prefix | None = None, *, rules: Rules, compute_dtype: Any,
+            cache_dtype: Any, cache_len: int, repeats: int = 1) -> tuple[KVCache, jax.Array]:
+  """Runs right-padded sequences through the model into a fresh cache.
+
+  Args:
+    config, params: the model.
+    tokens_BxT: right-padded token ids; row b's real tokens are the first `lengths_B[b]`.
+    lengths_B: int32 true lengths (>= 1).
+    prefix: with a `Prefix`, the tokens continue the prefix rows at their boundaries (fork).
+    rules, compute_dtype: sharding rules and activation dtype of the forward pass.
+    cache_dtype: dtype of the cache.
+    cache_len: entries per row of the new cache (S).
+    repeats: each row is repeated this many times in the outputs (samples of one prompt share
+      its prefill).
+
+  Returns:
+    The cache [.., B * repeats, S, ..] holding each row's tokens (lengths = true lengths), and
+    f32 logits [B * repeats, V] of each row's last real token.
+  """
+  TRACES["prefill"] += 1
+  B = tokens_BxT.shape[0]
+  cache = _constrain_cache(init_cache(config, B, cache_len, cache_dtype), rules)
+  logits_Bx1xV, cache = forward(config, params, tokens_BxT, cache=cache, prefix=prefix,
+                                compute_dtype=compute_dtype, rules=rules,
+                                logits_at=(lengths_B - 1)[:, None])
+  # Entries past a row's true length hold right-padding; decoding overwrites them.
+  cache = cache.replace(lengths_B=lengths_B.astype(jnp.int32))
+  last_BxV = logits_Bx1xV[:, 0].astype(jnp.float32)
+  if repeats > 1:
+    cache = jax.tree.map(lambda a: jnp.repeat(a, repeats, axis=1 if a.ndim == 5 else 0), cache)
+    last_BxV = jnp.repeat(last_BxV, repeats, axis=0)
+  return _constrain_cache(cache, rules), last_BxV
+
+
+def _emit(state: DecodeState, logits_BxV: jax.Array, rule_arrays: RuleArrays,
+          row_keys_B: jax.Array, max_new_tokens: jax.Array) -> DecodeState:
+  """Chooses token `state.step` of every unfinished row and records it."""
+  s = state
+  active_B = ~s.done_B
+  token_B, logprob_B = choose(logits_BxV, rule_arrays, row_keys_B, s.step)
+  window_BxW = jnp.where(active_B[:, None],
+                         jnp.concatenate([s.window_BxW[:, 1:], token_B[:, None]], axis=1),
+                         s.window_BxW)
+  stop_B = active_B & stop_matched(window_BxW, rule_arrays)
+  out_of_budget_B = active_B & (s.step + 1 >= max_new_tokens)
+  return s.replace(
+      step=s.step + 1,
+      token_B=jnp.where(active_B, token_B, 0),
+      pending_B=active_B,
+      done_B=s.done_B | stop_B | out_of_budget_B,
+      stopped_B=s.stopped_B | stop_B,
+      window_BxW=window_BxW,
+      # Index `step` is past the buffer only once every row is done; those writes are dropped.
+      tokens_BxN=s.tokens_BxN.at[:, s.step].set(jnp.where(active_B, token_B, -1), mode="drop"),
+      logprobs_BxN=s.logprobs_BxN.at[:, s.step].set(jnp.where(active_B, logprob_B, 0.0),
+                                                    mode="drop"))
+
+
+@functools.partial(jax.jit, static_argnames=("config", "rules", "compute_dtype", "new_tokens"),
+                   donate_argnames=("cache",))
+def decode(config: ModelConfig, params: Params, cache: KVCache, first_logits_BxV: jax.Array,
+           rule_arrays: RuleArrays, row_keys_B: jax.Array, live_B: jax.Array,
+           max_new_tokens: jax.Array, prefix: Prefix | None = None, *, rules: Rules,
+           compute_dtype: Any, new_tokens: int) -> DecodeState:
+  """Generates up to `max_new_tokens` tokens per row in one `lax.while_loop`.
+
+  Args:
+    config, params: the model.
+    cache: the prefilled cache (donated: updated in place).
+    first_logits_BxV: logits of each row's last prefilled token (they choose token 0).
+    rule_arrays: sampling rules (`rules.RuleArrays`).
+    row_keys_B: one PRNG key per row (see `rules.choose`).
+    live_B: bool; False for padding rows, which emit nothing.
+    max_new_tokens: int32 [] budget, <= `new_tokens`.
+    prefix: the trunk that a fork's rows attend to (None for plain generation).
+    rules, compute_dtype: sharding rules and activation dtype of the forward pass.
+    new_tokens: the output buffer length N (the bucket of `max_new_tokens`).
+
+  Returns:
+    The final `DecodeState`; its cache holds every row's prefilled and emitted tokens.
+  """
+  TRACES["decode"] += 1
+  B = first_logits_BxV.shape[0]
+  W = rule_arrays.stops_XxW.shape[1]
+  state = DecodeState(
+      step=jnp.int32(0), cache=cache, token_B=jnp.zeros((B,), jnp.int32),
+      pending_B=jnp.zeros((B,), bool), done_B=~live_B, stopped_B=jnp.zeros((B,), bool),
+      window_BxW=jnp.full((B, W), -1, jnp.int32),
+      tokens_BxN=jnp.full((B, new_tokens), -1, jnp.int32),
+      logprobs_BxN=jnp.zeros((B, new_tokens), jnp.float32))
+  state = _emit(state, first_logits_BxV, rule_arrays, row_keys_B, max_new_tokens)
+
+  def body(s: DecodeState) -> DecodeState:
+    logits_Bx1xV, cache = forward(config, params, s.token_B[:, None], cache=s.cache,
+                                  prefix=prefix, compute_dtype=compute_dtype, rules=rules)
+    # Finished rows rewrite the garbage entry at their length; only real tokens advance it.
+    cache = _constrain_cache(cache.replace(lengths_B=s.cache.lengths_B + s.pending_B), rules)
+    return _emit(s.replace(cache=cache), logits_Bx1xV[:, 0], rule_arrays, row_keys_B,
+                 max_new_tokens)
+
+  # Run while some row has an emitted token that is not yet in the cache; rows stop emitting
+  # on a stop match or at the budget, so this ends one step after the last row finishes.
+  return jax.lax.while_loop(lambda s: jnp.any(s.pending_B), body, state)

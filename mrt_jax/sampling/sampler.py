@@ -1,0 +1,268 @@
+"""`Sampler`: bucketed, jitted generation from prompts (and, in `fork.py`, from prefixes).
+
+A `Sampler` is a frozen settings object; params come with each call (they change every RL
+step). Each call pads its inputs to shape buckets, prefills every prompt once, and decodes all
+rows in one `lax.while_loop` (`decode.py`).
+
+Seed convention: row r of a result (prompt-major: prompt p, sample n -> r = p * num_samples + n)
+draws its randomness from `fold_in(key(seed), r)`, folded with the token index. A row's samples
+therefore do not depend on the batch it was decoded in: `num_samples=n` equals repeating each
+prompt n times with `num_samples=1` under the same seed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+
+from mrt_jax.models.config import ModelConfig
+from mrt_jax.models.sharding import SAMPLE_RULES, Rules, named_sharding
+from mrt_jax.models.transformer import KVCache, Prefix
+from mrt_jax.models.weights import Params
+from mrt_jax.sampling import buckets, decode
+from mrt_jax.sampling.fork import Probe, arrange
+from mrt_jax.sampling.rules import SamplingRules
+
+FINISH_STOP = "stop"
+FINISH_LENGTH = "length"
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleResult:
+  """Generated continuations, one row per (prompt or probe, sample).
+
+  Attributes:
+    tokens: generated tokens only (not the prompt), ending with the stop token(s) when the row
+      finished on a stop.
+    logprobs: f32 arrays aligned with `tokens` (`rules.py` states the convention).
+    finish_reasons: 'stop' (a stop token or sequence was emitted) or 'length' (budget reached).
+    cache: with `keep_cache=True`, the KV cache whose row r holds result row r's prompt and all
+      its generated tokens (rows past the result are padding): a trunk for `Sampler.fork`.
+  """
+  tokens: list[list[int]]
+  logprobs: list[np.ndarray]
+  finish_reasons: list[str]
+  cache: KVCache | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampler:
+  """Jitted sampler for one architecture; compiles once per shape bucket.
+
+  Attributes:
+    config: the architecture.
+    prompt_buckets: prompt lengths are padded up to one of these; longer prompts are an error.
+    new_token_buckets: `max_new_tokens` is padded up to one of these (output buffer length).
+    suffix_buckets: fork suffix lengths are padded up to one of these.
+    compute_dtype: activation dtype; None = the params' dtype.
+    cache_dtype: KV cache dtype; None = the compute dtype (or the params' dtype).
+    mesh: run sharded on this mesh (params should be placed with the same `rules`); None = the
+      default device.
+    rules: logical-axis sharding rules (tensor parallel over heads/FFN/vocab, batch over data).
+  """
+  config: ModelConfig
+  prompt_buckets: tuple[int, ...] = (32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384,
+                                     32768)
+  new_token_buckets: tuple[int, ...] = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192,
+                                        16384, 32768)
+  suffix_buckets: tuple[int, ...] = (8, 16, 32, 64, 128, 256)
+  compute_dtype: Any = None
+  cache_dtype: Any = None
+  mesh: Mesh | None = None
+  rules: Rules = SAMPLE_RULES
+
+  # --- helpers shared with fork.py ------------------------------------------------------------
+
+  def _cache_dtype(self, params: Params):
+    return self.cache_dtype or self.compute_dtype or params["embed"]["embedding"].dtype
+
+  def _batch_multiple(self) -> int:
+    """Rows are padded to a multiple of the mesh's batch shards so they split evenly."""
+    if self.mesh is None:
+      return 1
+    axes = self.rules["batch"]
+    axes = (axes,) if isinstance(axes, str) else tuple(axes or ())
+    return int(np.prod([self.mesh.shape[a] for a in axes if a in self.mesh.shape]))
+
+  def _context(self):
+    return jax.set_mesh(self.mesh) if self.mesh is not None else contextlib.nullcontext()
+
+  def _put(self, x: np.ndarray, logical: tuple[str | None, ...]) -> jax.Array:
+    if self.mesh is None:
+      return jnp.asarray(x)
+    return jax.device_put(x, named_sharding(self.mesh, logical, self.rules, x.shape))
+
+  def _new_tokens(self, max_new_tokens: int) -> int:
+    if int(max_new_tokens) <= 0:
+      raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    return buckets.bucket(int(max_new_tokens), self.new_token_buckets, "max_new_tokens",
+                          "new_token_buckets")
+
+  def _row_keys(self, seed: int, row_ids: np.ndarray) -> jax.Array:
+    base = jax.random.key(seed)
+    keys = jax.vmap(jax.random.fold_in, (None, 0))(base, jnp.asarray(row_ids, jnp.uint32))
+    return keys if self.mesh is None else jax.device_put(
+        keys, named_sharding(self.mesh, ("batch",), self.rules, keys.shape))
+
+  def _pad_rows(self, seqs: list[list[int]], rows: int, width: int):
+    """Right-padded tokens [rows, width] and lengths; padding rows get one token (id 0)."""
+    tokens = np.zeros((rows, width), np.int32)
+    lengths = np.ones((rows,), np.int32)
+    for i, s in enumerate(seqs):
+      tokens[i, :len(s)] = s
+      lengths[i] = len(s)
+    return tokens, lengths
+
+  def _prefill(self, params: Params, seqs: list[list[int]], extra: int, repeats: int = 1,
+               prefix=None, rows: int | None = None, width: int | None = None):
+    rows = rows or buckets.batch_rows(len(seqs), self._batch_multiple())
+    if width is None:
+      longest = max(len(s) for s in seqs)
+      width = buckets.bucket(longest, self.prompt_buckets, "the longest prompt length",
+                             "prompt_buckets")
+    tokens, lengths = self._pad_rows(seqs, rows, width)
+    return decode.prefill(
+        self.config, params, self._put(tokens, ("batch", "seq")), self._put(lengths, ("batch",)),
+        prefix, rules=self.rules, compute_dtype=self.compute_dtype,
+        cache_dtype=self._cache_dtype(params), cache_len=width + extra, repeats=repeats)
+
+  def _decode(self, params: Params, cache: KVCache, first_logits: jax.Array,
+              rules: SamplingRules, row_ids: np.ndarray, live: np.ndarray,
+              max_new_tokens: int, new_tokens: int, seed: int, prefix=None):
+    return decode.decode(
+        self.config, params, cache, first_logits,
+        rules.to_arrays(self.config.vocab_size, new_tokens), self._row_keys(seed, row_ids),
+        self._put(live, ("batch",)), jnp.int32(max_new_tokens), prefix, rules=self.rules,
+        compute_dtype=self.compute_dtype, new_tokens=new_tokens)
+
+  @staticmethod
+  def _results(state: decode.DecodeState, order: np.ndarray):
+    """Host lists for the grid rows `order` (in result order)."""
+    tokens = np.asarray(state.tokens_BxN)[order]
+    logprobs = np.asarray(state.logprobs_BxN)[order]
+    stopped = np.asarray(state.stopped_B)[order]
+    counts = (tokens >= 0).sum(axis=1)
+    return ([t[:n].tolist() for t, n in zip(tokens, counts)],
+            [lp[:n].copy() for lp, n in zip(logprobs, counts)],
+            [FINISH_STOP if s else FINISH_LENGTH for s in stopped])
+
+  # --- public API -------------------------------------------------------------------------------
+
+  def generate(self, params: Params, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
+               temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
+               stop_token_ids: Sequence[int] = (), stop_sequences: Sequence[Sequence[int]] = (),
+               suppress_token_ids: Sequence[int] = (),
+               forced: Sequence[tuple[int, Sequence[int]]] = (), num_samples: int = 1,
+               seed: int = 0, keep_cache: bool = False) -> SampleResult:
+    """Samples `num_samples` continuations of every prompt.
+
+    Args:
+      params: model params (placed on `self.mesh` with `self.rules` when sharded).
+      prompts: token id lists of any lengths (each non-empty, at most the largest prompt
+        bucket).
+      max_new_tokens: budget of generated tokens per row (>= 1).
+      temperature, top_p, top_k, stop_token_ids, stop_sequences, suppress_token_ids, forced:
+        see `SamplingRules`.
+      num_samples: continuations per prompt; each prompt is prefilled once and its cache shared.
+      seed: PRNG seed (module docstring: row r's randomness depends on (seed, r) only).
+      keep_cache: return the KV cache (`SampleResult.cache`) to fork probes from.
+
+    Returns:
+      A `SampleResult` with len(prompts) * num_samples rows, prompt-major.
+    """
+    prompts = buckets.check_sequences(prompts, self.config.vocab_size, "prompt")
+    if num_samples < 1:
+      raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    new_tokens = self._new_tokens(max_new_tokens)
+    rules = SamplingRules(temperature, top_p, top_k, stop_token_ids, stop_sequences,
+                          suppress_token_ids, forced)
+    with self._context():
+      cache, first_logits = self._prefill(params, prompts, new_tokens, repeats=num_samples)
+      rows = first_logits.shape[0]
+      num_real = len(prompts) * num_samples
+      state = self._decode(params, cache, first_logits, rules, np.arange(rows),
+                           np.arange(rows) < num_real, max_new_tokens, new_tokens, seed)
+      tokens, logprobs, reasons = self._results(state, np.arange(num_real))
+    return SampleResult(tokens, logprobs, reasons, state.cache if keep_cache else None)
+
+  def prefill(self, params: Params, sequences: Sequence[Sequence[int]]) -> KVCache:
+    """Runs sequences (e.g. traces to probe) into a KV cache: a trunk for `fork`.
+
+    Row i of the returned cache holds `sequences[i]` (lengths_B[i] = its length); rows past
+    len(sequences) are padding.
+    """
+    sequences = buckets.check_sequences(sequences, self.config.vocab_size, "sequence")
+    with self._context():
+      cache, _ = self._prefill(params, sequences, 0)
+    return cache
+
+  def fork(self, params: Params, trunk: KVCache, probes: Sequence[Probe], *,
+           max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
+           stop_token_ids: Sequence[int] = (), stop_sequences: Sequence[Sequence[int]] = (),
+           suppress_token_ids: Sequence[int] = (),
+           forced: Sequence[tuple[int, Sequence[int]]] = (), seed: int = 0) -> SampleResult:
+    """Decodes probes: continuations of trunk rows cut at boundaries, plus a suffix each.
+
+    Probe i continues `trunk row source`'s tokens [0, boundary) followed by its suffix, reading
+    the trunk's cached keys/values in place (`fork.py`): nothing is re-prefilled and the trunk
+    is not copied. All probes decode together as one batch. Greedy probes equal `generate` on
+    the explicit prompts tokens[:boundary] + suffix; sampled ones too, under the seed
+    convention (result row r draws from (seed, r)).
+
+    Args:
+      params: model params.
+      trunk: a KV cache from `prefill` or `generate(..., keep_cache=True)` (not modified).
+      probes: `Probe`s or (source, boundary, suffix, num_samples) tuples.
+      max_new_tokens, temperature, top_p, top_k, stop_token_ids, stop_sequences,
+        suppress_token_ids, forced, seed: as in `generate`.
+
+    Returns:
+      A `SampleResult` with sum(num_samples) rows, probe-major; tokens exclude the suffix.
+    """
+    probes = [p if isinstance(p, Probe) else Probe(*p) for p in probes]
+    layout = arrange(probes, np.asarray(trunk.lengths_B), self.config.vocab_size)
+    new_tokens = self._new_tokens(max_new_tokens)
+    width = buckets.bucket(max(len(p.suffix) for p in probes), self.suffix_buckets,
+                           "the longest probe suffix", "suffix_buckets")
+    rules = SamplingRules(temperature, top_p, top_k, stop_token_ids, stop_sequences,
+                          suppress_token_ids, forced)
+    with self._context():
+      prefix = Prefix(trunk, self._put(layout.boundaries_B, ("batch",)))
+      cache, first_logits = self._prefill(params, layout.suffixes, new_tokens, prefix=prefix,
+                                          rows=len(layout.suffixes), width=width)
+      state = self._decode(params, cache, first_logits, rules, layout.row_ids_B, layout.live_B,
+                           max_new_tokens, new_tokens, seed, prefix)
+      tokens, logprobs, reasons = self._results(state, layout.order)
+    return SampleResult(tokens, logprobs, reasons)
+
+
+def generate(config: ModelConfig, params: Params, prompts: Sequence[Sequence[int]], *,
+             max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
+             stop_token_ids: Sequence[int] = (), num_samples: int = 1, seed: int = 0,
+             **kwargs) -> SampleResult:
+  """`Sampler(config).generate(...)`: one-off generation with default buckets.
+
+  Compiled programs are cached per (config, shapes), so repeated calls do not recompile.
+  `kwargs` are the other `Sampler.generate` arguments (stop_sequences, suppress_token_ids,
+  forced, keep_cache).
+  """
+  return Sampler(config).generate(
+      params, prompts, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+      top_k=top_k, stop_token_ids=stop_token_ids, num_samples=num_samples, seed=seed, **kwargs)
+
+
+def prefill(config: ModelConfig, params: Params, sequences: Sequence[Sequence[int]]) -> KVCache:
+  """`Sampler(config).prefill(...)`: a trunk cache holding `sequences`, for `fork`."""
+  return Sampler(config).prefill(params, sequences)
+
+
+def fork(config: ModelConfig, params: Params, trunk: KVCache, probes: Sequence[Probe], *,
+         max_new_tokens: int, **kwargs) -> SampleResult:
+  """`Sampler(config).fork(...)`: decodes probes forked from a trunk cache in place."""
+  return Sampler(config).fork(params, trunk, probes, max_new_tokens=max_new_tokens, **kwargs)
