@@ -71,7 +71,13 @@ def arrange(probes: Sequence[Probe], trunk_lengths: np.ndarray, vocab_size: int)
                        f"trunk row {p.source}; expected 0 <= boundary <= {length}")
     if p.num_samples < 1:
       raise ValueError(f"probe {i}: num_samples must be >= 1, got {p.num_samples}")
-    buckets.check_sequences([p.suffix], vocab_size, f"probe {i} suffix")
+    if not p.suffix:
+      raise ValueError(f"probe {i}: suffix is empty; a probe needs at least one token whose "
+                       f"logits choose its first answer token (see `Probe.suffix`)")
+    bad = [t for t in p.suffix if not 0 <= t < vocab_size]
+    if bad:
+      raise ValueError(f"probe {i}: suffix holds token ids {bad[:5]} outside the vocab "
+                       f"[0, {vocab_size})")
     per_source[p.source] += p.num_samples
   M = buckets.pow2_at_least(int(per_source.max()))
   B = num_sources * M

@@ -1,0 +1,27 @@
+"""One sampler workload, run both unsharded (in the test) and on 8 devices (in a subprocess)."""
+
+import numpy as np
+
+from mrt_jax import sampling
+from sampling_reference import random_prompts
+
+
+def run(sampler: sampling.Sampler, params) -> dict:
+  """Greedy and sampled generation, then probes forked from the greedy cache."""
+  vocab = sampler.config.vocab_size
+  prompts = random_prompts((5, 13, 9), vocab, seed=9)
+  greedy = sampler.generate(params, prompts, max_new_tokens=40, temperature=0.0,
+                            keep_cache=True)
+  sampled = sampler.generate(params, prompts[:2], max_new_tokens=40, temperature=1.0,
+                             top_p=0.9, num_samples=2, seed=1)
+  probes = [sampling.Probe(0, 12, (7, 8), 2), sampling.Probe(1, 20, (9,)),
+            sampling.Probe(2, 9, (4, 5, 6))]
+  forked = sampler.fork(params, greedy.cache, probes, max_new_tokens=40, temperature=1.0,
+                        seed=2)
+  out = {}
+  for name, r in (("greedy", greedy), ("sampled", sampled), ("forked", forked)):
+    out[f"{name}_tokens"] = r.tokens
+    out[f"{name}_reasons"] = r.finish_reasons
+    out[f"{name}_logprobs"] = [np.asarray(lp).tolist() for lp in r.logprobs]
+  out["cache_shard_shape"] = list(greedy.cache.k_LxBxSxKxE.addressable_shards[0].data.shape)
+  return out

@@ -1,0 +1,85 @@
+"""Probes forked from a trunk cache equal decoding from explicitly built prefixes."""
+
+import numpy as np
+import pytest
+
+from mrt_jax import sampling
+from sampling_reference import random_prompts
+
+LOGPROB_TOL = 1e-5  # f32, issue 3. Never loosen.
+LENGTHS = (5, 13, 9)
+
+
+@pytest.fixture(scope="module")
+def trunk(checkpoint):
+  """Greedy traces of 3 prompts, their cache, and the full token sequences (prompt + trace)."""
+  _, config, params, _ = checkpoint("qwen2")
+  prompts = random_prompts(LENGTHS, config.vocab_size, seed=8)
+  result = sampling.generate(config, params, prompts, max_new_tokens=40, temperature=0.0,
+                             keep_cache=True)
+  seqs = [p + t for p, t in zip(prompts, result.tokens)]
+  return config, params, result.cache, seqs
+
+
+def _probes(seqs):
+  """Boundaries inside the prompt, at its end, mid-trace, at 0 and at the very end."""
+  return [sampling.Probe(0, 3, (7,)),
+          sampling.Probe(0, 5 + 11, (8, 9, 10)),
+          sampling.Probe(1, 13, (4,)),
+          sampling.Probe(1, len(seqs[1]), (11, 12)),
+          sampling.Probe(2, 0, (5, 6)),
+          sampling.Probe(2, 20, (3, 4, 5, 6, 7, 8))]
+
+
+def _explicit(config, params, seqs, probes, **kwargs):
+  """The reference: re-prefill tokens[:boundary] + suffix for every probe."""
+  prompts = [seqs[p.source][:p.boundary] + list(p.suffix) for p in probes]
+  return sampling.generate(config, params, prompts, **kwargs)
+
+
+def test_greedy_probe_equals_decoding_from_explicit_prefix(trunk):
+  config, params, cache, seqs = trunk
+  probes = _probes(seqs)
+  got = sampling.fork(config, params, cache, probes, max_new_tokens=40, temperature=0.0)
+  ref = _explicit(config, params, seqs, probes, max_new_tokens=40, temperature=0.0)
+  assert got.tokens == ref.tokens
+  assert got.finish_reasons == ref.finish_reasons
+  for a, b in zip(got.logprobs, ref.logprobs):
+    np.testing.assert_allclose(a, b, rtol=0, atol=LOGPROB_TOL)
+  # A trunk prefilled from token lists serves the same probes.
+  prefilled = sampling.prefill(config, params, seqs)
+  again = sampling.fork(config, params, prefilled, probes, max_new_tokens=40, temperature=0.0)
+  assert again.tokens == ref.tokens
+
+
+def test_sampled_probes_follow_the_seed_convention(trunk):
+  config, params, cache, seqs = trunk
+  probes = [sampling.Probe(0, 10, (7, 8), num_samples=2), sampling.Probe(1, 20, (9,), 2),
+            sampling.Probe(2, 12, (4, 5, 6), 2)]
+  kwargs = dict(max_new_tokens=40, temperature=1.0, top_p=0.95, seed=4,
+                stop_token_ids=[seqs[0][12]])
+  got = sampling.fork(config, params, cache, probes, **kwargs)
+  ref = _explicit(config, params, seqs, probes, num_samples=2, **kwargs)
+  assert got.tokens == ref.tokens
+  assert got.finish_reasons == ref.finish_reasons
+  for a, b in zip(got.logprobs, ref.logprobs):
+    np.testing.assert_allclose(a, b, rtol=0, atol=LOGPROB_TOL)
+  assert got.tokens[0] != got.tokens[1]
+
+
+def test_bad_probes_name_the_culprit(trunk):
+  config, params, cache, seqs = trunk
+  n = len(seqs[1])
+  cases = [
+      (sampling.Probe(1, n + 1, (3,)),
+       f"probe 0: boundary {n + 1} is beyond the length {n} of trunk row 1"),
+      (sampling.Probe(9, 2, (3,)), "probe 0: source row 9 is not a row of the trunk cache"),
+      (sampling.Probe(0, 2, ()), "probe 0: suffix is empty"),
+      (sampling.Probe(0, 2, (3, 500)), r"probe 0: suffix holds token ids \[500\] outside"),
+      (sampling.Probe(0, 2, (3,), num_samples=0), "probe 0: num_samples must be >= 1"),
+  ]
+  for probe, match in cases:
+    with pytest.raises(ValueError, match=match):
+      sampling.fork(config, params, cache, [probe], max_new_tokens=8)
+  with pytest.raises(ValueError, match="at least one probe"):
+    sampling.fork(config, params, cache, [], max_new_tokens=8)
