@@ -38,6 +38,7 @@ setup(
         "test": [
             "pytest>=8",
             "torch==2.13.0",  # CPU build, for Hugging Face parity tests only.
+            "jax[tpu]>=0.8.0",  # libtpu: AOT-compiles for TPU topologies on a CPU machine.
             "nbformat>=5.9",
             "nbclient>=0.10",
             "ipykernel>=6.29",
