@@ -1,0 +1,24 @@
+"""Verifiers: problem record, completion text and token ids -> reward in [0, 1], by name.
+
+Public API:
+  rewards, stats = verify_batch("math", records, texts, token_ids)   # float32 [B], counters
+  register_verifier("my_task", fn, isolated=False)                  # fn(record, text, ids)
+  with VerifierPool(num_workers=4, timeout_s=10.0) as pool:           # hard per-item timeout
+    verify_batch("math", records, texts, token_ids, pool=pool)
+
+Registered: `math`, `math_whole_text` (math-verify, isolated in worker processes) and
+`elimination` (the synthetic task, inline).
+"""
+
+from mrt_jax.rewards.answer import answer_segment, last_boxed
+from mrt_jax.rewards.batch import default_pool, verify_batch
+from mrt_jax.rewards.math_verifier import math_reward, verify_math, verify_math_whole_text
+from mrt_jax.rewards.pool import Outcome, VerifierPool
+from mrt_jax.rewards.registry import VERIFIERS, Verifier, get_verifier, register_verifier
+from mrt_jax.rewards.synthetic import verify_exact_boxed
+
+__all__ = [
+    "Outcome", "VERIFIERS", "Verifier", "VerifierPool", "answer_segment", "default_pool",
+    "get_verifier", "last_boxed", "math_reward", "register_verifier", "verify_batch",
+    "verify_exact_boxed", "verify_math", "verify_math_whole_text",
+]

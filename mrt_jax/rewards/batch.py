@@ -1,0 +1,86 @@
+"""`verify_batch`: rewards of a batch of completions, with failures counted instead of raised."""
+
+from __future__ import annotations
+
+import atexit
+import math
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from mrt_jax.rewards.pool import ERROR, OK, TIMEOUT, Outcome, VerifierPool
+from mrt_jax.rewards.registry import get_verifier
+
+_default_pool: VerifierPool | None = None
+
+
+def default_pool() -> VerifierPool:
+  """The process-wide pool for isolated verifiers, started on first use, closed at exit.
+
+  Two workers with a 10 s timeout; pass your own `VerifierPool` to `verify_batch` for others.
+  """
+  global _default_pool
+  if _default_pool is None:
+    _default_pool = VerifierPool()
+    atexit.register(_default_pool.close)
+  return _default_pool
+
+
+def _checked(outcome: Outcome) -> Outcome:
+  """A reward that is not a finite number in [0, 1] is a verifier error."""
+  if outcome.status == OK and not (math.isfinite(outcome.value) and 0.0 <= outcome.value <= 1.0):
+    return Outcome(ERROR, 0.0, f"reward {outcome.value} is outside [0, 1]")
+  return outcome
+
+
+def _run_inline(fn, args_list) -> list[Outcome]:
+  outcomes = []
+  for args in args_list:
+    try:
+      outcomes.append(Outcome(OK, float(fn(*args))))
+    except Exception as e:  # pylint: disable=broad-except  # a failure costs only this sample
+      outcomes.append(Outcome(ERROR, 0.0, f"{type(e).__name__}: {e}"))
+  return outcomes
+
+
+def verify_batch(name: str, records: Sequence[Mapping[str, Any]], texts: Sequence[str],
+                 token_ids: Sequence[Sequence[int]], *,
+                 pool: VerifierPool | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+  """Rewards of completions under the verifier registered as `name`.
+
+  A completion whose verifier raises, returns a value outside [0, 1], or (isolated verifiers)
+  runs past the pool's timeout gets reward 0 and is counted; it never stops the run.
+
+  Args:
+    name: a registered verifier ("math", "math_whole_text", "elimination", ...).
+    records: one problem record per completion (the gold answer under "answer").
+    texts: the decoded completions.
+    token_ids: the completions' token ids.
+    pool: worker pool for isolated verifiers; None uses `default_pool()`. Ignored for inline
+      verifiers.
+
+  Returns:
+    rewards: float32 [B] in [0, 1].
+    stats: {"errors": int, "timeouts": int, "details": list of (index, message) of failures}.
+
+  Raises:
+    ValueError: unknown verifier, or the three sequences differ in length.
+  """
+  verifier = get_verifier(name)
+  if not len(records) == len(texts) == len(token_ids):
+    raise ValueError(f"verify_batch({name!r}): got {len(records)} records, {len(texts)} texts "
+                     f"and {len(token_ids)} token id lists; expected one of each per completion")
+  args_list = [(dict(r), str(t), [int(i) for i in ids])
+               for r, t, ids in zip(records, texts, token_ids)]
+  if verifier.isolated:
+    outcomes = (pool or default_pool()).map(verifier.fn, args_list)
+  else:
+    outcomes = _run_inline(verifier.fn, args_list)
+  outcomes = [_checked(o) for o in outcomes]
+  rewards = np.array([o.value for o in outcomes], np.float32).reshape(len(outcomes))
+  stats = {
+      "errors": sum(o.status == ERROR for o in outcomes),
+      "timeouts": sum(o.status == TIMEOUT for o in outcomes),
+      "details": [(i, f"{o.status}: {o.detail}") for i, o in enumerate(outcomes) if o.status != OK],
+  }
+  return rewards, stats

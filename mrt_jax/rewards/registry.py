@@ -1,0 +1,62 @@
+"""Verifiers registered by name: problem record, completion text and token ids -> reward in [0, 1].
+
+A verifier is a plain function `fn(record, text, token_ids) -> float` where `record` is the
+problem record the data pipeline yields (at least the gold answer under "answer"), `text` the
+decoded completion (thinking, "</think>", answer) and `token_ids` its token ids. Verifiers that
+may hang or crash (anything built on SymPy) are registered `isolated=True` and run in worker
+processes under a hard timeout (`VerifierPool`); cheap pure-Python ones run inline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping, Sequence
+
+VerifierFn = Callable[[Mapping[str, Any], str, Sequence[int]], float]
+
+
+@dataclasses.dataclass(frozen=True)
+class Verifier:
+  """A registered verifier.
+
+  Attributes:
+    fn: `fn(record, text, token_ids) -> float`, a module-level function (workers unpickle it by
+      its qualified name).
+    isolated: run it in a worker process with a hard timeout instead of inline.
+  """
+  fn: VerifierFn
+  isolated: bool
+
+
+VERIFIERS: dict[str, Verifier] = {}
+
+
+def register_verifier(name: str, fn: VerifierFn, *, isolated: bool = True) -> VerifierFn:
+  """Registers `fn` under `name`; returns `fn` unchanged.
+
+  Args:
+    name: the name configs and `verify_batch` use.
+    fn: `fn(record, text, token_ids) -> float in [0, 1]`.
+    isolated: run in worker processes with a hard timeout; False only for verifiers that cannot
+      hang (no SymPy, no unbounded loops).
+
+  Raises:
+    ValueError: `name` is already registered to another function.
+  """
+  existing = VERIFIERS.get(name)
+  if existing is not None and existing.fn is not fn:
+    raise ValueError(f"verifier {name!r} is already registered to {existing.fn.__qualname__}; "
+                     "expected a new name")
+  VERIFIERS[name] = Verifier(fn, isolated)
+  return fn
+
+
+def get_verifier(name: str) -> Verifier:
+  """The verifier registered as `name`.
+
+  Raises:
+    ValueError: no verifier has that name; lists the registered ones.
+  """
+  if name not in VERIFIERS:
+    raise ValueError(f"unknown verifier {name!r}; expected one of {sorted(VERIFIERS)}")
+  return VERIFIERS[name]
