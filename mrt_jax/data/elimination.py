@@ -1,0 +1,209 @@
+"""An elimination puzzle with graded progress: the synthetic task of the CPU demo (issue 7).
+
+N candidate letters, one hidden; each of C clues strikes some wrong candidates, directly ("not
+E") or through a one-step lookup ("not after A" strikes B, "not before C" strikes B). A trace is
+a sequence of blocks, each checking one clue in three paragraphs:
+
+  Wait, clue 2: not after A, not E.
+  <blank line>
+  Strike B E.
+  <blank line>
+  Left: A C D F.
+
+A useful block checks a new clue and strikes its candidates; a wasteful block re-checks a clue
+already used and strikes nothing. A forced answer picks uniformly among the candidates left,
+so the meta-prover's success J_j = 1 / |left after block j| rises block by block along useful
+blocks and stays flat along wasteful ones (`oracle_success`). Every block starts with "Wait" and
+has 3 paragraphs, so the default `paragraph` segmenter (restart markers, min_paragraphs=3) puts
+a boundary exactly before each block. The completion ends with "</think>" and "\\boxed{X}",
+graded by the `elimination` verifier.
+
+Problems are records (dicts, JSON-ready): "problem" (text), "answer" (a letter), "candidates"
+(str), "clues" (list of clue item lists, e.g. [["after A", "E"], ["C"]]), "strikes" (the letters
+each clue strikes), "id".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import string
+from typing import Any, NamedTuple, Sequence
+
+import numpy as np
+
+from mrt_jax.config_defaults import TERMINATION_SUFFIX
+
+THINK_END = "\n</think>\n\n"  # closes the thinking of a natural (unforced) trace
+_CLUE_RE = re.compile(r"^Wait, clue (\d+):", re.MULTILINE)
+# Seed-sequence key of the corpus's trace sampling, apart from the problem keys [seed, index].
+_CORPUS_TRACES = 2**32 - 1
+
+Record = dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class EliminationConfig:
+  """Size of the puzzles and the mix of trace blocks."""
+  num_candidates: int = 6    # N letters A, B, ...; a random forced answer is right w.p. 1/N
+  num_clues: int = 3         # C clues; the N-1 wrong letters are split among them
+  indirect_prob: float = 0.5  # chance a struck letter is named through "after"/"before"
+  waste_prob: float = 0.3    # chance that a wasteful block follows each useful block
+
+  def __post_init__(self):
+    if not 2 <= self.num_candidates <= 26:
+      raise ValueError(f"EliminationConfig.num_candidates={self.num_candidates}: expected 2..26")
+    if not 1 <= self.num_clues <= self.num_candidates - 1:
+      raise ValueError(f"EliminationConfig.num_clues={self.num_clues}: expected 1.."
+                       f"{self.num_candidates - 1} (each clue strikes at least one letter)")
+    for name in ("indirect_prob", "waste_prob"):
+      if not 0.0 <= getattr(self, name) <= 1.0:
+        raise ValueError(f"EliminationConfig.{name}={getattr(self, name)}: expected in [0, 1]")
+
+
+def _item(letter: str, candidates: str, rng: np.random.Generator, indirect_prob: float) -> str:
+  """How a clue names a struck letter: itself, or "after"/"before" a neighbouring candidate."""
+  i = candidates.index(letter)
+  forms = [letter]
+  if rng.random() < indirect_prob:
+    forms = ([f"after {candidates[i - 1]}"] if i > 0 else []) + (
+        [f"before {candidates[i + 1]}"] if i + 1 < len(candidates) else [])
+  return forms[rng.integers(len(forms))]
+
+
+def clue_text(items: Sequence[str]) -> str:
+  """"not after A, not E." for the items ["after A", "E"]."""
+  return ", ".join(f"not {item}" for item in items) + "."
+
+
+def generate_problem(seed: int, index: int, config: EliminationConfig = EliminationConfig()
+                     ) -> Record:
+  """Problem `index` of the seeded stream (independent of how many others are generated).
+
+  Args:
+    seed: stream seed.
+    index: problem number; also the record's "id".
+    config: puzzle size.
+
+  Returns:
+    The problem record.
+  """
+  rng = np.random.default_rng([seed, index])
+  candidates = string.ascii_uppercase[:config.num_candidates]
+  answer = candidates[rng.integers(len(candidates))]
+  wrong = [c for c in candidates if c != answer]
+  order = [wrong[i] for i in rng.permutation(len(wrong))]
+  # Cut the shuffled wrong letters into num_clues non-empty groups at distinct cut points.
+  cuts = sorted(rng.choice(np.arange(1, len(wrong)), config.num_clues - 1, replace=False))
+  strikes = [sorted(g) for g in np.split(np.array(order), cuts)]
+  clues = [[_item(str(c), candidates, rng, config.indirect_prob) for c in g] for g in strikes]
+  lines = [f"Letters: {' '.join(candidates)}. One is hidden."]
+  lines += [f"Clue {k}: {clue_text(items)}" for k, items in enumerate(clues, start=1)]
+  lines.append("Which letter is hidden?")
+  return {"id": index, "problem": "\n".join(lines), "answer": answer, "candidates": candidates,
+          "clues": clues, "strikes": [[str(c) for c in g] for g in strikes]}
+
+
+def generate_problems(num: int, seed: int, config: EliminationConfig = EliminationConfig()
+                      ) -> list[Record]:
+  """Problems 0..num-1 of the seeded stream (deterministic)."""
+  return [generate_problem(seed, i, config) for i in range(num)]
+
+
+def remaining(problem: Record, clue_order: Sequence[int]) -> str:
+  """Candidates left after checking the clues `clue_order` (0-based, repeats allowed)."""
+  struck = {c for k in clue_order for c in problem["strikes"][k]}
+  return "".join(c for c in problem["candidates"] if c not in struck)
+
+
+def oracle_success(problem: Record, clue_order: Sequence[int]) -> np.ndarray:
+  """Exact meta-prover success J_0..J_K along a trace checking `clue_order`.
+
+  The forced answer is uniform over the candidates left, so J_j = 1 / |left after j blocks|.
+
+  Returns:
+    float64 [K+1], J_0 = 1/N; J_K = 1 once every clue is checked.
+  """
+  return np.array([1.0 / len(remaining(problem, clue_order[:j]))
+                   for j in range(len(clue_order) + 1)])
+
+
+def block_text(problem: Record, clue_order: Sequence[int], j: int) -> str:
+  """Block j (0-based) of a trace: check clue clue_order[j], strike, list what is left."""
+  k = clue_order[j]
+  struck = " ".join(problem["strikes"][k])
+  left = " ".join(remaining(problem, clue_order[:j + 1]))
+  return f"Wait, clue {k + 1}: {clue_text(problem['clues'][k])}\n\nStrike {struck}.\n\nLeft: {left}."
+
+
+class Completion(NamedTuple):
+  """A completion in three parts, tokenized separately to match how probes are built.
+
+  thinking: the blocks (a forced prefix keeps each block's trailing blank line, as the token
+    boundary b_j does); closing: "\\n</think>\\n\\n" or the termination suffix; answer: "\\boxed{X}".
+  """
+  thinking: str
+  closing: str
+  answer: str
+
+  @property
+  def text(self) -> str:
+    return self.thinking + self.closing + self.answer
+
+
+def sample_clue_order(problem: Record, rng: np.random.Generator,
+                      config: EliminationConfig = EliminationConfig()) -> list[int]:
+  """All clues in random order, each useful block followed w.p. waste_prob by a re-check."""
+  order: list[int] = []
+  for k in rng.permutation(len(problem["clues"])):
+    order.append(int(k))
+    if rng.random() < config.waste_prob:
+      order.append(order[rng.integers(len(order))])
+  return order
+
+
+def trace_completion(problem: Record, clue_order: Sequence[int]) -> Completion:
+  """The natural completion: every block, "</think>", then the letter left (or the first left)."""
+  blocks = [block_text(problem, clue_order, j) for j in range(len(clue_order))]
+  return Completion("\n\n".join(blocks), THINK_END,
+                    f"\\boxed{{{remaining(problem, clue_order)[0]}}}")
+
+
+def forced_completion(problem: Record, clue_order: Sequence[int], num_blocks: int,
+                      rng: np.random.Generator, termination_suffix: str = TERMINATION_SUFFIX
+                      ) -> Completion:
+  """A meta-prover example: the first `num_blocks` blocks, the suffix, a guess among those left.
+
+  The guess is uniform over the candidates left, so its expected reward is
+  `oracle_success(problem, clue_order)[num_blocks]`.
+  """
+  thinking = "".join(block_text(problem, clue_order, j) + "\n\n" for j in range(num_blocks))
+  left = remaining(problem, clue_order[:num_blocks])
+  return Completion(thinking, termination_suffix, f"\\boxed{{{left[rng.integers(len(left))]}}}")
+
+
+def checked_clues(thinking: str, problem: Record) -> list[int]:
+  """Clues (0-based) a generated trace checks, in order, read from its "Wait, clue k:" lines.
+
+  Lines naming no clue of the problem are ignored. With `oracle_success` this gives the exact
+  J along a model's own trace (when the model strikes what the clue says).
+  """
+  ks = [int(m) - 1 for m in _CLUE_RE.findall(thinking)]
+  return [k for k in ks if 0 <= k < len(problem["clues"])]
+
+
+def tokenizer_corpus(num_problems: int = 200, seed: int = 0,
+                     config: EliminationConfig = EliminationConfig(),
+                     termination_suffix: str = TERMINATION_SUFFIX) -> list[str]:
+  """Texts to train the task's tiny BPE tokenizer on (`build_tiny_tokenizer`).
+
+  Problems, natural and forced completions, and the termination suffix.
+  """
+  rng = np.random.default_rng([seed, _CORPUS_TRACES])
+  texts = [termination_suffix]
+  for problem in generate_problems(num_problems, seed, config):
+    order = sample_clue_order(problem, rng, config)
+    texts += [problem["problem"], trace_completion(problem, order).text,
+              forced_completion(problem, order, int(rng.integers(len(order) + 1)), rng,
+                                termination_suffix).text]
+  return texts

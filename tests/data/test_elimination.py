@@ -1,0 +1,125 @@
+"""The elimination task: determinism, problem validity, verifier, graded oracle, segmentation."""
+
+import numpy as np
+import pytest
+
+from data_fixtures import TASK_CONFIG
+
+from mrt_jax.data import elimination as el
+from mrt_jax.mrt import segment
+from mrt_jax.rewards import last_boxed, verify_batch
+
+CONFIG = TASK_CONFIG
+
+
+def _resolve(item, candidates):
+  """The letter a clue item strikes ("after A" -> B, "before C" -> B, "E" -> E)."""
+  if item.startswith("after "):
+    return candidates[candidates.index(item[-1]) + 1]
+  if item.startswith("before "):
+    return candidates[candidates.index(item[-1]) - 1]
+  return item
+
+
+def test_generation_is_deterministic_and_indexed():
+  a = el.generate_problems(6, seed=3, config=CONFIG)
+  assert a == el.generate_problems(6, seed=3, config=CONFIG)
+  assert el.generate_problems(2, seed=3, config=CONFIG) == a[:2]  # independent of the count
+  assert el.generate_problem(3, 5, CONFIG) == a[5]
+  assert a != el.generate_problems(6, seed=4, config=CONFIG)
+  assert el.tokenizer_corpus(5, 1, CONFIG) == el.tokenizer_corpus(5, 1, CONFIG)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_problems_are_consistent(seed):
+  for p in el.generate_problems(10, seed, CONFIG):
+    wrong = sorted(set(p["candidates"]) - {p["answer"]})
+    assert len(p["candidates"]) == 7 and len(p["clues"]) == len(p["strikes"]) == 4
+    assert all(p["strikes"]) and sorted(sum(p["strikes"], [])) == wrong  # a partition
+    for items, struck in zip(p["clues"], p["strikes"]):
+      assert sorted(_resolve(i, p["candidates"]) for i in items) == struck
+      assert f": {el.clue_text(items)}" in p["problem"]
+    assert el.remaining(p, range(4)) == p["answer"]
+
+
+def test_oracle_is_graded_along_useful_blocks_and_flat_along_wasteful_ones():
+  rng = np.random.default_rng(0)
+  seen_waste = 0
+  for p in el.generate_problems(20, 0, CONFIG):
+    order = el.sample_clue_order(p, rng, CONFIG)
+    J = el.oracle_success(p, order)
+    assert J.shape == (len(order) + 1,) and J[0] == 1 / 7 and J[-1] == 1.0
+    assert np.all(np.diff(J) >= 0)
+    for j, k in enumerate(order):
+      if k in order[:j]:  # wasteful: re-checks a clue
+        assert J[j + 1] == J[j]
+        seen_waste += 1
+      else:  # useful: strikes len(strikes[k]) new candidates
+        left = len(el.remaining(p, order[:j]))
+        assert J[j + 1] == 1 / (left - len(p["strikes"][k])) > J[j]
+  assert seen_waste > 0
+
+
+def test_verifier_on_traces_and_forced_answers():
+  p = el.generate_problem(0, 0, CONFIG)
+  order = [2, 0, 0, 1, 3]
+  natural = el.trace_completion(p, order)
+  assert natural.answer == f"\\boxed{{{p['answer']}}}"
+  wrong = next(c for c in p["candidates"] if c != p["answer"])
+  texts = [natural.text, natural.text.replace(natural.answer, f"\\boxed{{{wrong}}}"),
+           natural.thinking + f"\\boxed{{{p['answer']}}}",  # no "</think>": cut off, 0
+           natural.thinking + "\n</think>\n\nIt is " + p["answer"]]  # no \boxed{}
+  rewards, stats = verify_batch("elimination", [p] * 4, texts, [[0]] * 4)
+  np.testing.assert_array_equal(rewards, np.array([1, 0, 0, 0], np.float32))
+  assert stats["errors"] == 0
+  rng = np.random.default_rng(1)
+  for k in range(len(order) + 1):
+    forced = el.forced_completion(p, order, k, rng)
+    guess = last_boxed(forced.answer)
+    assert guess in el.remaining(p, order[:k])
+    assert forced.closing == el.TERMINATION_SUFFIX and forced.text.count("</think>") == 1
+    reward, _ = verify_batch("elimination", [p], [forced.text], [[0]])
+    assert reward[0] == float(guess == p["answer"])
+
+
+def test_checked_clues_reads_a_trace():
+  p = el.generate_problem(1, 2, CONFIG)
+  order = [3, 1, 3, 0, 2]
+  assert el.checked_clues(el.trace_completion(p, order).thinking, p) == order
+  assert el.checked_clues("Wait, clue 9: x.\n\nWait, clue 2: y.", p) == [1]
+
+
+def test_default_segmenter_recovers_the_blocks(tiny_tokenizer):
+  rng = np.random.default_rng(2)
+  for p in el.generate_problems(8, 5, CONFIG):
+    order = el.sample_clue_order(p, rng, CONFIG)
+    completion = el.trace_completion(p, order)
+    ids = tiny_tokenizer.encode(completion.text, add_special_tokens=False)
+    seg = segment(ids, lambda i: tiny_tokenizer.decode([i]))
+    assert seg.num_blocks == len(order)
+    starts = (0,) + seg.boundaries[:-1]
+    for j, (a, b) in enumerate(zip(starts, seg.boundaries)):
+      block = tiny_tokenizer.decode(ids[a:b])
+      # Each block keeps its trailing blank line; the last one the newline before "</think>".
+      assert block == el.block_text(p, order, j) + ("\n\n" if j + 1 < len(order) else "\n")
+    assert tiny_tokenizer.decode(ids[seg.think_end:]) == "</think>\n\n" + completion.answer
+
+
+def test_forced_prefix_ends_on_a_boundary(tiny_tokenizer):
+  # The forced thinking after k blocks is exactly the text of the trace's first k blocks.
+  p = el.generate_problem(0, 1, CONFIG)
+  order = [0, 1, 1, 2, 3]
+  ids = tiny_tokenizer.encode(el.trace_completion(p, order).text, add_special_tokens=False)
+  seg = segment(ids, lambda i: tiny_tokenizer.decode([i]))
+  rng = np.random.default_rng(0)
+  for k, b in enumerate((0,) + seg.boundaries[:-1]):
+    assert tiny_tokenizer.decode(ids[:b]) == el.forced_completion(p, order, k, rng).thinking
+
+
+def test_config_errors():
+  with pytest.raises(ValueError, match="num_clues=6: expected 1..5"):
+    el.EliminationConfig(num_candidates=6, num_clues=6)
+  with pytest.raises(ValueError, match="num_candidates=1"):
+    el.EliminationConfig(num_candidates=1)
+  with pytest.raises(ValueError, match="waste_prob=1.5"):
+    el.EliminationConfig(waste_prob=1.5)
