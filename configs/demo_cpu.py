@@ -6,8 +6,6 @@ trains with the MRT advantage; everything lives under /tmp/mrt_jax/demo_cpu.
 The `cpu` variant is the same config: `--config=configs/demo_cpu.py:cpu`.
 """
 
-from ml_collections import ConfigDict
-
 from mrt_jax import config_defaults as defaults
 
 
@@ -16,12 +14,4 @@ def get_config(arg=None):
   c = defaults.rl(c, estimator="mrt", alpha=1.0)  # α = 1
   c = defaults.finish(c, arg or "cpu")  # the demo is tiny in every variant
   c.train.total_steps = 20  # enough steps to watch the reward move
-  c.demo = ConfigDict()  # what the demo builds before training
-  c.demo.num_problems = 256  # synthetic problems written to data.path
-  c.demo.vocab_size = 384  # tiny byte-level BPE tokenizer, R1-Distill special tokens
-  c.demo.hidden_size = 64  # D of the random model
-  c.demo.intermediate_size = 128  # F
-  c.demo.num_layers = 2  # L
-  c.demo.num_heads = 4  # H
-  c.demo.num_kv_heads = 2  # K heads of the kv cache (GQA), not the block count K
   return c

@@ -40,6 +40,9 @@ def base(name: str, model_path: str) -> ConfigDict:
   c.data.answer_field = "answer"  # field holding the reference answer the verifier checks
   c.data.max_prompt_len = 4096  # tokens of the rendered prompt x (paper: 4096)
 
+  c.reward = ConfigDict()  # the outcome verifier r(x, z) ∈ {0, 1}
+  c.reward.verifier = "math"  # registered verifier (mrt_jax.rewards): "math", "elimination", ...
+
   c.rollout = ConfigDict()  # sampling of training traces z
   c.rollout.num_generations = 4  # G: traces sampled per prompt, one advantage group
   c.rollout.max_completion_len = 16384  # tokens per trace (paper: 16384; 24576 in one table)
@@ -54,7 +57,7 @@ def base(name: str, model_path: str) -> ConfigDict:
   c.probe.termination_suffix = TERMINATION_SUFFIX  # appended at boundary b_j to force an answer
 
   c.segment = ConfigDict()  # splitting the thinking into blocks z_1..z_K (DESIGN.md §1)
-  c.segment.method = "restart_markers"  # or "fixed_chunk" for models without restart markers
+  c.segment.method = "paragraph"  # restart-marker paragraphs; "fixed_chunk" for models without
   c.segment.restart_markers = RESTART_MARKERS  # a paragraph starting with one opens a block
   c.segment.min_paragraphs = 3  # a block holds at least this many paragraphs before a restart
   c.segment.episodes_per_block = 1  # consecutive episodes grouped into one block z_j
@@ -102,13 +105,19 @@ def rl(c: ConfigDict, estimator: str, alpha: float) -> ConfigDict:
   c.advantage = ConfigDict()  # per-token advantages A_{i,t}
   c.advantage.estimator = estimator  # "mrt", "mrt_prefix" or "grpo" (registered estimators)
   c.advantage.alpha = alpha  # α: weight of progress p_j in A_{i,t} = A^out_i + α·p_{i,j}
-  c.advantage.scale_by_std = True  # GRPO divides by the group std of r; False is Dr.GRPO
+  c.advantage.outcome_norm = "grpo"  # A^out: "grpo" (r − mean)/(std + ε), "dr_grpo" (no std), "rloo"
+  c.advantage.eps = 1e-6  # ε of the GRPO std normalization
+  c.advantage.std = "unbiased"  # group std estimator: "unbiased" (n − 1) or "biased" (n)
 
   c.loss = ConfigDict()  # clipped policy-gradient loss with a KL penalty
-  c.loss.clip_eps = 0.2  # ε: PPO ratio clip range (paper: 0.2)
+  c.loss.policy_loss = "clip"  # "clip" (PPO/GRPO), "dual_clip" or "gspo" (sequence ratio)
+  c.loss.clip_eps = 0.2  # ε: PPO ratio clip range (paper: 0.2); ε_low
+  c.loss.clip_eps_high = 0.2  # ε_high of clip-higher (DAPO uses 0.28; paper: 0.2)
   c.loss.kl_beta = 0.04  # β: weight of KL(π ‖ π_ref) (paper: 0.04)
   c.loss.kl_estimator = "k3"  # Schulman's k3 estimator (paper)
-  c.loss.aggregation = "token"  # mean over all tokens of the batch (paper: token-level)
+  c.loss.aggregation = "token_mean"  # mean over all tokens of the batch (paper: token-level)
+  c.loss.entropy_coef = 0.0  # entropy bonus weight (entropy is logged either way)
+  c.loss.tis_cap = 0.0  # truncated importance-sampling cap C on π_old/π_sampler; 0 = off
   c.optimizer = optimizer(learning_rate=1e-6)  # paper: lr 1e-6
   c.train = train(total_steps=1000)  # run length and batching
   return c
@@ -159,4 +168,26 @@ def finish(c: ConfigDict, arg: str | None) -> ConfigDict:
   c.train.global_batch_prompts = 4  # prompts per step
   c.train.micro_batch_prompts = 2  # two accumulation micro-batches
   c.train.checkpoint_every = 1  # exercise checkpointing every step
+  c.reward.verifier = "elimination"  # the demo's synthetic task (mrt_jax.data.elimination)
+  c.demo = demo()  # assets built under DEMO_DIR on first use
+  return c
+
+
+def demo() -> ConfigDict:
+  """The CPU demo's assets: synthetic task, tiny tokenizer, tiny model and its SFT warm start."""
+  c = ConfigDict()
+  c.num_problems = 256  # synthetic elimination problems written to data.path
+  c.num_candidates = 6  # letters per puzzle; a blind forced answer is right w.p. 1/6
+  c.num_clues = 3  # clues per puzzle; each useful block checks one and strikes letters
+  c.waste_prob = 0.3  # chance of a wasteful block (re-checking a used clue) after each one
+  c.vocab_size = 384  # tiny byte-level BPE tokenizer with R1-Distill special tokens
+  c.hidden_size = 64  # D of the tiny Qwen2-style model
+  c.intermediate_size = 192  # F
+  c.num_layers = 2  # L
+  c.num_heads = 4  # H
+  c.num_kv_heads = 2  # kv heads of the cache (GQA), not the block count K
+  c.sft_steps = 300  # warm-start SFT steps on traces mixing useful and wasteful blocks
+  c.sft_problems = 512  # problems whose traces (natural and forced) the warm start sees
+  c.sft_batch_size = 32  # sequences per SFT step
+  c.sft_learning_rate = 3e-3  # peak SFT learning rate (tiny model, few steps)
   return c

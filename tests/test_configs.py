@@ -57,7 +57,7 @@ def test_7b_paper_settings():
   assert (c.model.dtype, c.data.max_prompt_len, c.rollout.max_completion_len) == (
       "bfloat16", 4096, 16384)
   assert (c.loss.kl_beta, c.loss.kl_estimator, c.loss.clip_eps, c.loss.aggregation) == (
-      0.04, "k3", 0.2, "token")
+      0.04, "k3", 0.2, "token_mean")
   assert (c.probe.temperature, c.probe.top_p, c.advantage.estimator) == (0.6, 0.95, "mrt")
   assert c.mesh.data * c.mesh.fsdp * c.mesh.tensor == 32  # v5p-64: 32 chips
 
@@ -70,9 +70,9 @@ def test_grpo_uses_the_outcome_reward_only():
 def test_overrides_apply_in_both_spellings():
   c = load_config("configs/mrt_rl_7b.py:cpu",
                   ["train.total_steps=3", "--config.rollout.max_completion_len=24576",
-                   "--config.eval.budgets=(8, 16)", "--noconfig.advantage.scale_by_std"])
+                   "--config.eval.budgets=(8, 16)", "--config.advantage.outcome_norm=dr_grpo"])
   assert (c.train.total_steps, c.rollout.max_completion_len) == (3, 24576)
-  assert c.eval.budgets == (8, 16) and c.advantage.scale_by_std is False
+  assert c.eval.budgets == (8, 16) and c.advantage.outcome_norm == "dr_grpo"
 
 
 @pytest.mark.parametrize("override,culprit", [

@@ -1,0 +1,144 @@
+"""The RL training loop: data → experience → update → weights to the sampler → logs → checkpoint.
+
+Determinism and exact resume: the only randomness is the data order (grain, checkpointed
+iterator state) and the sampler seeds, which are a pure function of (config.seed, step). A
+checkpoint holds the `TrainState` and the iterator state, so `kill -9` then the same command
+continues bit-for-bit: metrics lines past the restored step are dropped from `metrics.jsonl`
+and recomputed identically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from ml_collections import ConfigDict
+
+from mrt_jax.learner.logprobs import token_logprobs
+from mrt_jax.learner.state import create_state, param_shardings, state_shardings
+from mrt_jax.learner.step import batch_shardings, make_train_step
+from mrt_jax.models.sharding import SAMPLE_RULES
+from mrt_jax.sampling import Sampler
+from mrt_jax.sampling.buckets import pow2_at_least
+from mrt_jax.train import setup
+from mrt_jax.train.checkpoint import Checkpointer
+from mrt_jax.train.metrics import MetricsWriter
+from mrt_jax.train.rollout import collect, learner_batch
+
+
+class TooManyBadSteps(RuntimeError):
+  """`train.max_bad_steps` consecutive updates had a NaN/inf loss or gradient."""
+
+
+def _truncate_metrics(path: str, last_step: int) -> None:
+  """Drops lines after `last_step` (written after the checkpoint a resumed run restarts from)."""
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    lines = [l for l in f if l.strip() and json.loads(l)["step"] <= last_step]
+  with open(path + ".tmp", "w") as f:
+    f.writelines(lines)
+  os.replace(path + ".tmp", path)
+
+
+def _step_seed(seed: int, step: int) -> int:
+  return (seed * 1_000_003 + step * 7_919) % (2**31 - 1)
+
+
+class _Stop:
+  """Turns SIGTERM (preemption) into a checkpoint-and-exit at the next step boundary."""
+
+  def __init__(self):
+    self.requested = False
+    signal.signal(signal.SIGTERM, self._handle)
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.requested = True
+
+
+def train(config: ConfigDict) -> dict[str, Any]:
+  """Runs `config` to `train.total_steps` (resuming from `workdir` if it holds a checkpoint).
+
+  Returns the last step's metrics.
+  """
+  run = setup.build(config)
+  workdir = run.workdir
+  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), every=config.train.checkpoint_every,
+                      keep=config.train.get("keep_checkpoints", 3))
+  state = create_state(run.params, run.optimizer, config.seed)
+  start = 0
+  restored = ckpt.restore(state)
+  if restored is not None:
+    state, extra = restored
+    start = int(extra["step"])
+    run.data.set_state(extra["data"])
+  ref_params = run.params if run.step_config.loss.beta > 0 else None
+  if ref_params is not None:
+    ref_params = jax.tree.map(jnp.copy, ref_params)  # The state's params are donated.
+  _truncate_metrics(os.path.join(workdir, "metrics.jsonl"), start)
+  writer = MetricsWriter(workdir, config.train.total_steps, start)
+
+  mesh = run.mesh
+  train_step = None
+  logprobs = jax.jit(token_logprobs, static_argnums=0, static_argnames="temperature")
+  sample_shardings = param_shardings(run.model_config, mesh, SAMPLE_RULES)
+  sampler = Sampler(run.model_config, mesh=mesh, rules=SAMPLE_RULES,
+                    prompt_buckets=run.prompt_buckets)
+  stop = _Stop()
+  values: dict[str, Any] = {}
+  try:
+    for step in range(start, config.train.total_steps):
+      records, prompts = run.data.next_batch()
+      sampler_params = jax.device_put(state.params, sample_shardings)
+      exp = collect(sampler, sampler_params, prompts, records, run.experience,
+                    run.reward_fn, run.decode, _step_seed(config.seed, step))
+      length = pow2_at_least(max(len(p) + len(c) for p, c in zip(exp.prompts, exp.completions)),
+                             minimum=16)
+      batch = learner_batch(exp, length)
+      with jax.set_mesh(mesh):
+        temp = run.experience.temperature
+        batch["old_logprobs"], _ = logprobs(run.model_config, state.params, batch["tokens"],
+                                            temperature=temp)
+        if ref_params is not None:
+          batch["ref_logprobs"], _ = logprobs(run.model_config, ref_params, batch["tokens"],
+                                              temperature=temp)
+      shard_b = batch_shardings(mesh, batch)
+      batch = jax.device_put(batch, shard_b)
+      if train_step is None:
+        train_step = make_train_step(run.model_config, run.step_config, run.optimizer,
+                                     mesh=mesh, state_shardings=state_shardings(state),
+                                     batch_shardings_=shard_b)
+      state, metrics = train_step(state, batch)
+      metrics = dict(metrics, **exp.stats)
+      values = writer.write(step + 1, metrics)
+      if step % max(1, config.train.get("sample_every", 10)) == 0:
+        writer.write_text(step + 1, "samples", _sample_text(exp))
+      if int(state.nonfinite_streak) >= config.train.max_bad_steps:
+        raise TooManyBadSteps(
+            f"{int(state.nonfinite_streak)} consecutive steps had a non-finite loss or gradient "
+            f"(train.max_bad_steps={config.train.max_bad_steps}); the last good checkpoint in "
+            f"{ckpt.directory} is intact")
+      extra = {"step": step + 1, "data": run.data.get_state()}
+      last = step + 1 == config.train.total_steps
+      if int(state.nonfinite_streak) == 0:  # Never checkpoint a state mid-way through a NaN run.
+        ckpt.maybe_save(step + 1, state, extra, force=last or stop.requested)
+      if stop.requested:
+        break
+  finally:
+    ckpt.close()
+    writer.close()
+  return values
+
+
+def _sample_text(exp) -> str:
+  """The first rollout with its blocks and J values, for TensorBoard."""
+  seg = exp.segments[0]
+  j = exp.success_BxN1[0][exp.boundary_mask_BxN1[0]]
+  return (f"outcome={exp.outcome_B[0]:.0f} blocks={seg.num_blocks} "
+          f"J={np.round(j, 3).tolist()}\n\n{exp.texts[0]}")

@@ -1,0 +1,186 @@
+"""Builds everything one run needs from its config: mesh, model, tokenizer, data, verifier,
+optimizer, step and experience settings. Bad input fails here, before any compile, with an
+error naming the config field, file or directory at fault.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from ml_collections import ConfigDict
+
+from mrt_jax import models
+from mrt_jax.data.pipeline import pipeline_from_config
+from mrt_jax.learner import losses
+from mrt_jax.learner.optimizer import OptimizerConfig, make_optimizer
+from mrt_jax.learner.step import StepConfig
+from mrt_jax.models import tokenizer as tokenizer_lib
+from mrt_jax.mrt.segment import SegmentConfig
+from mrt_jax.rewards import get_verifier, verify_batch
+from mrt_jax.train.rollout import ExperienceConfig
+
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+class PromptData:
+  """The grain prompt iterator with the interface the loop needs (batch, get/set state).
+
+  Every process reads the same global batch (SPMD: all hosts feed identical inputs to the
+  jitted sampler and learner, whose shardings split the work).
+  """
+
+  def __init__(self, config: ConfigDict, tokenizer):
+    self.dataset, self.prompts = pipeline_from_config(config, tokenizer)
+    self._it = iter(self.dataset)
+
+  def next_batch(self) -> tuple[list[dict], list[list[int]]]:
+    batch = next(self._it)
+    records = [{**ex["record"], "answer": ex["answer"], "problem": ex["problem"]} for ex in batch]
+    return records, [np.asarray(ex["prompt_ids"]).tolist() for ex in batch]
+
+  def get_state(self) -> dict:
+    return self._it.get_state()
+
+  def set_state(self, state: dict) -> None:
+    self._it = iter(self.dataset)
+    self._it.set_state(state)
+
+
+@dataclasses.dataclass
+class Run:
+  """A run's built pieces (see `build`)."""
+  workdir: str
+  mesh: jax.sharding.Mesh
+  model_config: models.ModelConfig
+  params: Any
+  tokenizer: Any
+  data: PromptData
+  optimizer: Any
+  step_config: StepConfig
+  experience: ExperienceConfig
+  reward_fn: Callable
+  decode: Callable[[Sequence[int]], str]
+  prompt_buckets: tuple[int, ...]
+
+
+def check_workdir(workdir: str) -> str:
+  """Creates `workdir` and checks it is writable (clear error otherwise)."""
+  workdir = os.path.abspath(workdir)
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, ".write_test")
+    with open(probe, "w") as f:
+      f.write("ok")
+    os.remove(probe)
+  except OSError as e:
+    raise OSError(f"config.workdir={workdir!r} is not writable: {e}") from e
+  return workdir
+
+
+def make_mesh(config: ConfigDict) -> jax.sharding.Mesh:
+  m = config.mesh
+  try:
+    return models.make_mesh(m.data, m.fsdp, m.tensor)
+  except ValueError as e:
+    raise ValueError(f"config.mesh (data={m.data}, fsdp={m.fsdp}, tensor={m.tensor}): {e}") from e
+
+
+def dtype_of(config: ConfigDict):
+  if config.model.dtype not in _DTYPES:
+    raise ValueError(f"config.model.dtype={config.model.dtype!r}; expected one of "
+                     f"{sorted(_DTYPES)}")
+  return _DTYPES[config.model.dtype]
+
+
+def optimizer_config(config: ConfigDict) -> OptimizerConfig:
+  o = config.optimizer
+  return OptimizerConfig(learning_rate=o.learning_rate, schedule=o.schedule,
+                         warmup_ratio=o.warmup_ratio, total_steps=config.train.total_steps,
+                         weight_decay=o.weight_decay, grad_clip=o.max_grad_norm)
+
+
+def step_config(config: ConfigDict, objective: str = "policy") -> StepConfig:
+  t = config.train
+  if t.global_batch_prompts % t.micro_batch_prompts:
+    raise ValueError(f"config.train.micro_batch_prompts={t.micro_batch_prompts} does not divide "
+                     f"config.train.global_batch_prompts={t.global_batch_prompts}")
+  loss = config.get("loss")
+  loss_config = losses.LossConfig()
+  if loss is not None:
+    loss_config = losses.LossConfig(
+        policy_loss=loss.policy_loss, aggregation=loss.aggregation, eps_low=loss.clip_eps,
+        eps_high=loss.clip_eps_high, beta=loss.kl_beta, kl_estimator=loss.kl_estimator,
+        entropy_coef=loss.entropy_coef, tis_cap=loss.tis_cap or None,
+        max_len=config.rollout.max_completion_len)
+  return StepConfig(objective=objective,
+                    num_micro_batches=t.global_batch_prompts // t.micro_batch_prompts,
+                    temperature=config.rollout.temperature, loss=loss_config)
+
+
+def segment_config(config: ConfigDict) -> SegmentConfig:
+  s = config.segment
+  return SegmentConfig(method=s.method, markers=tuple(s.restart_markers),
+                       min_paragraphs=s.min_paragraphs, episodes_per_block=s.episodes_per_block,
+                       max_blocks=s.max_blocks, chunk_tokens=s.chunk_tokens)
+
+
+def experience_config(config: ConfigDict, tokenizer, model_config) -> ExperienceConfig:
+  p, r = config.probe, config.rollout
+  adv = config.get("advantage")
+  suffix = tokenizer.encode(p.termination_suffix, add_special_tokens=False)
+  stop = tuple(sorted({tokenizer.eos_token_id, *model_config.eos_token_ids} - {None}))
+  return ExperienceConfig(
+      num_generations=r.num_generations, max_completion_len=r.max_completion_len,
+      temperature=r.temperature, top_p=r.top_p,
+      num_probes=p.num_probes if adv is not None and adv.estimator == "mrt" else 0,
+      probe_temperature=p.temperature, probe_top_p=p.top_p,
+      probe_max_answer_len=p.max_answer_len, suffix_tokens=tuple(suffix), stop_token_ids=stop,
+      estimator=adv.estimator if adv is not None else "grpo",
+      alpha=adv.alpha if adv is not None else 0.0,
+      outcome_norm=adv.outcome_norm if adv is not None else "grpo",
+      segment=segment_config(config))
+
+
+def prompt_buckets(max_prompt_len: int) -> tuple[int, ...]:
+  """Powers of two from 16 up to (and including) the max prompt length."""
+  sizes, n = [], 16
+  while n < max_prompt_len:
+    sizes.append(n)
+    n *= 2
+  return tuple(sizes + [max_prompt_len])
+
+
+def load_model(config: ConfigDict, mesh):
+  """(model_config, params, tokenizer) with the vocab checked; errors name the directory."""
+  path = config.model.path
+  if not os.path.isdir(path):
+    raise FileNotFoundError(f"config.model.path={path!r}: no such model directory (expected a "
+                            "Hugging Face checkpoint with config.json and *.safetensors)")
+  tokenizer = tokenizer_lib.load_tokenizer(config.model.tokenizer_path)
+  model_config, params = models.load_hf(path, dtype=dtype_of(config), mesh=mesh)
+  tokenizer_lib.check_vocab(tokenizer, model_config)
+  return model_config, params, tokenizer
+
+
+def build(config: ConfigDict) -> Run:
+  """Builds a run; see the module docstring."""
+  workdir = check_workdir(config.workdir)
+  mesh = make_mesh(config)
+  model_config, params, tokenizer = load_model(config, mesh)
+  data = PromptData(config, tokenizer)
+  verifier = config.reward.verifier
+  get_verifier(verifier)  # Fails fast, naming the registered verifiers.
+  reward_fn = lambda records, texts, ids: verify_batch(verifier, records, texts, ids)
+  decode = lambda ids: tokenizer.decode(list(ids), skip_special_tokens=False)
+  return Run(workdir=workdir, mesh=mesh, model_config=model_config, params=params,
+             tokenizer=tokenizer, data=data,
+             optimizer=make_optimizer(optimizer_config(config)),
+             step_config=step_config(config), experience=experience_config(
+                 config, tokenizer, model_config),
+             reward_fn=reward_fn, decode=decode,
+             prompt_buckets=prompt_buckets(config.data.max_prompt_len))
