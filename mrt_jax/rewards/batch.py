@@ -55,7 +55,7 @@ def verify_batch(name: str, records: Sequence[Mapping[str, Any]], texts: Sequenc
     name: a registered verifier ("math", "math_whole_text", "elimination", ...).
     records: one problem record per completion (the gold answer under "answer").
     texts: the decoded completions.
-    token_ids: the completions' token ids.
+    token_ids: the completions' token ids (verifiers receive them as int32 [T] arrays).
     pool: worker pool for isolated verifiers; None uses `default_pool()`. Ignored for inline
       verifiers.
 
@@ -70,7 +70,8 @@ def verify_batch(name: str, records: Sequence[Mapping[str, Any]], texts: Sequenc
   if not len(records) == len(texts) == len(token_ids):
     raise ValueError(f"verify_batch({name!r}): got {len(records)} records, {len(texts)} texts "
                      f"and {len(token_ids)} token id lists; expected one of each per completion")
-  args_list = [(dict(r), str(t), [int(i) for i in ids])
+  # int32 arrays pickle as one buffer: long completions cost the workers little to receive.
+  args_list = [(dict(r), str(t), np.asarray(ids, np.int32).reshape(-1))
                for r, t, ids in zip(records, texts, token_ids)]
   if verifier.isolated:
     outcomes = (pool or default_pool()).map(verifier.fn, args_list)

@@ -55,9 +55,14 @@ class _Worker:
     self.process = ctx.Process(target=_worker_main, args=(child,), daemon=True)
     self.process.start()
     child.close()
-    if not self.conn.poll(startup_timeout_s) or self.conn.recv() != _READY:
+    try:
+      ready = self.conn.poll(startup_timeout_s) and self.conn.recv() == _READY
+    except (EOFError, OSError):  # it died while starting
+      ready = False
+    if not ready:
       self.kill()
-      raise RuntimeError(f"a verifier worker did not start within {startup_timeout_s} s")
+      raise RuntimeError(f"a verifier worker did not start within {startup_timeout_s} s (exit "
+                         f"code {self.process.exitcode})")
 
   def kill(self) -> None:
     self.process.kill()
@@ -125,10 +130,20 @@ class VerifierPool:
     """
     if self._workers is None:
       raise RuntimeError("VerifierPool.map called after close()")
+    busy: dict[_Worker, tuple[int, float]] = {}  # worker -> (item, deadline)
+    try:
+      return self._run(fn, args_list, busy)
+    except BaseException:
+      # An interrupted batch (Ctrl-C, a bug) leaves busy workers whose late results the next
+      # batch would read as its own: replace them.
+      for worker in list(busy):
+        self._replace(worker)
+      raise
+
+  def _run(self, fn, args_list, busy) -> list[Outcome]:
     outcomes: list[Outcome | None] = [None] * len(args_list)
     todo = list(range(len(args_list)))[::-1]  # popped from the end: items start in order
     idle = list(self._workers)
-    busy: dict[_Worker, tuple[int, float]] = {}  # worker -> (item, deadline)
     while todo or busy:
       while todo and idle:
         worker, i = idle.pop(), todo.pop()
@@ -152,9 +167,9 @@ class VerifierPool:
             outcomes[i] = worker.conn.recv()
             idle.append(worker)
           except (EOFError, OSError):
+            idle.append(self._replace(worker))
             outcomes[i] = Outcome(ERROR, 0.0, f"worker died (exit code "
                                   f"{worker.process.exitcode})")
-            idle.append(self._replace(worker))
         elif now >= deadline:
           del busy[worker]
           outcomes[i] = Outcome(TIMEOUT, 0.0, f"no result after {self.timeout_s} s")

@@ -2,17 +2,20 @@
 
 A verifier is a plain function `fn(record, text, token_ids) -> float` where `record` is the
 problem record the data pipeline yields (at least the gold answer under "answer"), `text` the
-decoded completion (thinking, "</think>", answer) and `token_ids` its token ids. Verifiers that
-may hang or crash (anything built on SymPy) are registered `isolated=True` and run in worker
-processes under a hard timeout (`VerifierPool`); cheap pure-Python ones run inline.
+decoded completion (thinking, "</think>", answer) and `token_ids` its token ids (int32 [T]
+array). Verifiers that may hang or crash (anything built on SymPy) are registered
+`isolated=True` and run in worker processes under a hard timeout (`VerifierPool`); cheap
+pure-Python ones run inline.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
-VerifierFn = Callable[[Mapping[str, Any], str, Sequence[int]], float]
+import numpy as np
+
+VerifierFn = Callable[[Mapping[str, Any], str, np.ndarray], float]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,8 +23,8 @@ class Verifier:
   """A registered verifier.
 
   Attributes:
-    fn: `fn(record, text, token_ids) -> float`, a module-level function (workers unpickle it by
-      its qualified name).
+    fn: `fn(record, text, token_ids) -> float`; for isolated verifiers a function of an
+      importable module, not `__main__` (workers unpickle it by its qualified name).
     isolated: run it in a worker process with a hard timeout instead of inline.
   """
   fn: VerifierFn

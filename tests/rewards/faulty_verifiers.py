@@ -17,6 +17,8 @@ def scripted(record, text, token_ids):
     raise RuntimeError("verifier bug")
   elif action == "crash":
     os._exit(3)  # a segfault or OOM kill, as the parent sees it
+  elif action == "nap":
+    time.sleep(0.2)
   elif action == "len":
     return len(token_ids) / 10
   return record["value"]

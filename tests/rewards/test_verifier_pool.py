@@ -57,8 +57,30 @@ def test_crashed_worker_is_an_error_and_replaced(strict_pool):
   restarts = strict_pool.restarts
   rewards, stats = _run("test_scripted", [{"action": "crash"}, {"value": 1.0}], strict_pool)
   np.testing.assert_array_equal(rewards, np.array([0.0, 1.0], np.float32))
-  assert stats["errors"] == 1 and "worker died" in stats["details"][0][1]
+  assert stats["errors"] == 1 and "worker died (exit code 3)" in stats["details"][0][1]
   assert strict_pool.restarts == restarts + 1
+
+
+def test_interrupted_batch_leaves_no_stale_results(strict_pool, monkeypatch):
+  import multiprocessing.connection  # pylint: disable=g-import-not-at-top
+
+  real_wait, calls = multiprocessing.connection.wait, []
+
+  def interrupted(*args, **kwargs):  # Ctrl-C while the batch waits; later waits (joins) work
+    calls.append(1)
+    if len(calls) == 1:
+      raise KeyboardInterrupt
+    return real_wait(*args, **kwargs)
+
+  restarts = strict_pool.restarts
+  with monkeypatch.context() as m:
+    m.setattr(multiprocessing.connection, "wait", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+      _run("test_scripted", [{"action": "nap", "value": 0.5}] * 2, strict_pool)
+  assert strict_pool.restarts == restarts + 2  # both busy workers replaced
+  rewards, stats = _run("test_scripted", [{"value": 1.0}, {"value": 0.0}], strict_pool)
+  np.testing.assert_array_equal(rewards, np.array([1.0, 0.0], np.float32))
+  assert stats["errors"] == 0 and stats["timeouts"] == 0
 
 
 def test_empty_batch(strict_pool):
