@@ -11,6 +11,7 @@ Numerics follow Hugging Face transformers so that f32 logits agree to 1e-4:
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -88,39 +89,57 @@ def attention(q_BxTxHxE: jax.Array, k_BxSxKxE: jax.Array, v_BxSxKxE: jax.Array,
   return out_BxTxKxGxE.reshape(B, T, H, E)
 
 
-def attention_with_prefix(q_BxTxHxE: jax.Array, k_BxSxKxE: jax.Array, v_BxSxKxE: jax.Array,
-                          mask_BxTxS: jax.Array, k_RxPxKxE: jax.Array, v_RxPxKxE: jax.Array,
-                          mask_BxP: jax.Array) -> jax.Array:
-  """Attention over a shared prefix cache and each row's own cache, as one softmax.
+def attention_parts(q_BxTxHxE: jax.Array,
+                    parts: Sequence[tuple[jax.Array, jax.Array, jax.Array]],
+                    prefix: tuple[jax.Array, jax.Array, jax.Array] | None = None) -> jax.Array:
+  """Grouped-query attention over several key/value sets as one softmax over their union.
 
-  Rows are grouped by prefix row: row b = r * M + m (M = B // R) reads prefix row r. The prefix
-  is read once per group, never copied per row: the einsum batches over R and the M rows of a
-  group share each prefix key. Logits of both parts are concatenated before one f32 softmax, so
-  this equals `attention` over the concatenation [prefix entries, own entries].
+  Equals `attention` over the concatenated keys/values, without materializing the
+  concatenation: a decode step reads its cache and its own new keys in place, and forked rows
+  read a shared prefix in place.
 
   Args:
     q_BxTxHxE: queries.
-    k_BxSxKxE, v_BxSxKxE: each row's own keys/values; `mask_BxTxS` is True where visible.
-    k_RxPxKxE, v_RxPxKxE: the shared prefix keys/values; `mask_BxP` is True where row b may see
-      prefix entry p (the same for all of the row's queries).
+    parts: per-row (k_BxSxKxE, v_BxSxKxE, mask_BxTxS) sets (S may differ between parts); mask is
+      True where a query may attend to a key.
+    prefix: (k_RxPxKxE, v_RxPxKxE, mask_BxP) shared by groups of rows: row b = r * M + m
+      (M = B // R) reads prefix row r where mask_BxP[b] is True (for all of the row's queries).
+      The einsum batches over R, so the M rows of a group share each prefix key: the prefix is
+      never copied per row.
   """
   B, T, H, E = q_BxTxHxE.shape
-  R, P, K, _ = k_RxPxKxE.shape
-  M, G = B // R, H // K
-  q_RxMxTxKxGxE = q_BxTxHxE.reshape(R, M, T, K, G, E)
-  pre_RxMxKxGxTxP = jnp.einsum("RMTKGE,RPKE->RMKGTP", q_RxMxTxKxGxE, k_RxPxKxE,
-                               preferred_element_type=jnp.float32) / math.sqrt(E)
-  own_BxKxGxTxS = jnp.einsum("BTKGE,BSKE->BKGTS", q_BxTxHxE.reshape(B, T, K, G, E), k_BxSxKxE,
-                             preferred_element_type=jnp.float32) / math.sqrt(E)
-  pre_BxKxGxTxP = jnp.where(mask_BxP[:, None, None, None, :],
-                            pre_RxMxKxGxTxP.reshape(B, K, G, T, P), _MASK_VALUE)
-  own_BxKxGxTxS = jnp.where(mask_BxTxS[:, None, None], own_BxKxGxTxS, _MASK_VALUE)
-  probs = jax.nn.softmax(jnp.concatenate([pre_BxKxGxTxP, own_BxKxGxTxS], axis=-1), axis=-1)
-  probs_pre_RxMxKxGxTxP = probs[..., :P].reshape(R, M, K, G, T, P).astype(v_RxPxKxE.dtype)
-  probs_own_BxKxGxTxS = probs[..., P:].astype(v_BxSxKxE.dtype)
-  out_RxMxTxKxGxE = jnp.einsum("RMKGTP,RPKE->RMTKGE", probs_pre_RxMxKxGxTxP, v_RxPxKxE)
-  out_BxTxKxGxE = jnp.einsum("BKGTS,BSKE->BTKGE", probs_own_BxKxGxTxS, v_BxSxKxE)
-  return (out_RxMxTxKxGxE.reshape(B, T, K, G, E) + out_BxTxKxGxE).reshape(B, T, H, E)
+  K = parts[0][0].shape[2]
+  G = H // K
+  q_BxTxKxGxE = q_BxTxHxE.reshape(B, T, K, G, E)
+  logits = []
+  for k_BxSxKxE, _, mask_BxTxS in parts:
+    logits_BxKxGxTxS = jnp.einsum("BTKGE,BSKE->BKGTS", q_BxTxKxGxE, k_BxSxKxE,
+                                  preferred_element_type=jnp.float32) / math.sqrt(E)
+    logits.append(jnp.where(mask_BxTxS[:, None, None], logits_BxKxGxTxS, _MASK_VALUE))
+  if prefix is not None:
+    k_RxPxKxE, _, mask_BxP = prefix
+    R, P = k_RxPxKxE.shape[:2]
+    q_RxMxTxKxGxE = q_BxTxHxE.reshape(R, B // R, T, K, G, E)
+    logits_RxMxKxGxTxP = jnp.einsum("RMTKGE,RPKE->RMKGTP", q_RxMxTxKxGxE, k_RxPxKxE,
+                                    preferred_element_type=jnp.float32) / math.sqrt(E)
+    logits.append(jnp.where(mask_BxP[:, None, None, None, :],
+                            logits_RxMxKxGxTxP.reshape(B, K, G, T, P), _MASK_VALUE))
+  probs = jax.nn.softmax(jnp.concatenate(logits, axis=-1), axis=-1)
+  out_BxTxKxGxE = jnp.zeros((B, T, K, G, E), jnp.float32)
+  start = 0
+  for k_BxSxKxE, v_BxSxKxE, _ in parts:
+    S = k_BxSxKxE.shape[1]
+    probs_BxKxGxTxS = probs[..., start:start + S].astype(v_BxSxKxE.dtype)
+    out_BxTxKxGxE += jnp.einsum("BKGTS,BSKE->BTKGE", probs_BxKxGxTxS, v_BxSxKxE,
+                                preferred_element_type=jnp.float32)
+    start += S
+  if prefix is not None:
+    _, v_RxPxKxE, _ = prefix
+    probs_RxMxKxGxTxP = probs[..., start:].reshape(R, B // R, K, G, T, P).astype(v_RxPxKxE.dtype)
+    out_RxMxTxKxGxE = jnp.einsum("RMKGTP,RPKE->RMTKGE", probs_RxMxKxGxTxP, v_RxPxKxE,
+                                 preferred_element_type=jnp.float32)
+    out_BxTxKxGxE += out_RxMxTxKxGxE.reshape(B, T, K, G, E)
+  return out_BxTxKxGxE.astype(q_BxTxHxE.dtype).reshape(B, T, H, E)
 
 
 def swiglu(x_BxTxD: jax.Array, gate_DxF: jax.Array, up_DxF: jax.Array,

@@ -1,8 +1,11 @@
 """The decoder forward pass: pure function of (config, params, tokens, positions, cache).
 
 Layers are scanned (`lax.scan` over the stacked `layers` params), so compile time does not grow
-with depth. The KV cache is an explicit pytree carried through the scan and updated in place
-(scatter at each row's positions), so a jitted caller that donates it never copies it.
+with depth. The KV cache is an explicit pytree. Inside the scan it is only read: new tokens
+attend to the cached entries and to each other (one softmax over both, `layers.attention_parts`),
+and their keys/values leave the scan as outputs, written into the cache by one scatter after it.
+A jitted caller that donates the cache (or carries it in a loop) updates it in place; nothing
+copies the whole cache per layer or per step.
 
 Forking: with a `Prefix`, groups of rows also attend to a shared read-only cache (a trunk of
 sequences already processed) up to a per-row boundary, and keep only what follows the boundary
@@ -62,13 +65,14 @@ def init_cache(config: ModelConfig, batch: int, max_len: int, dtype=jnp.float32)
 
 
 def _layer(config: ModelConfig, rules: Rules, p: dict[str, jax.Array], x_BxTxD: jax.Array,
-           cos_BxTxE: jax.Array, sin_BxTxE: jax.Array, kv: tuple[jax.Array, jax.Array] | None,
-           slots_BxT: jax.Array, mask_BxTxS: jax.Array,
+           cos_BxTxE: jax.Array, sin_BxTxE: jax.Array, self_mask_BxTxT: jax.Array,
+           kv: tuple[jax.Array, jax.Array] | None, cache_mask_BxTxS: jax.Array | None,
            prefix_kv: tuple[jax.Array, jax.Array] | None, prefix_mask_BxP: jax.Array | None):
-  """One decoder block.
+  """One decoder block; returns the new activations and the new tokens' (k, v) [B, T, K, E].
 
-  `kv` is this layer's cache (k, v) [B, S, K, E] or None (no cache); new keys/values go to
-  entries `slots_BxT`. `prefix_kv` is this layer's prefix (k, v) [R, P, K, E] or None.
+  The new tokens attend to each other where `self_mask` allows, to this layer's cache `kv`
+  (k, v) [B, S, K, E] (or None) where `cache_mask` allows, and to this layer's prefix
+  `prefix_kv` (k, v) [R, P, K, E] (or None) where `prefix_mask` allows.
   """
   c = config
   h_BxTxD = layers.rms_norm(x_BxTxD, p["attn_norm"], c.rms_norm_eps)
@@ -87,24 +91,15 @@ def _layer(config: ModelConfig, rules: Rules, p: dict[str, jax.Array], x_BxTxD: 
   q_BxTxHxE = constrain(q_BxTxHxE, ("batch", "seq", "q_heads", "head_dim"), rules)
 
   if kv is None:
-    keys_BxSxKxE, values_BxSxKxE = k_BxTxKxE, v_BxTxKxE
+    attn_BxTxHxE = layers.attention(q_BxTxHxE, k_BxTxKxE, v_BxTxKxE, self_mask_BxTxT)
   else:
-    # Write the new keys/values at each row's slots (out-of-range writes are dropped).
-    B = x_BxTxD.shape[0]
-    rows_Bx1 = jnp.arange(B)[:, None]
-    keys_BxSxKxE = kv[0].at[rows_Bx1, slots_BxT].set(k_BxTxKxE.astype(kv[0].dtype))
-    values_BxSxKxE = kv[1].at[rows_Bx1, slots_BxT].set(v_BxTxKxE.astype(kv[1].dtype))
-    kv = (keys_BxSxKxE, values_BxSxKxE)
-    keys_BxSxKxE = keys_BxSxKxE.astype(q_BxTxHxE.dtype)
-    values_BxSxKxE = values_BxSxKxE.astype(q_BxTxHxE.dtype)
-
-  if prefix_kv is None:
-    attn_BxTxHxE = layers.attention(q_BxTxHxE, keys_BxSxKxE, values_BxSxKxE, mask_BxTxS)
-  else:
-    attn_BxTxHxE = layers.attention_with_prefix(
-        q_BxTxHxE, keys_BxSxKxE, values_BxSxKxE, mask_BxTxS,
-        prefix_kv[0].astype(q_BxTxHxE.dtype), prefix_kv[1].astype(q_BxTxHxE.dtype),
-        prefix_mask_BxP)
+    dtype = q_BxTxHxE.dtype
+    parts = [(kv[0].astype(dtype), kv[1].astype(dtype), cache_mask_BxTxS),
+             (k_BxTxKxE, v_BxTxKxE, self_mask_BxTxT)]
+    prefix = None
+    if prefix_kv is not None:
+      prefix = (prefix_kv[0].astype(dtype), prefix_kv[1].astype(dtype), prefix_mask_BxP)
+    attn_BxTxHxE = layers.attention_parts(q_BxTxHxE, parts, prefix)
   out_BxTxD = jnp.einsum("BTHE,HED->BTD", attn_BxTxHxE, p["o"])
   if c.o_bias:
     out_BxTxD = out_BxTxD + p["o_bias"][None, None]
@@ -112,7 +107,7 @@ def _layer(config: ModelConfig, rules: Rules, p: dict[str, jax.Array], x_BxTxD: 
 
   h_BxTxD = layers.rms_norm(x_BxTxD, p["mlp_norm"], c.rms_norm_eps)
   x_BxTxD = x_BxTxD + layers.swiglu(h_BxTxD, p["gate"], p["up"], p["down"])
-  return constrain(x_BxTxD, ("batch", "seq", "act_embed"), rules), kv
+  return constrain(x_BxTxD, ("batch", "seq", "act_embed"), rules), (k_BxTxKxE, v_BxTxKxE)
 
 
 def _cast(tree: Any, dtype) -> Any:
@@ -169,34 +164,29 @@ def forward(config: ModelConfig, params: Params, tokens: jax.Array,
   x_BxTxD = constrain(x_BxTxD, ("batch", "seq", "act_embed"), rules)
   cos_BxTxE, sin_BxTxE = layers.rope_cos_sin(config, positions_BxT)
 
-  if cache is None:
-    mask_BxTxS = positions_BxT[:, None, :] <= positions_BxT[:, :, None]
-  else:
+  self_mask_BxTxT = positions_BxT[:, None, :] <= positions_BxT[:, :, None]
+  cache_kv_all, cache_mask_BxTxS = None, None
+  if cache is not None:
+    # A cached entry is visible if it precedes the query's slot and no new token overwrites it.
     cache_slots_S = jnp.arange(cache.max_len, dtype=jnp.int32)
-    mask_BxTxS = cache_slots_S[None, None, :] <= slots_BxT[:, :, None]
+    overwritten_BxS = jnp.any(cache_slots_S[None, None, :] == slots_BxT[:, :, None], axis=1)
+    cache_mask_BxTxS = ((cache_slots_S[None, None, :] <= slots_BxT[:, :, None])
+                        & ~overwritten_BxS[:, None, :])
+    cache_kv_all = (cache.k_LxBxSxKxE, cache.v_LxBxSxKxE)
   prefix_kv_all, prefix_mask_BxP = None, None
   if prefix is not None:
     prefix_pos_P = jnp.arange(prefix.cache.max_len, dtype=jnp.int32)
     prefix_mask_BxP = prefix_pos_P[None, :] < prefix.boundaries_B[:, None]
     prefix_kv_all = (prefix.cache.k_LxBxSxKxE, prefix.cache.v_LxBxSxKxE)
 
-  def body(carry, layer_in):
-    x_BxTxD, cache_kv = carry
-    p, i, prefix_kv = layer_in
-    p = _cast(p, dtype)
-    kv = None
-    if cache_kv is not None:
-      kv = (cache_kv[0][i], cache_kv[1][i])
-    x_BxTxD, kv = _layer(config, rules, p, x_BxTxD, cos_BxTxE, sin_BxTxE, kv, slots_BxT,
-                         mask_BxTxS, prefix_kv, prefix_mask_BxP)
-    if cache_kv is not None:
-      cache_kv = (cache_kv[0].at[i].set(kv[0]), cache_kv[1].at[i].set(kv[1]))
-    return (x_BxTxD, cache_kv), None
+  def body(x_BxTxD, layer_in):
+    p, kv, prefix_kv = layer_in
+    x_BxTxD, new_kv = _layer(config, rules, _cast(p, dtype), x_BxTxD, cos_BxTxE, sin_BxTxE,
+                             self_mask_BxTxT, kv, cache_mask_BxTxS, prefix_kv, prefix_mask_BxP)
+    return x_BxTxD, (new_kv if cache is not None else None)
 
-  cache_kv = None if cache is None else (cache.k_LxBxSxKxE, cache.v_LxBxSxKxE)
-  layer_ids_L = jnp.arange(config.num_layers)
-  (x_BxTxD, cache_kv), _ = jax.lax.scan(body, (x_BxTxD, cache_kv),
-                                        (params["layers"], layer_ids_L, prefix_kv_all))
+  x_BxTxD, new_kv = jax.lax.scan(body, x_BxTxD,
+                                 (params["layers"], cache_kv_all, prefix_kv_all))
 
   if logits_at is not None:
     x_BxTxD = jnp.take_along_axis(x_BxTxD, logits_at.astype(jnp.int32)[:, :, None], axis=1)
@@ -210,6 +200,12 @@ def forward(config: ModelConfig, params: Params, tokens: jax.Array,
 
   new_cache = None
   if cache is not None:
+    # All layers' new entries in one scatter at each row's slots (out-of-range writes dropped).
+    rows_Bx1 = jnp.arange(B)[:, None]
+    k_LxBxSxKxE = cache.k_LxBxSxKxE.at[:, rows_Bx1, slots_BxT].set(
+        new_kv[0].astype(cache.k_LxBxSxKxE.dtype), mode="drop")
+    v_LxBxSxKxE = cache.v_LxBxSxKxE.at[:, rows_Bx1, slots_BxT].set(
+        new_kv[1].astype(cache.v_LxBxSxKxE.dtype), mode="drop")
     lengths_B = jnp.maximum(cache.lengths_B, slots_BxT[:, -1] + 1)
-    new_cache = KVCache(cache_kv[0], cache_kv[1], lengths_B)
+    new_cache = KVCache(k_LxBxSxKxE, v_LxBxSxKxE, lengths_B)
   return logits_BxTxV, new_cache

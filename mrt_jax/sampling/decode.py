@@ -73,13 +73,18 @@ def prefill(config: ModelConfig, params: Params, tokens_BxT: jax.Array, lengths_
     f32 logits [B * repeats, V] of each row's last real token.
   """
   TRACES["prefill"] += 1
-  B = tokens_BxT.shape[0]
-  cache = _constrain_cache(init_cache(config, B, cache_len, cache_dtype), rules)
+  B, T = tokens_BxT.shape
+  # Prefill into a cache of exactly T entries (the forward attends over all cache entries,
+  # so a cache sized for the whole generation would waste (S - T) / T of the prefill's
+  # attention), then widen it to S once.
+  cache = _constrain_cache(init_cache(config, B, T, cache_dtype), rules)
   logits_Bx1xV, cache = forward(config, params, tokens_BxT, cache=cache, prefix=prefix,
                                 compute_dtype=compute_dtype, rules=rules,
                                 logits_at=(lengths_B - 1)[:, None])
+  widen = lambda a: jnp.pad(a, ((0, 0), (0, 0), (0, cache_len - T), (0, 0), (0, 0)))
   # Entries past a row's true length hold right-padding; decoding overwrites them.
-  cache = cache.replace(lengths_B=lengths_B.astype(jnp.int32))
+  cache = KVCache(widen(cache.k_LxBxSxKxE), widen(cache.v_LxBxSxKxE),
+                  lengths_B.astype(jnp.int32))
   last_BxV = logits_Bx1xV[:, 0].astype(jnp.float32)
   if repeats > 1:
     cache = jax.tree.map(lambda a: jnp.repeat(a, repeats, axis=1 if a.ndim == 5 else 0), cache)

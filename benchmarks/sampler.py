@@ -1,0 +1,159 @@
+"""Sampler speed, side by side with its peers, measured in one run on this machine.
+
+1. Generation: tokens/s of `mrt_jax.sampling` vs `transformers` `generate` (PyTorch CPU) on the
+   same random Qwen2 checkpoint (~19M params), batch 16, prompt 64, 256 new tokens, T = 1.
+2. Probes: 8 traces of 512 tokens, 8 boundaries each, 4 probes per boundary, an 8-token
+   termination suffix and 32 answer tokens: forking from the traces' KV cache (prefilling the
+   traces once, included in the time) vs re-prefilling every prefix + suffix (the same jitted
+   sampler, tight prompt bucket, each prefix prefilled once and shared by its 4 probes).
+
+Each measurement is the best of `--repeats` timed runs after one warm-up run (compiles are not
+timed). XLA's CPU client uses every core the process may run on; torch runs with each of
+`--threads` intra-op thread counts and the peer figure is its best (on a loaded machine,
+OpenMP's spinning threads can make 2 threads several times slower than 1; run both
+under the same `taskset` to give them the same cores).
+
+  python benchmarks/sampler.py            # the figures in BENCHMARKS.md
+  python benchmarks/sampler.py --quick    # smoke run (seconds)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
+
+from mrt_jax import models, sampling  # noqa: E402
+
+# ~19M params: 8 layers, width 384, 6 query / 2 kv heads of 64, FFN 1024, vocab 8192, untied.
+MODEL = dict(vocab_size=8192, hidden_size=384, intermediate_size=1024, num_hidden_layers=8,
+             num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=2048,
+             rms_norm_eps=1e-6, rope_theta=10000.0, tie_word_embeddings=False,
+             bos_token_id=1, eos_token_id=2, pad_token_id=0)
+
+FULL = dict(batch=16, prompt=64, new=256, traces=8, trace_len=512, boundaries=8, probes=4,
+            suffix=8, answer=32)
+QUICK = dict(batch=4, prompt=16, new=32, traces=2, trace_len=64, boundaries=2, probes=2,
+             suffix=4, answer=8)
+
+
+def best_time(fn, repeats: int, warmup=None) -> float:
+  """Best wall time of `repeats` calls of fn, after one call of `warmup` (default: fn)."""
+  (warmup or fn)()  # compiles (jax) / allocator and kernel caches (torch)
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return min(times)
+
+
+def build_model(directory: str):
+  torch.manual_seed(0)
+  model = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**MODEL))
+  model.eval()
+  model.generation_config.eos_token_id = None  # generate the full budget on both sides
+  model.save_pretrained(directory)
+  config, params = models.load_hf(directory)
+  return model, config, params
+
+
+def bench_generate(model, config, params, s: dict, repeats: int,
+                   threads: list[int]) -> tuple[float, dict[int, float]]:
+  rng = np.random.default_rng(0)
+  prompts = rng.integers(3, config.vocab_size, size=(s["batch"], s["prompt"]))
+  sampler = sampling.Sampler(config)
+
+  def ours():
+    result = sampler.generate(params, prompts.tolist(), max_new_tokens=s["new"],
+                              temperature=1.0, seed=0)
+    assert all(len(t) == s["new"] for t in result.tokens)
+
+  def theirs(new=s["new"]):
+    with torch.no_grad():
+      out = model.generate(torch.tensor(prompts), attention_mask=torch.ones(prompts.shape),
+                           do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
+                           max_new_tokens=new, pad_token_id=0)
+    assert out.shape == (s["batch"], s["prompt"] + new)
+
+  tokens = s["batch"] * s["new"]
+  peer = {}
+  for n in threads:
+    torch.set_num_threads(n)
+    peer[n] = tokens / best_time(theirs, repeats, warmup=lambda: theirs(8))
+  return tokens / best_time(ours, repeats), peer
+
+
+def bench_probes(config, params, s: dict, repeats: int) -> tuple[float, float]:
+  rng = np.random.default_rng(1)
+  traces = rng.integers(3, config.vocab_size, size=(s["traces"], s["trace_len"])).tolist()
+  suffix = rng.integers(3, config.vocab_size, size=s["suffix"]).tolist()
+  step = s["trace_len"] // s["boundaries"]
+  bounds = [step * (j + 1) for j in range(s["boundaries"])]
+  probes = [sampling.Probe(i, b, suffix, s["probes"]) for i in range(s["traces"]) for b in bounds]
+  kwargs = dict(max_new_tokens=s["answer"], temperature=0.6, top_p=0.95, seed=0)
+  longest = s["trace_len"] + s["suffix"]
+  fork_sampler = sampling.Sampler(config, prompt_buckets=(s["trace_len"],))
+  # The re-prefill baseline gets one tight bucket (no padding waste beyond 8 tokens).
+  naive_sampler = sampling.Sampler(config, prompt_buckets=(-(-longest // 8) * 8,))
+
+  def fork():
+    trunk = fork_sampler.prefill(params, traces)
+    result = fork_sampler.fork(params, trunk, probes, **kwargs)
+    assert len(result.tokens) == len(probes) * s["probes"]
+
+  def reprefill():
+    prompts = [traces[p.source][:p.boundary] + suffix for p in probes]
+    result = naive_sampler.generate(params, prompts, num_samples=s["probes"], **kwargs)
+    assert len(result.tokens) == len(probes) * s["probes"]
+
+  answers = len(probes) * s["probes"] * s["answer"]
+  return answers / best_time(fork, repeats), answers / best_time(reprefill, repeats)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--quick", action="store_true", help="tiny shapes: a smoke run")
+  parser.add_argument("--repeats", type=int, default=1, help="timed runs per measurement")
+  parser.add_argument("--threads", default="1,2",
+                      help="torch intra-op thread counts to try (comma-separated)")
+  args = parser.parse_args()
+  threads = [int(n) for n in args.threads.split(",")]
+  s = QUICK if args.quick else FULL
+  with tempfile.TemporaryDirectory() as directory:
+    model, config, params = build_model(directory)
+  num_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
+  print(f"Qwen2 random checkpoint: {num_params / 1e6:.1f}M params, f32; jax "
+        f"{jax.__version__} on {jax.devices()[0].platform} ({len(os.sched_getaffinity(0))} cores), "
+        f"torch {torch.__version__}, transformers {transformers.__version__}")
+  gen_ours, gen_peer = bench_generate(model, config, params, s, args.repeats, threads)
+  print("transformers generate tokens/s by torch threads: "
+        + ", ".join(f"{n}: {v:.1f}" for n, v in gen_peer.items()))
+  best = max(gen_peer, key=gen_peer.get)
+  probe_ours, probe_naive = bench_probes(config, params, s, args.repeats)
+  rows = [
+      (f"generate: batch {s['batch']}, prompt {s['prompt']}, {s['new']} new, T=1 (tokens/s)",
+       gen_ours, f"transformers, {best} thr", gen_peer[best]),
+      (f"probes: {s['traces']} traces x {s['trace_len']} tok, {s['boundaries']} boundaries x "
+       f"{s['probes']} probes, {s['answer']} answer tok (answer tokens/s)",
+       probe_ours, "re-prefill each prefix", probe_naive),
+  ]
+  print(f"| {'workload':<92} | {'mrt_jax':>9} | {'peer':<22} | {'peer value':>10} | ratio |")
+  print(f"|{'-' * 94}|{'-' * 11}|{'-' * 24}|{'-' * 12}|-------|")
+  for name, ours, peer, theirs in rows:
+    print(f"| {name:<92} | {ours:>9.1f} | {peer:<22} | {theirs:>10.1f} | "
+          f"{ours / theirs:>4.1f}x |")
+
+
+if __name__ == "__main__":
+  main()
