@@ -124,9 +124,9 @@ def rl(c: ConfigDict, estimator: str, alpha: float) -> ConfigDict:
 
 
 def star() -> ConfigDict:
-  """MRT-STaR rounds: sample G traces, probe them, keep the best correct ones, SFT."""
+  """MRT-STaR: every step samples G traces per prompt, probes them, keeps the best correct one
+  per group and takes one SFT step on the kept traces (an online round per step)."""
   c = ConfigDict()
-  c.rounds = 2  # sample → select → SFT iterations
   c.selection = "max_progress"  # correct traces of maximal progress in their group; ties: shorter
   return c
 
@@ -155,7 +155,7 @@ def finish(c: ConfigDict, arg: str | None) -> ConfigDict:
   c.data.path = f"{DEMO_DIR}/train.jsonl"  # synthetic problems the CPU demo writes
   c.data.max_prompt_len = 64  # tiny prompts
   c.rollout.num_generations = 2  # G
-  c.rollout.max_completion_len = 96  # tiny traces
+  c.rollout.max_completion_len = 192  # the demo task's traces are ~120-170 tokens
   c.probe.num_probes = 2  # m
   c.probe.max_answer_len = 8  # short answers
   c.segment.chunk_tokens = 16  # tiny fixed chunks
@@ -163,7 +163,7 @@ def finish(c: ConfigDict, arg: str | None) -> ConfigDict:
   c.mesh.fsdp = 1  # one CPU device
   c.mesh.tensor = 1  # one CPU device
   c.eval.num_samples = 2  # n
-  c.eval.budgets = (16, 32, 64, 96)  # within max_completion_len
+  c.eval.budgets = (32, 64, 128, 192)  # up to max_completion_len
   c.train.total_steps = 2  # a smoke run
   c.train.global_batch_prompts = 4  # prompts per step
   c.train.micro_batch_prompts = 2  # two accumulation micro-batches

@@ -23,6 +23,7 @@ from mrt_jax.learner.logprobs import token_logprobs
 from mrt_jax.learner.state import create_state, param_shardings, state_shardings
 from mrt_jax.learner.step import batch_shardings, make_train_step
 from mrt_jax.models.sharding import SAMPLE_RULES
+from mrt_jax.mrt import star
 from mrt_jax.sampling import Sampler
 from mrt_jax.sampling.buckets import pow2_at_least
 from mrt_jax.train import setup
@@ -98,16 +99,11 @@ def train(config: ConfigDict) -> dict[str, Any]:
       sampler_params = jax.device_put(state.params, sample_shardings)
       exp = collect(sampler, sampler_params, prompts, records, run.experience,
                     run.reward_fn, run.decode, _step_seed(config.seed, step))
-      length = pow2_at_least(max(len(p) + len(c) for p, c in zip(exp.prompts, exp.completions)),
-                             minimum=16)
-      batch = learner_batch(exp, length)
-      with jax.set_mesh(mesh):
-        temp = run.experience.temperature
-        batch["old_logprobs"], _ = logprobs(run.model_config, state.params, batch["tokens"],
-                                            temperature=temp)
-        if ref_params is not None:
-          batch["ref_logprobs"], _ = logprobs(run.model_config, ref_params, batch["tokens"],
-                                              temperature=temp)
+      if run.star_selection is not None:
+        batch, selected = star_batch(exp, run.star_selection, run.experience.num_generations)
+        exp.stats["star_selected"] = selected
+      else:
+        batch = _policy_batch(run, state.params, ref_params, exp, logprobs)
       shard_b = batch_shardings(mesh, batch)
       batch = jax.device_put(batch, shard_b)
       if train_step is None:
@@ -134,6 +130,35 @@ def train(config: ConfigDict) -> dict[str, Any]:
     ckpt.close()
     writer.close()
   return values
+
+
+def _length(exp) -> int:
+  return pow2_at_least(max(len(p) + len(c) for p, c in zip(exp.prompts, exp.completions)),
+                       minimum=16)
+
+
+def _policy_batch(run, params, ref_params, exp, logprobs) -> dict:
+  """RL batch: tokens, mask, advantages, sampler / old / reference log-probs."""
+  batch = learner_batch(exp, _length(exp))
+  temp = run.experience.temperature
+  with jax.set_mesh(run.mesh):
+    batch["old_logprobs"], _ = logprobs(run.model_config, params, batch["tokens"],
+                                        temperature=temp)
+    if ref_params is not None:
+      batch["ref_logprobs"], _ = logprobs(run.model_config, ref_params, batch["tokens"],
+                                          temperature=temp)
+  return batch
+
+
+def star_batch(exp, selection: str, group_size: int) -> tuple[dict, int]:
+  """MRT-STaR SFT batch: one row per group, the selected trace or an all-masked row."""
+  lengths = np.array([len(c) for c in exp.completions])
+  chosen = star.select(selection, exp.outcome_B, exp.progress_BxN,
+                       np.array([s.num_blocks for s in exp.segments]), lengths, group_size)
+  full = learner_batch(exp, _length(exp))
+  rows = np.where(chosen >= 0, chosen, 0)
+  mask = full["mask"][rows] * (chosen >= 0)[:, None]
+  return {"tokens": full["tokens"][rows], "mask": mask.astype(np.float32)}, int((chosen >= 0).sum())
 
 
 def _sample_text(exp) -> str:

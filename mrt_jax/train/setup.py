@@ -66,6 +66,7 @@ class Run:
   reward_fn: Callable
   decode: Callable[[Sequence[int]], str]
   prompt_buckets: tuple[int, ...]
+  star_selection: str | None   # MRT-STaR trace selection, or None for RL
 
 
 def check_workdir(workdir: str) -> str:
@@ -132,15 +133,23 @@ def segment_config(config: ConfigDict) -> SegmentConfig:
 def experience_config(config: ConfigDict, tokenizer, model_config) -> ExperienceConfig:
   p, r = config.probe, config.rollout
   adv = config.get("advantage")
+  star = config.get("star")
+  if adv is None and star is None:
+    raise ValueError("the config has neither an `advantage` block (RL) nor a `star` block "
+                     "(MRT-STaR)")
+  if adv is not None and adv.estimator == "mrt_prefix":
+    raise ValueError("config.advantage.estimator='mrt_prefix' needs stale-prefix sampling, "
+                     "which the launch loop does not do; use it through mrt_advantages directly")
+  probing = star is not None or adv.estimator == "mrt"
   suffix = tokenizer.encode(p.termination_suffix, add_special_tokens=False)
   stop = tuple(sorted({tokenizer.eos_token_id, *model_config.eos_token_ids} - {None}))
   return ExperienceConfig(
       num_generations=r.num_generations, max_completion_len=r.max_completion_len,
       temperature=r.temperature, top_p=r.top_p,
-      num_probes=p.num_probes if adv is not None and adv.estimator == "mrt" else 0,
+      num_probes=p.num_probes if probing else 0,
       probe_temperature=p.temperature, probe_top_p=p.top_p,
       probe_max_answer_len=p.max_answer_len, suffix_tokens=tuple(suffix), stop_token_ids=stop,
-      estimator=adv.estimator if adv is not None else "grpo",
+      estimator=adv.estimator if adv is not None else "mrt",
       alpha=adv.alpha if adv is not None else 0.0,
       outcome_norm=adv.outcome_norm if adv is not None else "grpo",
       segment=segment_config(config))
@@ -173,6 +182,7 @@ def build(config: ConfigDict) -> Run:
   mesh = make_mesh(config)
   model_config, params, tokenizer = load_model(config, mesh)
   data = PromptData(config, tokenizer)
+  star = config.get("star")
   verifier = config.reward.verifier
   get_verifier(verifier)  # Fails fast, naming the registered verifiers.
   reward_fn = lambda records, texts, ids: verify_batch(verifier, records, texts, ids)
@@ -180,7 +190,8 @@ def build(config: ConfigDict) -> Run:
   return Run(workdir=workdir, mesh=mesh, model_config=model_config, params=params,
              tokenizer=tokenizer, data=data,
              optimizer=make_optimizer(optimizer_config(config)),
-             step_config=step_config(config), experience=experience_config(
-                 config, tokenizer, model_config),
+             step_config=step_config(config, "sft" if star else "policy"),
+             experience=experience_config(config, tokenizer, model_config),
              reward_fn=reward_fn, decode=decode,
-             prompt_buckets=prompt_buckets(config.data.max_prompt_len))
+             prompt_buckets=prompt_buckets(config.data.max_prompt_len),
+             star_selection=star.selection if star else None)

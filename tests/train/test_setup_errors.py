@@ -1,0 +1,74 @@
+"""Bad input to a run fails before training, naming the field, file or directory at fault."""
+
+import dataclasses
+
+import jax
+import pytest
+
+from launch_fixtures import TINY
+from mrt_jax import config_cli, models
+from mrt_jax.data.sources import DataError
+from mrt_jax.models.tokenizer import TokenizerError
+from mrt_jax.train import demo, setup
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+  root = tmp_path_factory.mktemp("assets")
+  config = _config(str(root), str(root / "work"))
+  demo.build_assets(config)
+  return str(root)
+
+
+def _config(assets, workdir, *extra):
+  overrides = [o.removeprefix("--config.") for o in TINY] + [
+      f"workdir={workdir}", f"model.path={assets}/model",
+      f"model.tokenizer_path={assets}/tokenizer", f"data.path={assets}/train.jsonl", *extra]
+  return config_cli.load_config("configs/demo_cpu.py", overrides)
+
+
+def test_unknown_config_field_is_named():
+  with pytest.raises(config_cli.ConfigOverrideError, match="totl_steps"):
+    config_cli.load_config("configs/demo_cpu.py", ["train.totl_steps=3"])
+
+
+def test_missing_model_directory(assets, tmp_path):
+  config = _config(assets, str(tmp_path / "w"), f"model.path={tmp_path}/nope")
+  with pytest.raises(FileNotFoundError, match=r"config\.model\.path=.*nope"):
+    setup.build(config)
+
+
+def test_tokenizer_larger_than_model_vocab(assets, tmp_path):
+  config = models.load_config(f"{assets}/model")
+  small = dataclasses.replace(config, vocab_size=100)
+  models.save_hf(small, models.init_params(small, jax.random.key(0)), tmp_path / "small")
+  with pytest.raises(TokenizerError, match=r"vocab_size is 100"):
+    setup.build(_config(assets, str(tmp_path / "w"), f"model.path={tmp_path}/small"))
+
+
+def test_empty_dataset(assets, tmp_path):
+  (tmp_path / "empty.jsonl").write_text("")
+  with pytest.raises(DataError, match="empty.jsonl"):
+    setup.build(_config(assets, str(tmp_path / "w"), f"data.path={tmp_path}/empty.jsonl"))
+
+
+def test_dataset_without_answer_field(assets, tmp_path):
+  (tmp_path / "noanswer.jsonl").write_text('{"problem": "1+1?", "solution": "2"}\n' * 4)
+  with pytest.raises(DataError, match="noanswer.jsonl.*answer"):
+    setup.build(_config(assets, str(tmp_path / "w"), f"data.path={tmp_path}/noanswer.jsonl"))
+
+
+def test_unwritable_workdir(assets, tmp_path):
+  (tmp_path / "file").write_text("not a directory")
+  with pytest.raises(OSError, match=r"config\.workdir=.*not writable"):
+    setup.build(_config(assets, str(tmp_path / "file" / "run")))
+
+
+def test_unknown_verifier(assets, tmp_path):
+  with pytest.raises(ValueError, match="nosuch"):
+    setup.build(_config(assets, str(tmp_path / "w"), "reward.verifier=nosuch"))
+
+
+def test_missing_tokenizer(assets, tmp_path):
+  with pytest.raises(TokenizerError, match="notok"):
+    setup.build(_config(assets, str(tmp_path / "w"), f"model.tokenizer_path={tmp_path}/notok"))
