@@ -1,0 +1,349 @@
+"""AOT check: compiles the sampler and the train step of a config for a TPU slice, on a CPU.
+
+  python -m mrt_jax.aot --config=configs/mrt_rl_7b.py --topology=v5p-64
+
+libtpu compiles for the named slice (`aot_topologies.py`) without any TPU attached; every input
+is an abstract `jax.ShapeDtypeStruct` carrying its sharding, so no weights are loaded or
+allocated. Prints one JSON line (the last line on stdout) and exits 1 if the peak does not fit
+in one chip's HBM.
+
+Programs compiled, with the shapes the training loop gives them:
+- `prefill`: the step's prompts (train.global_batch_prompts rows of data.max_prompt_len,
+  bucketed) into a KV cache of G = rollout.num_generations samples per prompt;
+- `decode`: the sampler's whole decode `while_loop` over that cache (rows x (prompt bucket +
+  completion bucket)), weights in the sampling layout;
+- `train`: one optimizer update on global_batch_prompts x G rows of max_prompt_len +
+  max_completion_len tokens, accumulated over global / micro_batch_prompts micro-batches.
+
+Peak per device: the train state (and the frozen reference params when β > 0) stay resident
+while the sampler runs, so the sampling phase costs resident + the sampler program's footprint,
+and the train phase the train program's footprint (which holds the state) + the reference.
+The TPU compiler refuses a program that cannot fit (RESOURCE_EXHAUSTED); it is then reported
+with the size the compiler's error names, and the peak is a lower bound.
+
+FLOPs: XLA's cost analysis counts a loop body once (the layer scan, the micro-batch scan and the
+decode loop all are loops), so `flops_per_step` is the analytic count of the matmuls the train
+step runs: 3 x forward (forward + backward), forward = 2·(matmul params)·tokens + 4·L·T²·H·E per
+row (scores and values over the full T x T causal mask, as `layers.attention` computes them).
+XLA's own figures are reported per program for reference (`xla_flops`, loop bodies once).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import sys
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from absl import flags
+from jax.sharding import NamedSharding, PartitionSpec
+from ml_collections import ConfigDict
+
+from mrt_jax import aot_topologies
+from mrt_jax.config_cli import run
+from mrt_jax.learner.losses import LossConfig
+from mrt_jax.learner.optimizer import OptimizerConfig, make_optimizer
+from mrt_jax.learner.state import init_state
+from mrt_jax.learner.step import StepConfig, batch_shardings, train_step
+from mrt_jax.models import (CACHE_AXES, SAMPLE_RULES, TRAIN_RULES, ConfigError, KVCache,
+                            ModelConfig, Rules, config_from_hf_dict, load_config, make_mesh,
+                            named_sharding, param_specs)
+from mrt_jax.models.weights import is_spec
+from mrt_jax.sampling import Sampler, SamplingRules, buckets, decode
+
+_TOPOLOGY = flags.DEFINE_string("topology", None,
+                                "TPU slice to compile for: v4-N, v5p-N, v5e-N or v6e-N")
+
+# Architectures of checkpoints the configs name, keyed by the checkpoint directory's basename,
+# so the check runs on a machine without the weights (values from each model's config.json).
+_QWEN2 = {"architectures": ["Qwen2ForCausalLM"], "num_hidden_layers": 28, "rope_theta": 10000.0,
+          "rms_norm_eps": 1e-6, "tie_word_embeddings": False, "max_position_embeddings": 131072,
+          "bos_token_id": 151646, "eos_token_id": 151643, "use_sliding_window": False}
+KNOWN_ARCHITECTURES: dict[str, dict[str, Any]] = {
+    "DeepSeek-R1-Distill-Qwen-7B": dict(
+        _QWEN2, hidden_size=3584, intermediate_size=18944, num_attention_heads=28,
+        num_key_value_heads=4, vocab_size=152064),
+    "DeepSeek-R1-Distill-Qwen-1.5B": dict(
+        _QWEN2, hidden_size=1536, intermediate_size=8960, num_attention_heads=12,
+        num_key_value_heads=2, vocab_size=151936),
+}
+
+# Config field `loss.aggregation` -> LossConfig.aggregation ("token": the paper's token-level mean).
+_AGGREGATIONS = {"token": "token_mean", "sequence": "seq_mean_token_mean"}
+
+
+def model_config(path: str) -> ModelConfig:
+  """The architecture at `path` (its config.json), else the built-in entry of its basename."""
+  if os.path.isfile(os.path.join(path, "config.json")):
+    return load_config(path)
+  name = os.path.basename(os.path.normpath(path))
+  if name not in KNOWN_ARCHITECTURES:
+    raise ConfigError(f"model.path={path!r} has no config.json and its basename {name!r} is not "
+                      f"a built-in architecture; known: {sorted(KNOWN_ARCHITECTURES)}")
+  return config_from_hf_dict(KNOWN_ARCHITECTURES[name], where=f"built-in entry {name!r}")
+
+
+def build_mesh(config: ConfigDict, topology: aot_topologies.Topology):
+  """The config's (data, fsdp, tensor) mesh over the topology's devices."""
+  sizes = (config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
+  if -1 not in sizes and math.prod(sizes) != topology.num_chips:
+    raise ValueError(f"config mesh data={sizes[0]} x fsdp={sizes[1]} x tensor={sizes[2]} = "
+                     f"{math.prod(sizes)} devices, but --topology={topology.name} has "
+                     f"{topology.num_chips} chips; set --config.mesh.* to multiply to "
+                     f"{topology.num_chips} or pick a slice of {math.prod(sizes)} chips")
+  return make_mesh(*sizes, devices=aot_topologies.devices(topology))
+
+
+def _abstract(shape, dtype, mesh, logical, rules: Rules) -> jax.ShapeDtypeStruct:
+  return jax.ShapeDtypeStruct(shape, dtype,
+                              sharding=named_sharding(mesh, logical, rules, shape))
+
+
+def abstract_params(mc: ModelConfig, mesh, rules: Rules, dtype):
+  return jax.tree.map(lambda s: _abstract(s.shape, dtype, mesh, s.logical, rules),
+                      param_specs(mc), is_leaf=is_spec)
+
+
+def _replicated(tree, mesh):
+  rep = NamedSharding(mesh, PartitionSpec())
+  return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=rep), tree)
+
+
+def device_bytes(tree) -> int:
+  """Bytes one device holds of an abstract pytree (each leaf's shard)."""
+  return sum(math.prod(a.sharding.shard_shape(a.shape)) * jnp.dtype(a.dtype).itemsize
+             for a in jax.tree.leaves(tree))
+
+
+def _stats(compiled, seconds: float) -> dict[str, Any]:
+  m = compiled.memory_analysis()
+  cost = compiled.cost_analysis() or {}
+  cost = cost[0] if isinstance(cost, list) else cost
+  total = (m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes
+           + m.temp_size_in_bytes + m.generated_code_size_in_bytes)
+  return {"compiled": True, "total_bytes": int(total),
+          "argument_bytes": int(m.argument_size_in_bytes),
+          "output_bytes": int(m.output_size_in_bytes), "alias_bytes": int(m.alias_size_in_bytes),
+          "temp_bytes": int(m.temp_size_in_bytes),
+          "code_bytes": int(m.generated_code_size_in_bytes),
+          "xla_flops": float(cost.get("flops", 0.0)), "compile_seconds": round(seconds, 1)}
+
+
+# The TPU compiler refuses a program that cannot fit, e.g. "RESOURCE_EXHAUSTED: Ran out of memory
+# on HBM, the total memory required for HLO temporaries (152.38G) exceeds available HBM
+# (95.74G)" or "... Used 20.53G of 15.75G hbm ..."; the first size is what the program needs.
+_NEEDED = re.compile(r"(?:required for [^(]*\(|Used )([0-9.]+)([KMGT])")
+
+
+def _refused(error: Exception, seconds: float) -> dict[str, Any]:
+  """Stats of a program the compiler refused: its needed bytes (a lower bound) and why."""
+  message = str(error).strip().splitlines()[0]
+  match = _NEEDED.search(message)
+  needed = (int(float(match.group(1)) * 1024 ** "KMGT".index(match.group(2)) * 1024)
+            if match else None)
+  return {"compiled": False, "total_bytes": needed, "error": message,
+          "compile_seconds": round(seconds, 1)}
+
+
+def _compile(fn, *args, mesh, **kwargs):
+  start = time.perf_counter()
+  try:
+    with jax.set_mesh(mesh):
+      compiled = fn.lower(*args, **kwargs).compile()
+  except jax.errors.JaxRuntimeError as e:
+    if "RESOURCE_EXHAUSTED" not in str(e):
+      raise
+    return _refused(e, time.perf_counter() - start)
+  return _stats(compiled, time.perf_counter() - start)
+
+
+def compile_sampler(mc: ModelConfig, config: ConfigDict, mesh, dtype) -> dict[str, Any]:
+  """Compiles the rollout prefill and decode loop with the `Sampler`'s buckets and layout."""
+  sampler = Sampler(mc, mesh=mesh, rules=SAMPLE_RULES)
+  rules = sampler.rules
+  prompts = config.train.global_batch_prompts
+  G = config.rollout.num_generations
+  width = buckets.bucket(config.data.max_prompt_len, sampler.prompt_buckets,
+                         "data.max_prompt_len", "prompt_buckets")
+  # The sampler's own bucketing, so the shapes are the ones a training step compiles.
+  # pylint: disable=protected-access
+  new_tokens = sampler._new_tokens(config.rollout.max_completion_len)
+  P = buckets.batch_rows(prompts, sampler._batch_multiple())
+  # pylint: enable=protected-access
+  B, S = P * G, width + new_tokens
+  params = abstract_params(mc, mesh, rules, dtype)
+  static = dict(rules=rules, compute_dtype=dtype)
+  prefill = _compile(
+      decode.prefill, mc, params, _abstract((P, width), jnp.int32, mesh, ("batch", "seq"), rules),
+      _abstract((P,), jnp.int32, mesh, ("batch",), rules), mesh=mesh, cache_dtype=dtype,
+      cache_len=S, repeats=G, **static)
+  kv = _abstract((mc.num_layers, B, S, mc.num_kv_heads, mc.head_dim), dtype, mesh, CACHE_AXES,
+                 rules)
+  cache = KVCache(kv, kv, _abstract((B,), jnp.int32, mesh, ("batch",), rules))
+  sampling = SamplingRules(config.rollout.temperature, config.rollout.top_p,
+                           stop_token_ids=mc.eos_token_ids)
+  rule_arrays = _replicated(jax.eval_shape(lambda: sampling.to_arrays(mc.vocab_size, new_tokens)),
+                            mesh)
+  key_dtype = jax.eval_shape(lambda: jax.random.key(0)).dtype
+  decode_stats = _compile(
+      decode.decode, mc, params, cache,
+      _abstract((B, mc.vocab_size), jnp.float32, mesh, ("batch", "vocab"), rules), rule_arrays,
+      _abstract((B,), key_dtype, mesh, ("batch",), rules),
+      _abstract((B,), jnp.bool_, mesh, ("batch",), rules),
+      _replicated(jax.ShapeDtypeStruct((), jnp.int32), mesh), mesh=mesh, new_tokens=new_tokens,
+      **static)
+  shapes = {"prompt_rows": P, "prompt_len": width, "rollout_rows": B, "cache_len": S,
+            "new_tokens": new_tokens}
+  return {"prefill": prefill, "decode": decode_stats, "shapes": shapes}
+
+
+def abstract_state(params, optimizer: optax.GradientTransformation, seed: int, mesh):
+  """The abstract `TrainState`: optimizer moments laid out like the params, scalars replicated.
+
+  The layout is set here rather than taken from `create_state`'s jit, whose zero-initialized
+  moments the compiler leaves replicated (every device would hold all of them).
+  """
+  state = jax.eval_shape(lambda p: init_state(p, optimizer, seed), params)
+  rep = NamedSharding(mesh, PartitionSpec())
+  opt_state = optax.tree_utils.tree_map_params(
+      optimizer, lambda a, p: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=p.sharding),
+      state.opt_state, params,
+      transform_non_params=lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=rep))
+  return _replicated(state, mesh).replace(params=params, opt_state=opt_state)
+
+
+def _step_and_optimizer(config: ConfigDict):
+  loss = config.loss
+  loss_config = LossConfig(aggregation=_AGGREGATIONS.get(loss.aggregation, loss.aggregation),
+                           eps_low=loss.clip_eps, eps_high=loss.clip_eps, beta=loss.kl_beta,
+                           kl_estimator=loss.kl_estimator)
+  prompts, micro = config.train.global_batch_prompts, config.train.micro_batch_prompts
+  if prompts % micro:
+    raise ValueError(f"train.global_batch_prompts={prompts} is not a multiple of "
+                     f"train.micro_batch_prompts={micro}")
+  step = StepConfig(num_micro_batches=prompts // micro, temperature=config.rollout.temperature,
+                    loss=loss_config)
+  o = config.optimizer
+  optimizer = make_optimizer(OptimizerConfig(
+      learning_rate=o.learning_rate, schedule=o.schedule, warmup_ratio=o.warmup_ratio,
+      total_steps=config.train.total_steps, weight_decay=o.weight_decay,
+      grad_clip=o.max_grad_norm))
+  return step, optimizer
+
+
+def compile_train(mc: ModelConfig, config: ConfigDict, mesh, dtype) -> dict[str, Any]:
+  """Compiles one train step; the state's layout is what `create_state` gives it."""
+  step_config, optimizer = _step_and_optimizer(config)
+  params = abstract_params(mc, mesh, TRAIN_RULES, dtype)
+  state = abstract_state(params, optimizer, config.seed, mesh)
+  state_shardings = jax.tree.map(lambda a: a.sharding, state)
+  rows = config.train.global_batch_prompts * config.rollout.num_generations
+  T = config.data.max_prompt_len + config.rollout.max_completion_len
+  fields = {"tokens": jnp.int32, "mask": jnp.float32, "advantages": jnp.float32,
+            "old_logprobs": jnp.float32, "sampler_logprobs": jnp.float32}
+  if step_config.loss.beta > 0:
+    fields["ref_logprobs"] = jnp.float32
+  batch = {k: jax.ShapeDtypeStruct((rows, T), d) for k, d in fields.items()}
+  batch_sh = batch_shardings(mesh, batch)
+  batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=batch_sh[k])
+           for k, v in batch.items()}
+  fn = jax.jit(lambda s, b: train_step(mc, step_config, optimizer, s, b),
+               in_shardings=(state_shardings, batch_sh),
+               out_shardings=(state_shardings, NamedSharding(mesh, PartitionSpec())),
+               donate_argnums=0)
+  stats = _compile(fn, state, batch, mesh=mesh)
+  micro_rows = rows // step_config.num_micro_batches
+  shard = named_sharding(mesh, ("batch", "seq", "vocab"), TRAIN_RULES,
+                         (micro_rows, T - 1, mc.vocab_size))
+  logits = math.prod(shard.shard_shape((micro_rows, T - 1, mc.vocab_size))) * 4
+  shapes = {"rows": rows, "len": T, "micro_batches": step_config.num_micro_batches,
+            "micro_batch_rows": micro_rows, "f32_logits_bytes_per_device": logits}
+  resident = {"train_state_bytes": device_bytes(state),
+              "ref_params_bytes": device_bytes(params) if step_config.loss.beta > 0 else 0}
+  return {"train": stats, "shapes": shapes, "resident": resident}
+
+
+def matmul_params(mc: ModelConfig) -> int:
+  """Weights that multiply activations, per token (embedding lookups excluded, lm head in)."""
+  D, H, K, E, F = (mc.hidden_size, mc.num_heads, mc.num_kv_heads, mc.head_dim,
+                   mc.intermediate_size)
+  return mc.num_layers * (2 * D * H * E + 2 * D * K * E + 3 * D * F) + D * mc.vocab_size
+
+
+def analytic_flops(mc: ModelConfig, rows: int, q_len: int, kv_len: int) -> int:
+  """Forward FLOPs of `rows` sequences of `q_len` new tokens attending to `kv_len` entries."""
+  attention = 4 * mc.num_layers * q_len * kv_len * mc.num_heads * mc.head_dim
+  return rows * (2 * matmul_params(mc) * q_len + attention)
+
+
+def resolve(config: ConfigDict, topology_name: str):
+  """(topology, model config, mesh) of a run; ValueError names a bad input."""
+  topology = aot_topologies.parse(topology_name)
+  aot_topologies.quiet_libtpu_env(topology)
+  jax.config.update("jax_platforms", "cpu")  # Never grab a local accelerator: we only compile.
+  mc = model_config(config.model.path)
+  return topology, mc, build_mesh(config, topology)
+
+
+def report(config: ConfigDict, topology: aot_topologies.Topology, mc: ModelConfig,
+           mesh) -> dict[str, Any]:
+  """Compiles every program for the slice and returns the JSON report (see module docstring)."""
+  dtype = jnp.dtype(config.model.dtype)
+  sampler = compile_sampler(mc, config, mesh, dtype)
+  train = compile_train(mc, config, mesh, dtype)
+  resident = train["resident"]
+  kept = resident["train_state_bytes"] + resident["ref_params_bytes"]
+  programs = {"prefill": sampler["prefill"], "decode": sampler["decode"], "train": train["train"]}
+  need = {k: p["total_bytes"] or 0 for k, p in programs.items()}  # None: refused, size unknown
+  phases = {"sampling": kept + max(need["prefill"], need["decode"]),
+            "training": need["train"] + resident["ref_params_bytes"]}
+  peak_phase = max(phases, key=phases.get)
+  compiled = all(p["compiled"] for p in programs.values())
+  hbm = topology.generation.hbm_bytes_per_chip
+  ts, ss = train["shapes"], sampler["shapes"]
+  T = ts["len"] - 1  # token_logprobs runs the model on tokens[:, :-1]
+  return {
+      "topology": topology.name, "libtpu_topology": topology.libtpu_name,
+      "device_kind": mesh.devices.flat[0].device_kind, "num_devices": topology.num_chips,
+      "mesh": dict(mesh.shape), "config": config.name, "model": {
+          "path": config.model.path, "architecture": mc.architecture, "dtype": str(dtype),
+          "layers": mc.num_layers, "hidden": mc.hidden_size, "ffn": mc.intermediate_size,
+          "heads": mc.num_heads, "kv_heads": mc.num_kv_heads, "head_dim": mc.head_dim,
+          "vocab": mc.vocab_size, "params": int(sum(
+              math.prod(s.shape) for s in jax.tree.leaves(param_specs(mc), is_leaf=is_spec)))},
+      "sampler_shapes": ss, "train_shapes": ts,
+      "programs": programs,
+      "resident_bytes": resident, "phase_peak_bytes": phases, "peak_phase": peak_phase,
+      "peak_bytes_per_device": int(phases[peak_phase]), "hbm_bytes_per_device": hbm,
+      # A program the compiler refused contributes only the size its error names (a lower bound).
+      "peak_is_lower_bound": not compiled,
+      "fits": bool(compiled and phases[peak_phase] <= hbm),
+      "flops_per_step": 3 * analytic_flops(mc, ts["rows"], T, T),
+      "decode_flops_per_token_step": analytic_flops(mc, ss["rollout_rows"], 1, ss["cache_len"]),
+      "prefill_flops": analytic_flops(mc, ss["prompt_rows"], ss["prompt_len"], ss["prompt_len"]),
+  }
+
+
+def main(config: ConfigDict) -> None:
+  try:
+    if not _TOPOLOGY.value:
+      raise ValueError("--topology is required, e.g. --topology=v5p-64 (v4-N, v5p-N, v5e-N, "
+                       "v6e-N)")
+    topology, mc, mesh = resolve(config, _TOPOLOGY.value)
+  except ValueError as e:  # Bad input: one line naming it, no traceback.
+    print(f"FATAL aot: {e}", file=sys.stderr)
+    sys.exit(2)
+  out = report(config, topology, mc, mesh)
+  print(json.dumps(out), flush=True)
+  if not out["fits"]:
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  run(main)
