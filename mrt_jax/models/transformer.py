@@ -117,10 +117,23 @@ def _cast(tree: Any, dtype) -> Any:
                       tree)
 
 
+def unembed(config: ModelConfig, params: Params, x_BxTxD: jax.Array,
+            rules: Rules = TRAIN_RULES) -> jax.Array:
+  """Final-normed hidden states -> logits [B, T, V] (tied or untied head)."""
+  if config.tie_word_embeddings:
+    head_VxD = params["embed"]["embedding"].astype(x_BxTxD.dtype)
+    logits_BxTxV = jnp.einsum("BTD,VD->BTV", x_BxTxD, head_VxD)
+  else:
+    head_DxV = params["lm_head"]["kernel"].astype(x_BxTxD.dtype)
+    logits_BxTxV = jnp.einsum("BTD,DV->BTV", x_BxTxD, head_DxV)
+  return constrain(logits_BxTxV, ("batch", "seq", "vocab"), rules)
+
+
 def forward(config: ModelConfig, params: Params, tokens: jax.Array,
             positions: jax.Array | None = None, cache: KVCache | None = None, *,
             compute_dtype=None, rules: Rules = TRAIN_RULES, prefix: Prefix | None = None,
-            logits_at: jax.Array | None = None) -> tuple[jax.Array, KVCache | None]:
+            logits_at: jax.Array | None = None, return_hidden: bool = False,
+            ) -> tuple[jax.Array, KVCache | None]:
   """Runs the decoder.
 
   Args:
@@ -142,6 +155,10 @@ def forward(config: ModelConfig, params: Params, tokens: jax.Array,
     logits_at: int32 [B, N] token indices (into T) at which to compute logits; default: every
       token. A prefill needs only each row's last prompt token, and [B, T, V] logits of long
       prompts would not fit in memory.
+
+    return_hidden: return the final-normed hidden states [B, T, D] instead of logits; with
+      `unembed` a caller can project them to the vocab a chunk of T at a time (the learner's
+      log-probs of long sequences, where [B, T, V] logits would not fit).
 
   Returns:
     logits [B, T, V] (or [B, N, V] with `logits_at`) in the compute dtype, and the updated
@@ -192,11 +209,10 @@ def forward(config: ModelConfig, params: Params, tokens: jax.Array,
     x_BxTxD = jnp.take_along_axis(x_BxTxD, logits_at.astype(jnp.int32)[:, :, None], axis=1)
   x_BxTxD = layers.rms_norm(x_BxTxD, params["final_norm"]["scale"].astype(dtype),
                             config.rms_norm_eps)
-  if config.tie_word_embeddings:
-    logits_BxTxV = jnp.einsum("BTD,VD->BTV", x_BxTxD, embedding_VxD.astype(dtype))
+  if return_hidden:
+    logits_BxTxV = x_BxTxD
   else:
-    logits_BxTxV = jnp.einsum("BTD,DV->BTV", x_BxTxD, params["lm_head"]["kernel"].astype(dtype))
-  logits_BxTxV = constrain(logits_BxTxV, ("batch", "seq", "vocab"), rules)
+    logits_BxTxV = unembed(config, params, x_BxTxD, rules)
 
   new_cache = None
   if cache is not None:
