@@ -121,6 +121,7 @@ def collect(sampler: Sampler, params, prompts: Sequence[Sequence[int]],
     progress = np.asarray(progress_reward(success, stack.num_blocks_B))
     boundary_mask = np.asarray(stack.boundary_mask_BxN1)
   else:
+    stats["num_probes"] = 0
     success = np.zeros((len(rows), 1), np.float32)
     boundary_mask = np.zeros((len(rows), 1), bool)
     progress = np.zeros((len(rows), 1), np.float32)
