@@ -12,6 +12,7 @@ mean verdict of its M probes. J_0 uses the empty thinking (the cut right after t
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -101,6 +102,7 @@ def collect(sampler: Sampler, params, prompts: Sequence[Sequence[int]],
   """Samples G rollouts per prompt, probes them, and computes per-token advantages."""
   G = cfg.num_generations
   probing = cfg.num_probes > 0
+  t0 = time.perf_counter()
   result = sampler.generate(params, prompts, max_new_tokens=cfg.max_completion_len,
                             temperature=cfg.temperature, top_p=cfg.top_p,
                             stop_token_ids=cfg.stop_token_ids, num_samples=G, seed=seed,
@@ -108,11 +110,14 @@ def collect(sampler: Sampler, params, prompts: Sequence[Sequence[int]],
   rows = [list(p) for p in prompts for _ in range(G)]
   recs = [r for r in records for _ in range(G)]
   texts = [decode(t) for t in result.tokens]
+  t1 = time.perf_counter()
   outcome_B, stats = reward_fn(recs, texts, result.tokens)
+  t2 = time.perf_counter()
   outcome_B = np.asarray(outcome_B, np.float32)
   stats = {f"verify_{k}": v for k, v in stats.items()}
   segs = [segment(t, _pieces(decode, t), cfg.segment) for t in result.tokens]
   T = max(1, max(len(t) for t in result.tokens))
+  t3 = time.perf_counter()
   if probing:
     success, stack = _probe_success(sampler, params, result, segs, [len(p) for p in rows], recs,
                                     cfg, reward_fn, decode, seed + 1, stats)
@@ -132,7 +137,10 @@ def collect(sampler: Sampler, params, prompts: Sequence[Sequence[int]],
   advantages = mrt_advantages(outcome_B, progress, block_ids_BxT, mask_BxT, group_size=G,
                               alpha=cfg.alpha, estimator=cfg.estimator,
                               outcome_norm=cfg.outcome_norm)
+  t4 = time.perf_counter()
   stats.update(_summaries(outcome_B, success, boundary_mask, progress, segs, result))
+  stats.update(time_rollout_s=t1 - t0, time_verify_s=t2 - t1, time_segment_s=t3 - t2,
+               time_probes_s=t4 - t3)
   return Experience(rows, result.tokens, result.logprobs, texts, outcome_B, segs, success,
                     boundary_mask, progress, np.asarray(advantages), stats)
 
