@@ -34,6 +34,7 @@ import json
 import math
 import os
 import re
+import subprocess
 import sys
 import time
 from typing import Any
@@ -59,6 +60,8 @@ from mrt_jax.sampling import Sampler, SamplingRules, buckets, decode
 
 _TOPOLOGY = flags.DEFINE_string("topology", None,
                                 "TPU slice to compile for: v4-N, v5p-N, v5e-N or v6e-N")
+_PROGRAM = flags.DEFINE_enum("program", None, ["prefill", "decode", "train"],
+                             "internal: compile only this program and print its stats")
 
 # Architectures of checkpoints the configs name, keyed by the checkpoint directory's basename,
 # so the check runs on a machine without the weights (values from each model's config.json).
@@ -163,8 +166,11 @@ def _compile(fn, *args, mesh, **kwargs):
   return _stats(compiled, time.perf_counter() - start)
 
 
-def compile_sampler(mc: ModelConfig, config: ConfigDict, mesh, dtype) -> dict[str, Any]:
-  """Compiles the rollout prefill and decode loop with the `Sampler`'s buckets and layout."""
+def sampler_programs(mc: ModelConfig, config: ConfigDict, mesh, dtype):
+  """The rollout prefill and decode loop with the `Sampler`'s buckets and layout.
+
+  Returns ({name: (jitted fn, abstract args, static kwargs)}, shapes).
+  """
   sampler = Sampler(mc, mesh=mesh, rules=SAMPLE_RULES)
   rules = sampler.rules
   prompts = config.train.global_batch_prompts
@@ -179,10 +185,10 @@ def compile_sampler(mc: ModelConfig, config: ConfigDict, mesh, dtype) -> dict[st
   B, S = P * G, width + new_tokens
   params = abstract_params(mc, mesh, rules, dtype)
   static = dict(rules=rules, compute_dtype=dtype)
-  prefill = _compile(
-      decode.prefill, mc, params, _abstract((P, width), jnp.int32, mesh, ("batch", "seq"), rules),
-      _abstract((P,), jnp.int32, mesh, ("batch",), rules), mesh=mesh, cache_dtype=dtype,
-      cache_len=S, repeats=G, **static)
+  prefill = (decode.prefill,
+             (mc, params, _abstract((P, width), jnp.int32, mesh, ("batch", "seq"), rules),
+              _abstract((P,), jnp.int32, mesh, ("batch",), rules)),
+             dict(cache_dtype=dtype, cache_len=S, repeats=G, **static))
   kv = _abstract((mc.num_layers, B, S, mc.num_kv_heads, mc.head_dim), dtype, mesh, CACHE_AXES,
                  rules)
   cache = KVCache(kv, kv, _abstract((B,), jnp.int32, mesh, ("batch",), rules))
@@ -191,16 +197,16 @@ def compile_sampler(mc: ModelConfig, config: ConfigDict, mesh, dtype) -> dict[st
   rule_arrays = _replicated(jax.eval_shape(lambda: sampling.to_arrays(mc.vocab_size, new_tokens)),
                             mesh)
   key_dtype = jax.eval_shape(lambda: jax.random.key(0)).dtype
-  decode_stats = _compile(
-      decode.decode, mc, params, cache,
-      _abstract((B, mc.vocab_size), jnp.float32, mesh, ("batch", "vocab"), rules), rule_arrays,
-      _abstract((B,), key_dtype, mesh, ("batch",), rules),
-      _abstract((B,), jnp.bool_, mesh, ("batch",), rules),
-      _replicated(jax.ShapeDtypeStruct((), jnp.int32), mesh), mesh=mesh, new_tokens=new_tokens,
-      **static)
+  decode_loop = (decode.decode,
+                 (mc, params, cache,
+                  _abstract((B, mc.vocab_size), jnp.float32, mesh, ("batch", "vocab"), rules),
+                  rule_arrays, _abstract((B,), key_dtype, mesh, ("batch",), rules),
+                  _abstract((B,), jnp.bool_, mesh, ("batch",), rules),
+                  _replicated(jax.ShapeDtypeStruct((), jnp.int32), mesh)),
+                 dict(new_tokens=new_tokens, **static))
   shapes = {"prompt_rows": P, "prompt_len": width, "rollout_rows": B, "cache_len": S,
             "new_tokens": new_tokens}
-  return {"prefill": prefill, "decode": decode_stats, "shapes": shapes}
+  return {"prefill": prefill, "decode": decode_loop}, shapes
 
 
 def abstract_state(params, optimizer: optax.GradientTransformation, seed: int, mesh):
@@ -221,7 +227,8 @@ def abstract_state(params, optimizer: optax.GradientTransformation, seed: int, m
 def _step_and_optimizer(config: ConfigDict):
   loss = config.loss
   loss_config = LossConfig(aggregation=_AGGREGATIONS.get(loss.aggregation, loss.aggregation),
-                           eps_low=loss.clip_eps, eps_high=loss.clip_eps, beta=loss.kl_beta,
+                           eps_low=loss.clip_eps, eps_high=loss.get("clip_eps_high", loss.clip_eps),
+                           beta=loss.kl_beta,
                            kl_estimator=loss.kl_estimator)
   prompts, micro = config.train.global_batch_prompts, config.train.micro_batch_prompts
   if prompts % micro:
@@ -237,8 +244,11 @@ def _step_and_optimizer(config: ConfigDict):
   return step, optimizer
 
 
-def compile_train(mc: ModelConfig, config: ConfigDict, mesh, dtype) -> dict[str, Any]:
-  """Compiles one train step; the state's layout is what `create_state` gives it."""
+def train_program(mc: ModelConfig, config: ConfigDict, mesh, dtype):
+  """One train step on the step's whole batch.
+
+  Returns ({"train": (jitted fn, abstract args, {})}, shapes, per-device resident bytes).
+  """
   step_config, optimizer = _step_and_optimizer(config)
   params = abstract_params(mc, mesh, TRAIN_RULES, dtype)
   state = abstract_state(params, optimizer, config.seed, mesh)
@@ -257,7 +267,6 @@ def compile_train(mc: ModelConfig, config: ConfigDict, mesh, dtype) -> dict[str,
                in_shardings=(state_shardings, batch_sh),
                out_shardings=(state_shardings, NamedSharding(mesh, PartitionSpec())),
                donate_argnums=0)
-  stats = _compile(fn, state, batch, mesh=mesh)
   micro_rows = rows // step_config.num_micro_batches
   shard = named_sharding(mesh, ("batch", "seq", "vocab"), TRAIN_RULES,
                          (micro_rows, T - 1, mc.vocab_size))
@@ -266,7 +275,11 @@ def compile_train(mc: ModelConfig, config: ConfigDict, mesh, dtype) -> dict[str,
             "micro_batch_rows": micro_rows, "f32_logits_bytes_per_device": logits}
   resident = {"train_state_bytes": device_bytes(state),
               "ref_params_bytes": device_bytes(params) if step_config.loss.beta > 0 else 0}
-  return {"train": stats, "shapes": shapes, "resident": resident}
+  return {"train": (fn, (state, batch), {})}, shapes, resident
+
+
+# Program name -> its builder (both sampler programs come from one builder).
+PROGRAMS = {"prefill": sampler_programs, "decode": sampler_programs, "train": train_program}
 
 
 def matmul_params(mc: ModelConfig) -> int:
@@ -293,20 +306,22 @@ def resolve(config: ConfigDict, topology_name: str):
 
 def report(config: ConfigDict, topology: aot_topologies.Topology, mc: ModelConfig,
            mesh) -> dict[str, Any]:
-  """Compiles every program for the slice and returns the JSON report (see module docstring)."""
+  """Compiles every program for the slice and returns the JSON report (see module docstring).
+
+  Each program compiles in a child process (`_in_child`): a TPU compiler crash (a failed
+  CHECK aborts the process) then costs that program's figures, not the whole report.
+  """
   dtype = jnp.dtype(config.model.dtype)
-  sampler = compile_sampler(mc, config, mesh, dtype)
-  train = compile_train(mc, config, mesh, dtype)
-  resident = train["resident"]
+  _, ss = sampler_programs(mc, config, mesh, dtype)
+  _, ts, resident = train_program(mc, config, mesh, dtype)
   kept = resident["train_state_bytes"] + resident["ref_params_bytes"]
-  programs = {"prefill": sampler["prefill"], "decode": sampler["decode"], "train": train["train"]}
+  programs = {name: _in_child(name) for name in PROGRAMS}
   need = {k: p["total_bytes"] or 0 for k, p in programs.items()}  # None: refused, size unknown
   phases = {"sampling": kept + max(need["prefill"], need["decode"]),
             "training": need["train"] + resident["ref_params_bytes"]}
   peak_phase = max(phases, key=phases.get)
   compiled = all(p["compiled"] for p in programs.values())
   hbm = topology.generation.hbm_bytes_per_chip
-  ts, ss = train["shapes"], sampler["shapes"]
   T = ts["len"] - 1  # token_logprobs runs the model on tokens[:, :-1]
   return {
       "topology": topology.name, "libtpu_topology": topology.libtpu_name,
@@ -330,6 +345,27 @@ def report(config: ConfigDict, topology: aot_topologies.Topology, mc: ModelConfi
   }
 
 
+def compile_one(config: ConfigDict, mc: ModelConfig, mesh, name: str) -> dict[str, Any]:
+  """Compiles program `name` of `PROGRAMS`; its memory stats, or why the compiler refused it."""
+  fn, args, kwargs = PROGRAMS[name](mc, config, mesh, jnp.dtype(config.model.dtype))[0][name]
+  return _compile(fn, *args, mesh=mesh, **kwargs)
+
+
+def _in_child(name: str) -> dict[str, Any]:
+  """`compile_one(name)` in `python -m mrt_jax.aot <this process's flags> --program=name`."""
+  start = time.perf_counter()
+  proc = subprocess.run([sys.executable, "-m", "mrt_jax.aot", *sys.argv[1:], f"--program={name}"],
+                        capture_output=True, text=True)
+  lines = proc.stdout.strip().splitlines()
+  if proc.returncode == 0 and lines:
+    return json.loads(lines[-1])
+  why = [l for l in proc.stderr.splitlines() if "Check failed" in l or "Error" in l]
+  return {"compiled": False, "total_bytes": None, "compile_seconds":
+          round(time.perf_counter() - start, 1),
+          "error": f"the compiler process died (exit {proc.returncode}): "
+                   f"{(why or proc.stderr.splitlines()[-1:] or ['no stderr'])[0].strip()}"}
+
+
 def main(config: ConfigDict) -> None:
   try:
     if not _TOPOLOGY.value:
@@ -339,6 +375,9 @@ def main(config: ConfigDict) -> None:
   except ValueError as e:  # Bad input: one line naming it, no traceback.
     print(f"FATAL aot: {e}", file=sys.stderr)
     sys.exit(2)
+  if _PROGRAM.value:
+    print(json.dumps(compile_one(config, mc, mesh, _PROGRAM.value)), flush=True)
+    return
   out = report(config, topology, mc, mesh)
   print(json.dumps(out), flush=True)
   if not out["fits"]:
