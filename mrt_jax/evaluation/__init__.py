@@ -8,6 +8,10 @@ Public API (numpy in, numpy/float out; no model or JAX needed):
   resample_curve / resample_traces / curve_from_boundaries    # J(c) curves on a common grid
   plot_accuracy_vs_tokens / plot_j_curves / plot_regret       # PNGs, several models per plot
   eval_record / write_eval_json / sample_record / write_samples_jsonl / summary_line
+
+The model-dependent runner (imports the sampler; loaded on first use):
+  evaluate(config, params, model_config, tokenizer, out_dir, ...)  # runner.py; the CLI's body
+  EvalSettings.from_config(config) / plot_records(...)             # validated knobs; PNGs
 """
 
 from mrt_jax.evaluation.metrics import (Estimate, bootstrap_ci, default_answer_key, maj_at_k,
@@ -20,6 +24,8 @@ from mrt_jax.evaluation.report import (REQUIRED_METRICS, eval_record, regret_met
                                        sample_record, summary_line, to_jsonable, write_eval_json,
                                        write_samples_jsonl)
 
+_RUNNER_NAMES = ("EvalSettings", "evaluate", "plot_records")
+
 __all__ = [
     "Estimate", "REQUIRED_METRICS", "bootstrap_ci", "curve_from_boundaries",
     "default_answer_key", "eval_record", "maj_at_k", "maj_at_k_ci", "majority_vote",
@@ -27,4 +33,13 @@ __all__ = [
     "pass_at_k", "plot_accuracy_vs_tokens", "plot_j_curves", "plot_regret", "regret_metrics",
     "resample_curve", "resample_traces", "sample_record", "summary_line", "to_jsonable",
     "token_efficiency", "tokens_to_reach", "write_eval_json", "write_samples_jsonl",
+    *_RUNNER_NAMES,
 ]
+
+
+def __getattr__(name):
+  # The runner imports the sampler and JAX; the metrics above stay importable without them.
+  if name in _RUNNER_NAMES:
+    from mrt_jax.evaluation import runner
+    return getattr(runner, name)
+  raise AttributeError(f"module 'mrt_jax.evaluation' has no attribute {name!r}")

@@ -1,0 +1,128 @@
+"""Evaluate a checkpoint: pass@k, maj@k, budget-forced J(c), normalized regret, extrapolation.
+
+  python -m mrt_jax.evaluate --config=configs/X.py[:variant] --checkpoint=DIR [--out=DIR] \\
+      [--config.eval.num_samples=4 ...]
+  python -m mrt_jax.evaluate --compare=base/eval.json,mrt/eval.json [--out=DIR]
+
+DIR is a Hugging Face directory (config.json + safetensors) or a training checkpoint directory
+(`<workdir>/checkpoints`, Orbax; its latest step is evaluated, with the architecture read from
+config.model.path). Outputs go to --out (default `<workdir>/eval/<checkpoint name>`); the last
+line printed is one JSON object holding at least `pass@1` and `normalized_regret`. With
+--compare, the plots of several eval.json files are drawn together (default out: ./eval_compare).
+The work itself is `mrt_jax.evaluation.runner.evaluate`, which the training loop calls too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+from absl import app, flags
+
+from mrt_jax import config_cli, models
+from mrt_jax.evaluation import report
+from mrt_jax.evaluation.runner import evaluate, plot_records
+
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Hugging Face dir or training checkpoint "
+                                  "dir (<workdir>/checkpoints) to evaluate")
+_OUT = flags.DEFINE_string("out", None, "output dir (default <workdir>/eval/<checkpoint name>)")
+_COMPARE = flags.DEFINE_list("compare", None, "eval.json files to plot together (no evaluation)")
+
+
+def load_checkpoint(config, path: str):
+  """Params of a Hugging Face dir or of the latest step of an Orbax training checkpoint dir.
+
+  Returns:
+    (model_config, params, name): name is the directory's name for Hugging Face dirs and
+    "step_<N>" for training checkpoints.
+
+  Raises:
+    FileNotFoundError: `path` is missing, or holds neither config.json nor a checkpoint step.
+  """
+  dtype = jnp.dtype(config.model.dtype)
+  path = os.path.abspath(path)
+  if not os.path.isdir(path):
+    raise FileNotFoundError(f"checkpoint {path!r} does not exist; expected a Hugging Face dir "
+                            "(config.json + *.safetensors) or a training checkpoint dir "
+                            "(<workdir>/checkpoints)")
+  if os.path.isfile(os.path.join(path, "config.json")):
+    model_config, params = models.load_hf(path, dtype)
+    return model_config, params, os.path.basename(path)
+  if not any(d.isdigit() for d in os.listdir(path)):
+    raise FileNotFoundError(f"checkpoint {path!r} holds neither config.json nor an Orbax step "
+                            "directory (e.g. 100/); expected a Hugging Face dir or "
+                            "<workdir>/checkpoints")
+  # Imported here: the training stack (optax, orbax) is only needed for training checkpoints.
+  from mrt_jax.learner.optimizer import OptimizerConfig, make_optimizer
+  from mrt_jax.learner.state import init_state
+  from mrt_jax.train.checkpoint import Checkpointer
+  model_config = models.load_config(config.model.path)
+  o = config.optimizer
+  # Must rebuild training's optimizer: its state's tree structure is part of the checkpoint.
+  optimizer = make_optimizer(OptimizerConfig(
+      learning_rate=o.learning_rate, schedule=o.schedule, warmup_ratio=o.warmup_ratio,
+      total_steps=config.train.total_steps, weight_decay=o.weight_decay,
+      grad_clip=o.max_grad_norm))
+  abstract_params = jax.eval_shape(
+      lambda: models.init_params(model_config, jax.random.key(0), dtype))
+  abstract = jax.eval_shape(lambda p: init_state(p, optimizer, config.seed), abstract_params)
+  ckpt = Checkpointer(path, every=0)
+  try:
+    step = ckpt.latest_step()
+    state, _ = ckpt.restore(abstract)
+  finally:
+    ckpt.close()
+  return model_config, state.params, f"step_{step}"
+
+
+def compare(eval_paths: Sequence[str], out_dir: str) -> dict[str, str]:
+  """Plots several eval.json files together, each labelled by its "name" (the checkpoint's).
+
+  Returns:
+    Plot name -> PNG path.
+  """
+  records = {}
+  for path in eval_paths:
+    if not os.path.isfile(path):
+      raise FileNotFoundError(f"--compare: {path!r} does not exist; expected an eval.json")
+    with open(path, encoding="utf-8") as f:
+      record = json.load(f)
+    if "budget_forcing" not in record:
+      raise ValueError(f"--compare: {path!r} has no budget_forcing curves; expected an eval.json "
+                       "written by mrt_jax.evaluate")
+    label = record.get("name") or os.path.basename(os.path.dirname(os.path.abspath(path)))
+    while label in records:  # Two checkpoints may share a directory name.
+      label += "'"
+    records[label] = record
+  return plot_records(records, out_dir)
+
+
+def main(config) -> None:
+  if not _CHECKPOINT.value:
+    raise app.UsageError("--checkpoint=DIR is required (or --compare=a/eval.json,b/eval.json)")
+  model_config, params, name = load_checkpoint(config, _CHECKPOINT.value)
+  tokenizer = models.load_tokenizer(config.model.tokenizer_path)
+  models.check_vocab(tokenizer, model_config)
+  out_dir = _OUT.value or os.path.join(config.workdir, "eval", name)
+  record = evaluate(config, params, model_config, tokenizer, out_dir,
+                    checkpoint=os.path.abspath(_CHECKPOINT.value), name=name)
+  print(f"wrote {out_dir}/eval.json, samples.jsonl and plots", flush=True)
+  print(report.summary_line(record), flush=True)
+
+
+def _compare_main(argv) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected positional arguments: {argv[1:]}")
+  out_dir = _OUT.value or "eval_compare"
+  print(json.dumps(compare(_COMPARE.value, out_dir)))
+
+
+if __name__ == "__main__":
+  if any(a.startswith(("--compare", "-compare")) for a in sys.argv[1:]):
+    app.run(_compare_main)
+  else:
+    config_cli.run(main)
