@@ -74,6 +74,12 @@ def base(name: str, model_path: str) -> ConfigDict:
   c.eval.temperature = 0.6  # paper evaluation: 0.6
   c.eval.top_p = 0.95  # paper evaluation: 0.95
   c.eval.budgets = (2048, 4096, 8192, 16384)  # thinking budgets c where J(c) is measured
+  c.eval.data_path = ""  # evaluation problems (jsonl); "" = data.path
+  c.eval.num_problems = 0  # cap on evaluated problems; 0 = all
+  c.eval.extrapolation_budgets = (32768,)  # beyond the trained budget: suppress </think>, "Wait"
+  c.eval.max_waits = 4  # "Wait" insertions per trace when extrapolating
+  c.eval.problems_per_batch = 8  # problems sampled together (bounds the KV cache)
+  c.eval.num_resamples = 1000  # bootstrap resamples of the confidence intervals
   return c
 
 
@@ -97,6 +103,7 @@ def train(total_steps: int) -> ConfigDict:
   c.checkpoint_every = 50  # steps between checkpoints
   c.log_every = 1  # steps between metric lines
   c.max_bad_steps = 5  # stop after this many NaN/inf steps in a row (each one is skipped)
+  c.eval_every = 0  # run mrt_jax.evaluate at step 0, every this many steps and at the end; 0 = off
   return c
 
 
@@ -164,6 +171,9 @@ def finish(c: ConfigDict, arg: str | None) -> ConfigDict:
   c.mesh.tensor = 1  # one CPU device
   c.eval.num_samples = 2  # n
   c.eval.budgets = (32, 64, 128, 192)  # up to max_completion_len
+  c.eval.extrapolation_budgets = (384,)  # twice the trained budget
+  c.eval.num_problems = 16  # a quick evaluation
+  c.eval.num_resamples = 200  # quick bootstrap
   c.train.total_steps = 2  # a smoke run
   c.train.global_batch_prompts = 4  # prompts per step
   c.train.micro_batch_prompts = 2  # two accumulation micro-batches

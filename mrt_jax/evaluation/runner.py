@@ -90,7 +90,7 @@ class EvalSettings:
                         above=budgets[-1])
     settings = cls(
         data_path=str(e.get("data_path", None) or config.data.path),
-        num_problems=e.get("num_problems", None), num_samples=n,
+        num_problems=e.get("num_problems", None) or None, num_samples=n,
         temperature=float(e.temperature), top_p=float(e.top_p),
         max_new_tokens=int(e.get("max_new_tokens", None) or config.rollout.max_completion_len),
         budgets=budgets, k_values=k_values, extrapolation_budgets=extra,

@@ -93,10 +93,13 @@ def train(config: ConfigDict) -> dict[str, Any]:
                     prompt_buckets=run.prompt_buckets)
   stop = _Stop()
   values: dict[str, Any] = {}
+  total = config.train.total_steps
   try:
-    for step in range(start, config.train.total_steps):
+    for step in range(start, total):
       records, prompts = run.data.next_batch()
       sampler_params = jax.device_put(state.params, sample_shardings)
+      if _eval_due(config, step):
+        _evaluate(config, run, sampler_params, step, writer)
       exp = collect(sampler, sampler_params, prompts, records, run.experience,
                     run.reward_fn, run.decode, _step_seed(config.seed, step))
       if run.star_selection is not None:
@@ -126,10 +129,43 @@ def train(config: ConfigDict) -> dict[str, Any]:
         ckpt.maybe_save(step + 1, state, extra, force=last or stop.requested)
       if stop.requested:
         break
+    if _eval_due(config, total) and not stop.requested:
+      _evaluate(config, run, jax.device_put(state.params, sample_shardings), total, writer)
+      _compare_evals(workdir)
   finally:
     ckpt.close()
     writer.close()
   return values
+
+
+def _eval_due(config: ConfigDict, step: int) -> bool:
+  every = config.train.get("eval_every", 0)
+  return every > 0 and (step % every == 0 or step == config.train.total_steps)
+
+
+def _evaluate(config: ConfigDict, run, params, step: int, writer: MetricsWriter) -> None:
+  """`mrt_jax.evaluate` on the current params into workdir/eval/step_<N> (skipped if done)."""
+  from mrt_jax.evaluation.runner import evaluate  # Imported lazily: plotting libraries.
+  out = os.path.join(run.workdir, "eval", f"step_{step}")
+  if os.path.exists(os.path.join(out, "eval.json")):
+    return  # Already evaluated before a restart.
+  record = evaluate(config, params, run.model_config, run.tokenizer, out,
+                    checkpoint=f"{run.workdir}@step_{step}", name=f"step_{step}",
+                    extra={"step": step})
+  scalars = {f"eval/{k}": v for k, v in record["metrics"].items()
+             if isinstance(v, (int, float)) and not isinstance(v, bool)}
+  writer.write_scalars(step, scalars)
+
+
+def _compare_evals(workdir: str) -> None:
+  """Plots every evaluation of the run together (e.g. the warm start against the end)."""
+  from mrt_jax.evaluate import compare
+  root = os.path.join(workdir, "eval")
+  paths = sorted((os.path.join(root, d, "eval.json") for d in os.listdir(root)
+                  if os.path.exists(os.path.join(root, d, "eval.json"))),
+                 key=lambda p: int(p.split("step_")[-1].split(os.sep)[0]))
+  if jax.process_index() == 0 and len(paths) > 1:
+    compare(paths, os.path.join(root, "compare"))
 
 
 def _length(exp) -> int:

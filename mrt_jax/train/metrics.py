@@ -62,6 +62,12 @@ class MetricsWriter:
     self._bar.update(1)
     return values
 
+  def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
+    """TensorBoard-only scalars (e.g. evaluation figures, which have their own eval.json)."""
+    if self.enabled:
+      for k, v in scalars.items():
+        self._tb.add_scalar(k, v, step)
+
   def write_text(self, step: int, tag: str, text: str) -> None:
     if self.enabled:
       self._tb.add_text(tag, text, step)
