@@ -99,7 +99,9 @@ def train(total_steps: int) -> ConfigDict:
   c = ConfigDict()
   c.total_steps = total_steps  # optimizer steps
   c.global_batch_prompts = 256  # prompts per step (paper: 256), G traces each
-  c.micro_batch_prompts = 8  # prompts per accumulation micro-batch; divides global_batch_prompts
+  c.micro_batch_prompts = 8  # prompts per accumulation micro-batch; divides a mini-batch
+  c.num_updates = 1  # μ: passes over each batch (ratios move off 1 after the first)
+  c.mini_batches = 1  # optimizer updates per pass, each on whole groups of the batch
   c.checkpoint_every = 50  # steps between checkpoints
   c.log_every = 1  # steps between metric lines
   c.max_bad_steps = 5  # stop after this many NaN/inf steps in a row (each one is skipped)

@@ -20,15 +20,16 @@ from mrt_jax.models.transformer import unembed
 
 def token_logprobs(config: ModelConfig, params, tokens_BxT: jax.Array, *, temperature: float = 1.0,
                    compute_dtype=None, rules: Rules = TRAIN_RULES, chunk: int = 512,
-                   ) -> tuple[jax.Array, jax.Array]:
+                   remat: bool = True) -> tuple[jax.Array, jax.Array]:
   """log π(tokens[t] | tokens[:t]) and the entropy of that distribution, f32 [B, T].
 
   `temperature` divides the logits first, matching the sampler's log-probs (the distribution the
-  tokens were drawn from before top-k/top-p truncation).
+  tokens were drawn from before top-k/top-p truncation). `remat` recomputes each layer in the
+  backward pass (see `models.forward`); it changes memory, not values.
   """
   B, T = tokens_BxT.shape
   hidden_BxTxD, _ = forward(config, params, tokens_BxT[:, :-1], compute_dtype=compute_dtype,
-                            rules=rules, return_hidden=True)
+                            rules=rules, return_hidden=True, remat=remat)
   targets_BxT = tokens_BxT[:, 1:]
   C = max(1, min(chunk, T - 1))
   pad = -(T - 1) % C

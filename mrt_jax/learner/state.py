@@ -12,7 +12,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from mrt_jax.models import ModelConfig, param_specs
 from mrt_jax.models.sharding import TRAIN_RULES, Rules, named_sharding
@@ -44,8 +44,20 @@ def init_state(params, optimizer: optax.GradientTransformation, seed: int) -> Tr
 
 
 def create_state(params, optimizer: optax.GradientTransformation, seed: int) -> TrainState:
-  """`init_state` jitted: the returned state is laid out like `params` (sharded or not)."""
-  return jax.jit(init_state, static_argnums=(1, 2))(params, optimizer, seed)
+  """`init_state` jitted with explicit shardings: optimizer moments are laid out exactly like
+  the params they belong to (sharding propagation alone leaves them replicated), counters and
+  the RNG key are replicated."""
+  param_shardings_ = jax.tree.map(lambda x: x.sharding, params)
+  first = jax.tree.leaves(param_shardings_)[0]
+  replicated = (NamedSharding(first.mesh, PartitionSpec()) if isinstance(first, NamedSharding)
+                else first)
+  abstract_opt = jax.eval_shape(optimizer.init, params)
+  opt_shardings = optax.tree_utils.tree_map_params(
+      optimizer, lambda _, sharding: sharding, abstract_opt, param_shardings_,
+      transform_non_params=lambda _: replicated)
+  out = TrainState(step=replicated, params=param_shardings_, opt_state=opt_shardings,
+                   rng_key=replicated, nonfinite_streak=replicated, nonfinite_total=replicated)
+  return jax.jit(init_state, static_argnums=(1, 2), out_shardings=out)(params, optimizer, seed)
 
 
 def state_shardings(state: TrainState):

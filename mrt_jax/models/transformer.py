@@ -133,7 +133,7 @@ def forward(config: ModelConfig, params: Params, tokens: jax.Array,
             positions: jax.Array | None = None, cache: KVCache | None = None, *,
             compute_dtype=None, rules: Rules = TRAIN_RULES, prefix: Prefix | None = None,
             logits_at: jax.Array | None = None, return_hidden: bool = False,
-            ) -> tuple[jax.Array, KVCache | None]:
+            remat: bool = False) -> tuple[jax.Array, KVCache | None]:
   """Runs the decoder.
 
   Args:
@@ -159,6 +159,9 @@ def forward(config: ModelConfig, params: Params, tokens: jax.Array,
     return_hidden: return the final-normed hidden states [B, T, D] instead of logits; with
       `unembed` a caller can project them to the vocab a chunk of T at a time (the learner's
       log-probs of long sequences, where [B, T, V] logits would not fit).
+
+    remat: rematerialize each layer in the backward pass (training memory: L layer inputs
+      [B, T, D] are stored instead of every activation).
 
   Returns:
     logits [B, T, V] (or [B, N, V] with `logits_at`) in the compute dtype, and the updated
@@ -202,6 +205,10 @@ def forward(config: ModelConfig, params: Params, tokens: jax.Array,
                              self_mask_BxTxT, kv, cache_mask_BxTxS, prefix_kv, prefix_mask_BxP)
     return x_BxTxD, (new_kv if cache is not None else None)
 
+  if remat:
+    # Keep only each layer's input for the backward pass; recompute the rest of the layer
+    # (its attention probabilities above all) instead of storing it.
+    body = jax.checkpoint(body, policy=jax.checkpoint_policies.nothing_saveable)
   x_BxTxD, new_kv = jax.lax.scan(body, x_BxTxD,
                                  (params["layers"], cache_kv_all, prefix_kv_all))
 

@@ -103,17 +103,18 @@ def train(config: ConfigDict) -> dict[str, Any]:
       exp = collect(sampler, sampler_params, prompts, records, run.experience,
                     run.reward_fn, run.decode, _step_seed(config.seed, step))
       if run.star_selection is not None:
-        batch, selected = star_batch(exp, run.star_selection, run.experience.num_generations)
+        batch, selected = star_batch(exp, run.star_selection, run.experience.num_generations,
+                                     run.max_length)
         exp.stats["star_selected"] = selected
       else:
         batch = _policy_batch(run, state.params, ref_params, exp, logprobs)
-      shard_b = batch_shardings(mesh, batch)
-      batch = jax.device_put(batch, shard_b)
-      if train_step is None:
-        train_step = make_train_step(run.model_config, run.step_config, run.optimizer,
-                                     mesh=mesh, state_shardings=state_shardings(state),
-                                     batch_shardings_=shard_b)
-      state, metrics = train_step(state, batch)
+      for mini in _mini_batches(batch, config):
+        shard_b = batch_shardings(mesh, mini)
+        if train_step is None:
+          train_step = make_train_step(run.model_config, run.step_config, run.optimizer,
+                                       mesh=mesh, state_shardings=state_shardings(state),
+                                       batch_shardings_=shard_b)
+        state, metrics = train_step(state, jax.device_put(mini, shard_b))
       metrics = dict(metrics, **exp.stats)
       values = writer.write(step + 1, metrics)
       if step % max(1, config.train.get("sample_every", 10)) == 0:
@@ -136,6 +137,20 @@ def train(config: ConfigDict) -> dict[str, Any]:
     ckpt.close()
     writer.close()
   return values
+
+
+def _mini_batches(batch: dict, config: ConfigDict):
+  """μ passes over the batch, each in `train.mini_batches` row slices of whole groups.
+
+  Advantages were computed on the whole batch first, so a slice never splits a group before
+  its advantages exist; rows of one prompt's group stay together in one slice.
+  """
+  mini = config.train.get("mini_batches", 1)
+  rows = next(iter(batch.values())).shape[0]
+  size = rows // mini
+  for _ in range(config.train.get("num_updates", 1)):
+    for k in range(mini):
+      yield {name: v[k * size:(k + 1) * size] for name, v in batch.items()}
 
 
 def _eval_due(config: ConfigDict, step: int) -> bool:
@@ -168,14 +183,15 @@ def _compare_evals(workdir: str) -> None:
     compare(paths, os.path.join(root, "compare"))
 
 
-def _length(exp) -> int:
-  return pow2_at_least(max(len(p) + len(c) for p, c in zip(exp.prompts, exp.completions)),
-                       minimum=16)
+def _length(exp, cap: int) -> int:
+  """Learner length: a power-of-two bucket (few recompiles), capped at the longest possible."""
+  longest = max(len(p) + len(c) for p, c in zip(exp.prompts, exp.completions))
+  return max(longest, min(pow2_at_least(longest, minimum=16), cap))
 
 
 def _policy_batch(run, params, ref_params, exp, logprobs) -> dict:
   """RL batch: tokens, mask, advantages, sampler / old / reference log-probs."""
-  batch = learner_batch(exp, _length(exp))
+  batch = learner_batch(exp, _length(exp, run.max_length))
   temp = run.experience.temperature
   with jax.set_mesh(run.mesh):
     batch["old_logprobs"], _ = logprobs(run.model_config, params, batch["tokens"],
@@ -186,12 +202,12 @@ def _policy_batch(run, params, ref_params, exp, logprobs) -> dict:
   return batch
 
 
-def star_batch(exp, selection: str, group_size: int) -> tuple[dict, int]:
+def star_batch(exp, selection: str, group_size: int, cap: int) -> tuple[dict, int]:
   """MRT-STaR SFT batch: one row per group, the selected trace or an all-masked row."""
   lengths = np.array([len(c) for c in exp.completions])
   chosen = star.select(selection, exp.outcome_B, exp.progress_BxN,
                        np.array([s.num_blocks for s in exp.segments]), lengths, group_size)
-  full = learner_batch(exp, _length(exp))
+  full = learner_batch(exp, _length(exp, cap))
   rows = np.where(chosen >= 0, chosen, 0)
   mask = full["mask"][rows] * (chosen >= 0)[:, None]
   return {"tokens": full["tokens"][rows], "mask": mask.astype(np.float32)}, int((chosen >= 0).sum())

@@ -67,6 +67,7 @@ class Run:
   decode: Callable[[Sequence[int]], str]
   prompt_buckets: tuple[int, ...]
   star_selection: str | None   # MRT-STaR trace selection, or None for RL
+  max_length: int              # max prompt + max completion tokens (the learner's longest row)
 
 
 def check_workdir(workdir: str) -> str:
@@ -99,17 +100,25 @@ def dtype_of(config: ConfigDict):
 
 
 def optimizer_config(config: ConfigDict) -> OptimizerConfig:
-  o = config.optimizer
+  """The schedule spans every optimizer update: steps × μ passes × mini-batches."""
+  o, t = config.optimizer, config.train
+  updates = t.total_steps * t.get("num_updates", 1) * t.get("mini_batches", 1)
   return OptimizerConfig(learning_rate=o.learning_rate, schedule=o.schedule,
-                         warmup_ratio=o.warmup_ratio, total_steps=config.train.total_steps,
+                         warmup_ratio=o.warmup_ratio, total_steps=updates,
                          weight_decay=o.weight_decay, grad_clip=o.max_grad_norm)
 
 
 def step_config(config: ConfigDict, objective: str = "policy") -> StepConfig:
   t = config.train
-  if t.global_batch_prompts % t.micro_batch_prompts:
+  mini = t.get("mini_batches", 1)
+  if mini < 1 or t.global_batch_prompts % mini:
+    raise ValueError(f"config.train.mini_batches={mini} must be >= 1 and divide "
+                     f"config.train.global_batch_prompts={t.global_batch_prompts} (whole groups)")
+  prompts = t.global_batch_prompts // mini
+  if prompts % t.micro_batch_prompts:
     raise ValueError(f"config.train.micro_batch_prompts={t.micro_batch_prompts} does not divide "
-                     f"config.train.global_batch_prompts={t.global_batch_prompts}")
+                     f"the {prompts} prompts of a mini-batch (global_batch_prompts / "
+                     "mini_batches)")
   loss = config.get("loss")
   loss_config = losses.LossConfig()
   if loss is not None:
@@ -119,7 +128,7 @@ def step_config(config: ConfigDict, objective: str = "policy") -> StepConfig:
         entropy_coef=loss.entropy_coef, tis_cap=loss.tis_cap or None,
         max_len=config.rollout.max_completion_len)
   return StepConfig(objective=objective,
-                    num_micro_batches=t.global_batch_prompts // t.micro_batch_prompts,
+                    num_micro_batches=prompts // t.micro_batch_prompts,
                     temperature=config.rollout.temperature, loss=loss_config)
 
 
@@ -194,4 +203,5 @@ def build(config: ConfigDict) -> Run:
              experience=experience_config(config, tokenizer, model_config),
              reward_fn=reward_fn, decode=decode,
              prompt_buckets=prompt_buckets(config.data.max_prompt_len),
-             star_selection=star.selection if star else None)
+             star_selection=star.selection if star else None,
+             max_length=config.data.max_prompt_len + config.rollout.max_completion_len)

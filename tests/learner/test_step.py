@@ -108,10 +108,14 @@ def test_train_step_on_8_devices_equals_1_device(tmp_path):
     batch = dict(np.load("{tmp_path / 'batch.npz'}"))
     cfg = StepConfig(num_micro_batches=2, loss=losses.LossConfig(
         aggregation="seq_mean_token_mean", beta=0.04, eps_high=0.28))
-    optimizer = optax.sgd(0.5)
+    optimizer = optax.sgd(0.5, momentum=0.9)  # Linear in the gradient; has moments.
     mesh = models.make_mesh(data=2, fsdp=2, tensor=2) if n == 8 else models.make_mesh()
     params = jax.device_put(params, param_shardings(config, mesh))
     state = create_state(params, optimizer, seed=0)
+    if n == 8:  # Optimizer moments are sharded like their params, not replicated.
+      from jax.sharding import PartitionSpec as P
+      big = [x for x in jax.tree.leaves(state.opt_state) if x.ndim >= 2]
+      assert big and all(x.sharding.spec != P() for x in big), [x.sharding for x in big]
     shard_b = batch_shardings(mesh, batch)
     batch = jax.device_put(batch, shard_b)
     step = make_train_step(config, cfg, optimizer, mesh=mesh,

@@ -41,13 +41,45 @@ def test_mrt_run_writes_metrics_events_and_checkpoints(shared):
   assert '"step": 4' in shared["stdout"].strip().splitlines()[-1]
 
 
-def test_grpo_runs_without_probes(shared):
+def test_grpo_runs_without_probes_with_several_updates_per_batch(shared):
   workdir = str(shared["root"] / "grpo")
-  run(launch_cmd("configs/grpo_7b.py:cpu", workdir, shared["assets"], 2), shared["cache"])
+  # μ = 2 passes over 2 mini-batches: the last update sees ratios moved off 1.
+  extra = ["--config.train.num_updates=2", "--config.train.mini_batches=2",
+           "--config.optimizer.learning_rate=1e-2", "--config.optimizer.warmup_ratio=0.0"]
+  run(launch_cmd("configs/grpo_7b.py:cpu", workdir, shared["assets"], 2, extra), shared["cache"])
   lines = metrics(workdir)
   assert [l["step"] for l in lines] == [1, 2]
   assert all(l["num_probes"] == 0 and "J_1" not in l for l in lines)
+  assert max(l["ratio_max"] - l["ratio_min"] for l in lines) > 1e-4
   assert _events(workdir)
+
+
+def test_export_writes_a_directory_transformers_loads(shared):
+  from mrt_jax import config_cli, models
+  from mrt_jax.export import export
+  from mrt_jax.train.checkpoint import Checkpointer
+  from mrt_jax.learner.state import create_state
+  from mrt_jax.train import setup
+  import hf_fixtures
+  import jax
+  import jax.numpy as jnp
+  import torch
+  import transformers
+  overrides = [a.removeprefix("--config.") for a in launch_cmd(
+      "configs/demo_cpu.py", shared["ref"], shared["assets"], STEPS)[3:]]
+  config = config_cli.load_config("configs/demo_cpu.py", overrides)
+  out = str(shared["root"] / "exported")
+  assert export(config, os.path.join(shared["ref"], "checkpoints"), out) == f"step_{STEPS}"
+  model = transformers.AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
+  assert transformers.AutoTokenizer.from_pretrained(out) is not None
+  model_config, params = models.load_hf(out)
+  tokens = [5, 17, 42, 99, 3, 7]
+  ours, _ = models.forward(model_config, params, jnp.asarray([tokens], jnp.int32))
+  np.testing.assert_allclose(ours[0], hf_fixtures.torch_logits(model, tokens), rtol=0, atol=1e-4)
+  # The exported params are the checkpoint's trained params, not the warm start.
+  _, start = models.load_hf(config.model.path)
+  assert any(float(jnp.abs(a - b).max()) > 0 for a, b in
+             zip(jax.tree.leaves(params), jax.tree.leaves(start)))
 
 
 def test_kill_9_then_restart_reproduces_the_uninterrupted_run(shared):
