@@ -57,9 +57,6 @@ def test_grpo_runs_without_probes_with_several_updates_per_batch(shared):
 def test_export_writes_a_directory_transformers_loads(shared):
   from mrt_jax import config_cli, models
   from mrt_jax.export import export
-  from mrt_jax.train.checkpoint import Checkpointer
-  from mrt_jax.learner.state import create_state
-  from mrt_jax.train import setup
   import hf_fixtures
   import jax
   import jax.numpy as jnp
