@@ -35,10 +35,12 @@ setup(
         "tpu": ["jax[tpu]>=0.8.0"],
         "cuda": ["jax[cuda12]>=0.8.0"],     # CUDA 12 wheels with bundled CUDA libraries.
         "cuda13": ["jax[cuda13]>=0.8.0"],   # For CUDA 13 drivers.
+        "data": ["pyarrow>=15", "datasets>=2.19"],  # parquet files and `datasets` directories
         "test": [
             "pytest>=8",
             "torch==2.13.0",  # CPU build, for Hugging Face parity tests only.
             "jax[tpu]>=0.8.0",  # libtpu: AOT-compiles for TPU topologies on a CPU machine.
+            "pyarrow>=15",  # parquet datasets
             "nbformat>=5.9",
             "nbclient>=0.10",
             "ipykernel>=6.29",
