@@ -19,64 +19,17 @@ import os
 import sys
 from typing import Sequence
 
-import jax
-import jax.numpy as jnp
 from absl import app, flags
 
 from mrt_jax import config_cli, models
 from mrt_jax.evaluation import report
 from mrt_jax.evaluation.runner import evaluate, plot_records
+from mrt_jax.train.restore import load_checkpoint
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Hugging Face dir or training checkpoint "
                                   "dir (<workdir>/checkpoints) to evaluate")
 _OUT = flags.DEFINE_string("out", None, "output dir (default <workdir>/eval/<checkpoint name>)")
 _COMPARE = flags.DEFINE_list("compare", None, "eval.json files to plot together (no evaluation)")
-
-
-def load_checkpoint(config, path: str):
-  """Params of a Hugging Face dir or of the latest step of an Orbax training checkpoint dir.
-
-  Returns:
-    (model_config, params, name): name is the directory's name for Hugging Face dirs and
-    "step_<N>" for training checkpoints.
-
-  Raises:
-    FileNotFoundError: `path` is missing, or holds neither config.json nor a checkpoint step.
-  """
-  dtype = jnp.dtype(config.model.dtype)
-  path = os.path.abspath(path)
-  if not os.path.isdir(path):
-    raise FileNotFoundError(f"checkpoint {path!r} does not exist; expected a Hugging Face dir "
-                            "(config.json + *.safetensors) or a training checkpoint dir "
-                            "(<workdir>/checkpoints)")
-  if os.path.isfile(os.path.join(path, "config.json")):
-    model_config, params = models.load_hf(path, dtype)
-    return model_config, params, os.path.basename(path)
-  if not any(d.isdigit() for d in os.listdir(path)):
-    raise FileNotFoundError(f"checkpoint {path!r} holds neither config.json nor an Orbax step "
-                            "directory (e.g. 100/); expected a Hugging Face dir or "
-                            "<workdir>/checkpoints")
-  # Imported here: the training stack (optax, orbax) is only needed for training checkpoints.
-  from mrt_jax.learner.optimizer import OptimizerConfig, make_optimizer
-  from mrt_jax.learner.state import init_state
-  from mrt_jax.train.checkpoint import Checkpointer
-  model_config = models.load_config(config.model.path)
-  o = config.optimizer
-  # Must rebuild training's optimizer: its state's tree structure is part of the checkpoint.
-  optimizer = make_optimizer(OptimizerConfig(
-      learning_rate=o.learning_rate, schedule=o.schedule, warmup_ratio=o.warmup_ratio,
-      total_steps=config.train.total_steps, weight_decay=o.weight_decay,
-      grad_clip=o.max_grad_norm))
-  abstract_params = jax.eval_shape(
-      lambda: models.init_params(model_config, jax.random.key(0), dtype))
-  abstract = jax.eval_shape(lambda p: init_state(p, optimizer, config.seed), abstract_params)
-  ckpt = Checkpointer(path, every=0)
-  try:
-    step = ckpt.latest_step()
-    state, _ = ckpt.restore(abstract)
-  finally:
-    ckpt.close()
-  return model_config, state.params, f"step_{step}"
 
 
 def compare(eval_paths: Sequence[str], out_dir: str) -> dict[str, str]:

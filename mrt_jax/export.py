@@ -15,16 +15,21 @@ from absl import flags, logging
 
 from mrt_jax import config_cli
 
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "training checkpoint dir or HF dir")
-_OUT = flags.DEFINE_string("out", None, "output Hugging Face directory")
-_DTYPE = flags.DEFINE_enum("dtype", None, ["float32", "bfloat16"],
-                           "dtype of the saved tensors (default: config.model.dtype)")
+
+
+def _define_flags() -> None:
+  # Defined only when run as a program: `mrt_jax.evaluate` also has a --checkpoint flag, and
+  # both modules may be imported into one process (tests, notebooks).
+  flags.DEFINE_string("checkpoint", None, "training checkpoint dir or HF dir")
+  flags.DEFINE_string("out", None, "output Hugging Face directory")
+  flags.DEFINE_enum("dtype", None, ["float32", "bfloat16"],
+                    "dtype of the saved tensors (default: config.model.dtype)")
 
 
 def export(config, checkpoint: str, out_dir: str, dtype: str | None = None) -> str:
   """Exports `checkpoint` to `out_dir` (config.json, safetensors, tokenizer); returns out_dir."""
   from mrt_jax import models
-  from mrt_jax.evaluate import load_checkpoint
+  from mrt_jax.train.restore import load_checkpoint
   from mrt_jax.models import tokenizer as tokenizer_lib
   model_config, params, name = load_checkpoint(config, checkpoint)
   models.save_hf(model_config, params, out_dir, dtype=dtype or config.model.dtype)
@@ -34,12 +39,14 @@ def export(config, checkpoint: str, out_dir: str, dtype: str | None = None) -> s
 
 def main(config) -> None:
   logging.set_verbosity(logging.WARNING)
-  if not _CHECKPOINT.value or not _OUT.value:
+  f = flags.FLAGS
+  if not f.checkpoint or not f.out:
     raise SystemExit("mrt_jax.export needs --checkpoint=DIR and --out=DIR")
-  name = export(config, _CHECKPOINT.value, _OUT.value, _DTYPE.value)
-  print(json.dumps({"checkpoint": os.path.abspath(_CHECKPOINT.value), "step": name,
-                    "out": os.path.abspath(_OUT.value)}))
+  name = export(config, f.checkpoint, f.out, f.dtype)
+  print(json.dumps({"checkpoint": os.path.abspath(f.checkpoint), "step": name,
+                    "out": os.path.abspath(f.out)}))
 
 
 if __name__ == "__main__":
+  _define_flags()
   config_cli.run(main)

@@ -63,7 +63,7 @@ def test_export_writes_a_directory_transformers_loads(shared):
   import torch
   import transformers
   overrides = [a.removeprefix("--config.") for a in launch_cmd(
-      "configs/demo_cpu.py", shared["ref"], shared["assets"], STEPS)[3:]]
+      "configs/demo_cpu.py", shared["ref"], shared["assets"], STEPS)[4:]]
   config = config_cli.load_config("configs/demo_cpu.py", overrides)
   out = str(shared["root"] / "exported")
   assert export(config, os.path.join(shared["ref"], "checkpoints"), out) == f"step_{STEPS}"
@@ -95,7 +95,10 @@ def test_kill_9_then_restart_reproduces_the_uninterrupted_run(shared):
   proc.wait()
   assert len(metrics(workdir)) < STEPS
   run(cmd, shared["cache"])
-  assert metrics(workdir) == metrics(shared["ref"])
+  # Every metric is bit-identical; only the wall-clock time split (time_*) differs.
+  untimed = lambda lines: [{k: v for k, v in l.items() if not k.startswith("time_")}
+                           for l in lines]
+  assert untimed(metrics(workdir)) == untimed(metrics(shared["ref"]))
 
 
 def test_mrt_star_runs(shared):
