@@ -13,6 +13,8 @@ from mrt_jax import config_defaults as defaults
 def get_config(arg=None):
   c = defaults.base("grpo_7b", model_path="checkpoints/DeepSeek-R1-Distill-Qwen-7B")
   c = defaults.rl(c, estimator="grpo", alpha=0.0)  # α = 0: outcome reward only
+  # 16 rows x 20480 tokens per micro-batch: fits v5p HBM with layer remat (python -m mrt_jax.aot).
+  c.train.micro_batch_prompts = 4  # prompts (x G rows) per accumulation micro-batch
   c = defaults.finish(c, arg)
   c.probe.num_probes = 0  # m = 0: no meta-prover probes during training
   return c

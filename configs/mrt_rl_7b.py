@@ -15,4 +15,6 @@ def get_config(arg=None):
   # v5p-64 is 32 chips: fsdp 8 × tensor 4 (Qwen2-7B: 28 query / 4 kv heads).
   c.mesh.fsdp = 8  # params and optimizer state sharded 8 ways
   c.mesh.tensor = 4  # heads sharded 4 ways
+  # 16 rows x 20480 tokens per micro-batch: fits v5p HBM with layer remat (python -m mrt_jax.aot).
+  c.train.micro_batch_prompts = 4  # prompts (x G rows) per accumulation micro-batch
   return defaults.finish(c, arg)
