@@ -75,6 +75,7 @@ def base(name: str, model_path: str) -> ConfigDict:
   c.eval.top_p = 0.95  # paper evaluation: 0.95
   c.eval.budgets = (2048, 4096, 8192, 16384)  # thinking budgets c where J(c) is measured
   c.eval.data_path = ""  # evaluation problems (jsonl); "" = data.path
+  c.eval.num_probes = 4  # m: forced-answer probes per budget cut when measuring J(c)
   c.eval.num_problems = 0  # cap on evaluated problems; 0 = all
   c.eval.extrapolation_budgets = (32768,)  # beyond the trained budget: suppress </think>, "Wait"
   c.eval.max_waits = 4  # "Wait" insertions per trace when extrapolating
@@ -175,6 +176,7 @@ def finish(c: ConfigDict, arg: str | None) -> ConfigDict:
   c.eval.budgets = (32, 64, 128, 192)  # up to max_completion_len
   c.eval.extrapolation_budgets = (384,)  # twice the trained budget
   c.eval.num_problems = 16  # a quick evaluation
+  c.eval.num_probes = 2  # m of the evaluation's budget-forced probes
   c.eval.num_resamples = 200  # quick bootstrap
   c.train.total_steps = 2  # a smoke run
   c.train.global_batch_prompts = 4  # prompts per step

@@ -7,7 +7,7 @@ For every problem (issue 6; REFERENCE.md, evaluation conventions):
     mean thinking and answer tokens;
   - budget forcing on each sample: the termination suffix forced after min(c, end of thinking)
     tokens for c in (0,) + eval.budgets gives J(c) on the budget grid, and forced at the trace's
-    episode boundaries b_0..b_N (`mrt.segment`) gives its own J curve; m = probe.num_probes
+    episode boundaries b_0..b_N (`mrt.segment`) gives its own J curve; m = eval.num_probes
     probes each (`budget.forced_success`). Normalized regret (DESIGN.md §1) at every horizon
     C0 in eval.budgets, from both kinds of curve (`regret.mean_normalized_regret`);
   - extrapolation past the trained budget (`budget.extend_thinking`): the thinking is extended
@@ -129,7 +129,7 @@ def _model(config, sampler, params, model_config, tokenizer, s: EvalSettings) ->
       sampler=sampler, params=params, tokenizer=tokenizer, stop_ids=tuple(dict.fromkeys(stop_ids)),
       end_think=encode(seg.get("end_think", "</think>")), wait=encode(s.wait_text),
       probe=budget.ProbeSettings(
-          encode(config.probe.termination_suffix), int(config.probe.num_probes),
+          encode(config.probe.termination_suffix), _eval_probes(config),
           int(config.probe.max_answer_len), float(config.probe.temperature),
           float(config.probe.top_p), tuple(dict.fromkeys(stop_ids))),
       seg=SegmentConfig(method=seg.method, markers=tuple(seg.restart_markers),
@@ -289,6 +289,16 @@ def _extrapolation(traces: list[dict], s: EvalSettings, trained_j: float) -> dic
       "mean_waits": float(np.mean([t["waits"] for t in traces])),
       "gain": accuracy[-1] - accuracy[0],
       "keeps_rising": bool(np.all(np.diff(accuracy) >= 0) and accuracy[-1] > accuracy[0])}
+
+
+def _eval_probes(config) -> int:
+  """m of the budget-forced probes: eval.num_probes, else probe.num_probes (GRPO runs train
+  without probes, probe.num_probes = 0, yet their evaluation still measures J(c))."""
+  m = int(config.eval.get("num_probes", 0) or config.probe.num_probes)
+  if m < 1:
+    raise ValueError("eval.num_probes and probe.num_probes are both 0; J(c) needs m >= 1 "
+                     "forced-answer probes per cut (set --config.eval.num_probes)")
+  return m
 
 
 def evaluate(config, params, model_config, tokenizer, out_dir: str, *,

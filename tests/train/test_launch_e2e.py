@@ -1,5 +1,6 @@
 """`python -m mrt_jax.launch` end to end on CPU: GRPO and MRT steps, kill -9 and exact resume."""
 
+import json
 import os
 import signal
 import subprocess
@@ -45,13 +46,21 @@ def test_grpo_runs_without_probes_with_several_updates_per_batch(shared):
   workdir = str(shared["root"] / "grpo")
   # μ = 2 passes over 2 mini-batches: the last update sees ratios moved off 1.
   extra = ["--config.train.num_updates=2", "--config.train.mini_batches=2",
-           "--config.optimizer.learning_rate=1e-2", "--config.optimizer.warmup_ratio=0.0"]
+           "--config.optimizer.learning_rate=1e-2", "--config.optimizer.warmup_ratio=0.0",
+           # Evaluation from the loop at steps 0 and 2, tiny: 4 problems, budgets 8 and 16.
+           "--config.train.eval_every=2", "--config.eval.num_problems=4",
+           "--config.eval.budgets=(8, 16)", "--config.eval.extrapolation_budgets=(32,)",
+           "--config.eval.num_resamples=20"]
   run(launch_cmd("configs/grpo_7b.py:cpu", workdir, shared["assets"], 2, extra), shared["cache"])
   lines = metrics(workdir)
   assert [l["step"] for l in lines] == [1, 2]
   assert all(l["num_probes"] == 0 and "J_1" not in l for l in lines)
   assert max(l["ratio_max"] - l["ratio_min"] for l in lines) > 1e-4
   assert _events(workdir)
+  for step in (0, 2):
+    record = json.load(open(os.path.join(workdir, "eval", f"step_{step}", "eval.json")))
+    assert record["step"] == step and "pass@1" in record["metrics"]
+  assert os.path.exists(os.path.join(workdir, "eval", "compare", "j_curves.png"))
 
 
 def test_export_writes_a_directory_transformers_loads(shared):
