@@ -77,7 +77,7 @@ def main():
   optimizer = make_optimizer(OptimizerConfig(learning_rate=1e-5, total_steps=100))
   step_fn = make_train_step(config, StepConfig(loss=losses.LossConfig()), optimizer)
   logprobs = jax.jit(token_logprobs, static_argnums=0)
-  state = create_state(params, optimizer, 0)
+  state = create_state(params, optimizer)
 
   def one_step(cfg, seed):
     nonlocal state

@@ -48,15 +48,15 @@ from ml_collections import ConfigDict
 
 from mrt_jax import aot_topologies
 from mrt_jax.config_cli import run
-from mrt_jax.learner.losses import LossConfig
-from mrt_jax.learner.optimizer import OptimizerConfig, make_optimizer
-from mrt_jax.learner.state import init_state
-from mrt_jax.learner.step import StepConfig, batch_shardings, train_step
+from mrt_jax.learner.optimizer import make_optimizer
+from mrt_jax.learner.state import init_state, state_layout
+from mrt_jax.learner.step import batch_shardings, train_step
 from mrt_jax.models import (CACHE_AXES, SAMPLE_RULES, TRAIN_RULES, ConfigError, KVCache,
                             ModelConfig, Rules, config_from_hf_dict, load_config, make_mesh,
                             named_sharding, param_specs)
 from mrt_jax.models.weights import is_spec
 from mrt_jax.sampling import Sampler, SamplingRules, buckets, decode
+from mrt_jax.train import setup
 
 _TOPOLOGY = flags.DEFINE_string("topology", None,
                                 "TPU slice to compile for: v4-N, v5p-N, v5e-N or v6e-N")
@@ -76,9 +76,6 @@ KNOWN_ARCHITECTURES: dict[str, dict[str, Any]] = {
         _QWEN2, hidden_size=1536, intermediate_size=8960, num_attention_heads=12,
         num_key_value_heads=2, vocab_size=151936),
 }
-
-# Config field `loss.aggregation` -> LossConfig.aggregation ("token": the paper's token-level mean).
-_AGGREGATIONS = {"token": "token_mean", "sequence": "seq_mean_token_mean"}
 
 
 def model_config(path: str) -> ModelConfig:
@@ -209,39 +206,11 @@ def sampler_programs(mc: ModelConfig, config: ConfigDict, mesh, dtype):
   return {"prefill": prefill, "decode": decode_loop}, shapes
 
 
-def abstract_state(params, optimizer: optax.GradientTransformation, seed: int, mesh):
-  """The abstract `TrainState`: optimizer moments laid out like the params, scalars replicated.
-
-  The layout is set here rather than taken from `create_state`'s jit, whose zero-initialized
-  moments the compiler leaves replicated (every device would hold all of them).
-  """
-  state = jax.eval_shape(lambda p: init_state(p, optimizer, seed), params)
-  rep = NamedSharding(mesh, PartitionSpec())
-  opt_state = optax.tree_utils.tree_map_params(
-      optimizer, lambda a, p: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=p.sharding),
-      state.opt_state, params,
-      transform_non_params=lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=rep))
-  return _replicated(state, mesh).replace(params=params, opt_state=opt_state)
-
-
-def _step_and_optimizer(config: ConfigDict):
-  loss = config.loss
-  loss_config = LossConfig(aggregation=_AGGREGATIONS.get(loss.aggregation, loss.aggregation),
-                           eps_low=loss.clip_eps, eps_high=loss.get("clip_eps_high", loss.clip_eps),
-                           beta=loss.kl_beta,
-                           kl_estimator=loss.kl_estimator)
-  prompts, micro = config.train.global_batch_prompts, config.train.micro_batch_prompts
-  if prompts % micro:
-    raise ValueError(f"train.global_batch_prompts={prompts} is not a multiple of "
-                     f"train.micro_batch_prompts={micro}")
-  step = StepConfig(num_micro_batches=prompts // micro, temperature=config.rollout.temperature,
-                    loss=loss_config)
-  o = config.optimizer
-  optimizer = make_optimizer(OptimizerConfig(
-      learning_rate=o.learning_rate, schedule=o.schedule, warmup_ratio=o.warmup_ratio,
-      total_steps=config.train.total_steps, weight_decay=o.weight_decay,
-      grad_clip=o.max_grad_norm))
-  return step, optimizer
+def abstract_state(params, optimizer: optax.GradientTransformation):
+  """The abstract `TrainState`, laid out as `create_state` lays it out (`state_layout`)."""
+  state = jax.eval_shape(lambda p: init_state(p, optimizer), params)
+  return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), state,
+                      state_layout(params, optimizer))
 
 
 def train_program(mc: ModelConfig, config: ConfigDict, mesh, dtype):
@@ -249,11 +218,15 @@ def train_program(mc: ModelConfig, config: ConfigDict, mesh, dtype):
 
   Returns ({"train": (jitted fn, abstract args, {})}, shapes, per-device resident bytes).
   """
-  step_config, optimizer = _step_and_optimizer(config)
+  # The launch loop's own mapping from config to step and optimizer.
+  step_config = setup.step_config(config)
+  optimizer = make_optimizer(setup.optimizer_config(config))
   params = abstract_params(mc, mesh, TRAIN_RULES, dtype)
-  state = abstract_state(params, optimizer, config.seed, mesh)
+  state = abstract_state(params, optimizer)
   state_shardings = jax.tree.map(lambda a: a.sharding, state)
-  rows = config.train.global_batch_prompts * config.rollout.num_generations
+  # One optimizer update sees one mini-batch (train.mini_batches of them per step).
+  prompts = config.train.global_batch_prompts // config.train.get("mini_batches", 1)
+  rows = prompts * config.rollout.num_generations
   T = config.data.max_prompt_len + config.rollout.max_completion_len
   fields = {"tokens": jnp.int32, "mask": jnp.float32, "advantages": jnp.float32,
             "old_logprobs": jnp.float32, "sampler_logprobs": jnp.float32}

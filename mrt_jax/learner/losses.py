@@ -260,10 +260,19 @@ def sft_loss(logits_BxTxV: jax.Array, targets_BxT: jax.Array, mask_BxT: jax.Arra
                 "num_tokens": jnp.sum(mask_BxT.astype(jnp.float32))}
 
 
+# How a metric combines across micro-batches, by key suffix: (pairwise, over a stacked axis).
+_COMBINE = {"_max": (jnp.maximum, jnp.max), "_min": (jnp.minimum, jnp.min)}
+_SUM = (jnp.add, jnp.sum)
+
+
 def combine_metrics(a: Mapping[str, jax.Array], b: Mapping[str, jax.Array]
                     ) -> dict[str, jax.Array]:
   """Combines the metrics of two micro-batches: max for `*_max`, min for `*_min`, else sum."""
   if a.keys() != b.keys():
     raise ValueError(f"metric keys differ: {sorted(a)} vs {sorted(b)}")
-  reduce = {"_max": jnp.maximum, "_min": jnp.minimum}
-  return {k: reduce.get(k[-4:], jnp.add)(a[k], b[k]) for k in a}
+  return {k: _COMBINE.get(k[-4:], _SUM)[0](a[k], b[k]) for k in a}
+
+
+def combine_stacked_metrics(metrics: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+  """`combine_metrics` over a leading micro-batch axis (e.g. the outputs of a `lax.scan`)."""
+  return {k: _COMBINE.get(k[-4:], _SUM)[1](v, axis=0) for k, v in metrics.items()}

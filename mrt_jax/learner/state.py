@@ -1,7 +1,8 @@
-"""The train state: params, optimizer state, step, RNG and non-finite counters (one pytree).
+"""The train state: params, optimizer state, step and non-finite counters (one pytree).
 
 Everything a resumed run needs to continue bit-exactly lives here, so a checkpoint of this
-pytree (plus the data iterator state) is a complete restart point.
+pytree (plus the data iterator state) is a complete restart point. There is no RNG key: every
+random draw of a run (rollouts, probes) is seeded by a pure function of (config.seed, step).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ class TrainState:
   step: jax.Array              # int32 [], optimizer updates applied
   params: Any                  # the policy's param pytree
   opt_state: Any               # optax state (moments sharded like params)
-  rng_key: jax.Array           # uint32 [2] raw key data (checkpointable), split each step
   nonfinite_streak: jax.Array  # int32 [], consecutive skipped (NaN/inf) updates
   nonfinite_total: jax.Array   # int32 [], all skipped updates
 
@@ -35,29 +35,35 @@ def param_shardings(config: ModelConfig, mesh: Mesh, rules: Rules = TRAIN_RULES)
                       param_specs(config), is_leaf=is_spec)
 
 
-def init_state(params, optimizer: optax.GradientTransformation, seed: int) -> TrainState:
-  """A fresh state; call under jit so optimizer moments inherit the params' shardings."""
+def init_state(params, optimizer: optax.GradientTransformation) -> TrainState:
+  """A fresh state (see `create_state` for the sharded, jitted form)."""
   zero = jnp.zeros((), jnp.int32)
   return TrainState(step=zero, params=params, opt_state=optimizer.init(params),
-                    rng_key=jax.random.key_data(jax.random.key(seed)),
                     nonfinite_streak=zero, nonfinite_total=zero)
 
 
-def create_state(params, optimizer: optax.GradientTransformation, seed: int) -> TrainState:
-  """`init_state` jitted with explicit shardings: optimizer moments are laid out exactly like
-  the params they belong to (sharding propagation alone leaves them replicated), counters and
-  the RNG key are replicated."""
+def state_layout(params, optimizer: optax.GradientTransformation) -> TrainState:
+  """The shardings of `init_state(params, optimizer)` for (possibly abstract) sharded params.
+
+  Optimizer moments are laid out exactly like the params they belong to (sharding propagation
+  alone leaves zero-initialized moments replicated: every device would hold all of them);
+  counters are replicated.
+  """
   param_shardings_ = jax.tree.map(lambda x: x.sharding, params)
   first = jax.tree.leaves(param_shardings_)[0]
   replicated = (NamedSharding(first.mesh, PartitionSpec()) if isinstance(first, NamedSharding)
                 else first)
-  abstract_opt = jax.eval_shape(optimizer.init, params)
   opt_shardings = optax.tree_utils.tree_map_params(
-      optimizer, lambda _, sharding: sharding, abstract_opt, param_shardings_,
-      transform_non_params=lambda _: replicated)
-  out = TrainState(step=replicated, params=param_shardings_, opt_state=opt_shardings,
-                   rng_key=replicated, nonfinite_streak=replicated, nonfinite_total=replicated)
-  return jax.jit(init_state, static_argnums=(1, 2), out_shardings=out)(params, optimizer, seed)
+      optimizer, lambda _, sharding: sharding, jax.eval_shape(optimizer.init, params),
+      param_shardings_, transform_non_params=lambda _: replicated)
+  return TrainState(step=replicated, params=param_shardings_, opt_state=opt_shardings,
+                    nonfinite_streak=replicated, nonfinite_total=replicated)
+
+
+def create_state(params, optimizer: optax.GradientTransformation) -> TrainState:
+  """`init_state` jitted and laid out by `state_layout`."""
+  out = state_layout(params, optimizer)
+  return jax.jit(init_state, static_argnums=1, out_shardings=out)(params, optimizer)
 
 
 def state_shardings(state: TrainState):

@@ -73,11 +73,6 @@ def _split(batch: Mapping[str, jax.Array], m: int) -> dict[str, jax.Array]:
   return {k: one(v) for k, v in batch.items()}
 
 
-def _combine_stacked(metrics: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
-  reduce = {"_max": jnp.max, "_min": jnp.min}
-  return {k: reduce.get(k[-4:], jnp.sum)(v, axis=0) for k, v in metrics.items()}
-
-
 def _finite_tree(tree) -> jax.Array:
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
@@ -99,7 +94,7 @@ def loss_and_grads(model_config: ModelConfig, cfg: StepConfig, params,
 
   zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
   grads, (losses_M, metrics_M) = jax.lax.scan(accumulate, zeros, micro)
-  return jnp.sum(losses_M), _combine_stacked(metrics_M), grads
+  return jnp.sum(losses_M), losses.combine_stacked_metrics(metrics_M), grads
 
 
 def train_step(model_config: ModelConfig, cfg: StepConfig,
@@ -117,7 +112,6 @@ def train_step(model_config: ModelConfig, cfg: StepConfig,
       step=state.step + finite.astype(jnp.int32),
       params=keep(new_params, state.params),
       opt_state=keep(new_opt_state, state.opt_state),
-      rng_key=jax.random.key_data(jax.random.split(jax.random.wrap_key_data(state.rng_key))[0]),
       nonfinite_streak=streak,
       nonfinite_total=state.nonfinite_total + (~finite).astype(jnp.int32))
   metrics.update(

@@ -72,7 +72,7 @@ def train(config: ConfigDict) -> dict[str, Any]:
   workdir = run.workdir
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), every=config.train.checkpoint_every,
                       keep=config.train.get("keep_checkpoints", 3))
-  state = create_state(run.params, run.optimizer, config.seed)
+  state = create_state(run.params, run.optimizer)
   start = 0
   restored = ckpt.restore(state)
   if restored is not None:

@@ -47,7 +47,7 @@ def load_checkpoint(config, path: str):
       grad_clip=o.max_grad_norm))
   abstract_params = jax.eval_shape(
       lambda: models.init_params(model_config, jax.random.key(0), dtype))
-  abstract = jax.eval_shape(lambda p: init_state(p, optimizer, config.seed), abstract_params)
+  abstract = jax.eval_shape(lambda p: init_state(p, optimizer), abstract_params)
   ckpt = Checkpointer(path, every=0)
   try:
     step = ckpt.latest_step()

@@ -43,7 +43,7 @@ def train_sft(model_config: ModelConfig, params, pairs: Sequence[tuple[Sequence[
   optimizer = make_optimizer(OptimizerConfig(learning_rate=learning_rate, total_steps=steps,
                                              warmup_ratio=0.05, weight_decay=0.0))
   step = make_train_step(model_config, StepConfig(objective="sft"), optimizer)
-  state = create_state(params, optimizer, seed)
+  state = create_state(params, optimizer)
   rng = np.random.default_rng(seed)
   losses = []
   for i in range(steps):

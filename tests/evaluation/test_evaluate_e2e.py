@@ -189,7 +189,7 @@ def test_training_checkpoint_restores_the_trained_params(tiny, tmp_path):
                                              grad_clip=o.max_grad_norm))
   params = jax.tree.map(lambda p: p + 1.0, tiny.params)
   ckpt = Checkpointer(str(tmp_path / "checkpoints"), every=1, async_save=False)
-  ckpt.maybe_save(3, create_state(params, optimizer, config.seed), {"step": 3})
+  ckpt.maybe_save(3, create_state(params, optimizer), {"step": 3})
   ckpt.close()
   model_config, restored, name = load_checkpoint(config, str(tmp_path / "checkpoints"))
   assert name == "step_3" and model_config == tiny.model_config

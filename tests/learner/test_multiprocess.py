@@ -24,7 +24,7 @@ mesh = models.make_mesh(data=-1, tensor={tensor})
 shard_p = param_shardings(config, mesh)
 params = jax.tree.map(lambda x, s: jax.make_array_from_callback(x.shape, s, lambda i: x[i]),
                       params, shard_p)
-state = create_state(params, optimizer, seed=0)
+state = create_state(params, optimizer)
 shard_b = batch_shardings(mesh, batch)
 batch = {{k: jax.make_array_from_callback(v.shape, shard_b[k], lambda i, v=v: v[i])
          for k, v in batch.items()}}

@@ -60,7 +60,7 @@ def test_nonfinite_update_is_skipped_and_counted():
   batch = rl_batch(config, params)
   optimizer = make_optimizer(OptimizerConfig(learning_rate=1e-3, total_steps=10))
   step = make_train_step(config, StepConfig(loss=LOSS), optimizer)
-  state = create_state(params, optimizer, seed=0)
+  state = create_state(params, optimizer)
   bad = dict(batch)
   bad["advantages"] = np.where(batch["mask"] > 0, np.nan, 0.0).astype(np.float32)
   before = jax.tree.map(np.asarray, state.params)
@@ -82,13 +82,13 @@ def test_bad_input_errors():
   optimizer = optax.sgd(0.1)
   with pytest.raises(ValueError, match="6 rows is not divisible by num_micro_batches=4"):
     make_train_step(config, StepConfig(num_micro_batches=4, loss=LOSS), optimizer)(
-        create_state(params, optimizer, 0), batch)
+        create_state(params, optimizer), batch)
   with pytest.raises(ValueError, match="objective='dpo' is unknown"):
     make_train_step(config, StepConfig(objective="dpo"), optimizer)
   short = dict(batch, mask=batch["mask"][:5])
   with pytest.raises(ValueError, match="disagree on the number of rows"):
     make_train_step(config, StepConfig(loss=LOSS), optimizer)(
-        create_state(params, optimizer, 0), short)
+        create_state(params, optimizer), short)
 
 
 def test_train_step_on_8_devices_equals_1_device(tmp_path):
@@ -111,7 +111,7 @@ def test_train_step_on_8_devices_equals_1_device(tmp_path):
     optimizer = optax.sgd(0.5, momentum=0.9)  # Linear in the gradient; has moments.
     mesh = models.make_mesh(data=2, fsdp=2, tensor=2) if n == 8 else models.make_mesh()
     params = jax.device_put(params, param_shardings(config, mesh))
-    state = create_state(params, optimizer, seed=0)
+    state = create_state(params, optimizer)
     if n == 8:  # Optimizer moments are sharded like their params, not replicated.
       from jax.sharding import PartitionSpec as P
       big = [x for x in jax.tree.leaves(state.opt_state) if x.ndim >= 2]

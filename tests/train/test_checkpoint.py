@@ -18,7 +18,7 @@ from learner_fixtures import tiny_model  # noqa: E402
 def _state(seed):
   config, params = tiny_model(seed)
   optimizer = make_optimizer(OptimizerConfig(total_steps=10))
-  return create_state(params, optimizer, seed=seed)
+  return create_state(params, optimizer)
 
 
 def test_save_restore_round_trip_keeps_n_and_every(tmp_path):
