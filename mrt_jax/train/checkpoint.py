@@ -1,7 +1,7 @@
 """Orbax checkpoints of the train state plus the data iterator's state (async, keep N).
 
 A checkpoint is one Orbax step directory holding two items: `state` (the `TrainState` pytree:
-params, optimizer, step, RNG, counters) and `extra` (JSON: the data iterator state and loop
+params, optimizer, step, counters) and `extra` (JSON: the data iterator state and loop
 counters). Saves are asynchronous; Orbax writes to a temporary directory and renames it when
 complete, so a kill -9 mid-save leaves the previous checkpoint as the latest one.
 """
