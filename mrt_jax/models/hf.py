@@ -19,7 +19,7 @@ from jax.sharding import Mesh, SingleDeviceSharding
 from mrt_jax.models import weights
 from mrt_jax.models.config import ModelConfig, load_config
 from mrt_jax.models.safetensors_io import CheckpointError, TensorIndex, save_file
-from mrt_jax.models.sharding import TRAIN_RULES, Rules, named_sharding
+from mrt_jax.models.sharding import TRAIN_RULES, Rules, named_sharding, to_host
 
 _DEFAULT_SHARD_BYTES = 5 * 1024**3
 
@@ -88,20 +88,13 @@ def load_hf(path: str | os.PathLike[str], dtype=jnp.float32, *, mesh: Mesh | Non
   return config, weights.unflatten(flat)
 
 
-def _to_host(x: jax.Array) -> np.ndarray:
-  if isinstance(x, jax.Array) and not x.is_fully_addressable:
-    from jax.experimental import multihost_utils  # Only needed on multi-host meshes.
-    x = multihost_utils.process_allgather(x, tiled=True)
-  return np.asarray(jax.device_get(x))
-
-
 def _hf_state(config: ModelConfig, params: weights.Params):
   """Yields (hf_name, numpy array in HF layout), one param at a time."""
   flat = {f"{g}/{n}": v for g, sub in params.items() for n, v in sub.items()}
   for name, hf in weights.hf_tensors(config).items():
     if name not in flat:
       raise CheckpointError(f"params: missing {name!r} needed for {hf.name!r}")
-    host = _to_host(flat[name])
+    host = to_host(flat[name])
     if hf.stacked:
       for i in range(host.shape[0]):
         yield hf.name.format(i=i), np.ascontiguousarray(hf.to_hf(host[i]))

@@ -18,6 +18,7 @@ import math
 from typing import Mapping, Sequence
 
 import jax
+import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 MESH_AXES = ("data", "fsdp", "tensor")
@@ -140,3 +141,26 @@ def make_mesh(data: int = 1, fsdp: int = 1, tensor: int = 1,
   # Auto axes: shardings propagate from inputs and `constrain`, as in GSPMD-style code.
   auto = (jax.sharding.AxisType.Auto,) * len(MESH_AXES)
   return jax.make_mesh(tuple(sizes), MESH_AXES, axis_types=auto, devices=devices)
+
+
+def from_host(x, sharding: jax.sharding.Sharding) -> jax.Array:
+  """A host array that every process holds identically, placed with `sharding`.
+
+  Each process fills only the shards its own devices hold (no collective). Unlike
+  `jax.device_put`, which all-gathers the value to check it is equal on every process (one
+  collective per call), the caller vouches for equality.
+  """
+  x = np.asarray(x)
+  return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+
+def to_host(x) -> np.ndarray:
+  """The whole value of `x` as a NumPy array on every process.
+
+  On a multi-process mesh an array sharded over other hosts' devices is not fully addressable;
+  it is all-gathered (a collective: every process must call this in the same order).
+  """
+  if isinstance(x, jax.Array) and not x.is_fully_addressable and not x.is_fully_replicated:
+    from jax.experimental import multihost_utils  # Only needed on multi-process meshes.
+    x = multihost_utils.process_allgather(x, tiled=True)
+  return np.asarray(jax.device_get(x))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from typing import Any, Sequence
 
 import jax
@@ -22,7 +23,8 @@ import numpy as np
 from jax.sharding import Mesh
 
 from mrt_jax.models.config import ModelConfig
-from mrt_jax.models.sharding import SAMPLE_RULES, Rules, named_sharding
+from mrt_jax.models.sharding import (SAMPLE_RULES, Rules, from_host, named_sharding,
+                                     to_host)
 from mrt_jax.models.transformer import KVCache, Prefix
 from mrt_jax.models.weights import Params
 from mrt_jax.sampling import buckets, decode
@@ -96,7 +98,8 @@ class Sampler:
   def _put(self, x: np.ndarray, logical: tuple[str | None, ...]) -> jax.Array:
     if self.mesh is None:
       return jnp.asarray(x)
-    return jax.device_put(x, named_sharding(self.mesh, logical, self.rules, x.shape))
+    # Every process holds the same host batch and fills its own devices' shards.
+    return from_host(x, named_sharding(self.mesh, logical, self.rules, x.shape))
 
   def _new_tokens(self, max_new_tokens: int) -> int:
     if int(max_new_tokens) <= 0:
@@ -105,10 +108,12 @@ class Sampler:
                           "new_token_buckets")
 
   def _row_keys(self, seed: int, row_ids: np.ndarray) -> jax.Array:
-    base = jax.random.key(seed)
-    keys = jax.vmap(jax.random.fold_in, (None, 0))(base, jnp.asarray(row_ids, jnp.uint32))
-    return keys if self.mesh is None else jax.device_put(
-        keys, named_sharding(self.mesh, ("batch",), self.rules, keys.shape))
+    row_ids = np.asarray(row_ids, np.uint32)
+    # Built inside jit straight into the batch sharding: a multi-process mesh cannot take a
+    # device_put of a key array that lives on this process's devices.
+    out = None if self.mesh is None else named_sharding(self.mesh, ("batch",), self.rules,
+                                                        row_ids.shape)
+    return _fold_in_rows(jax.random.key(seed), row_ids, out)
 
   def _pad_rows(self, seqs: list[list[int]], rows: int, width: int):
     """Right-padded tokens [rows, width] and lengths; padding rows get one token (id 0)."""
@@ -144,9 +149,9 @@ class Sampler:
   @staticmethod
   def _results(state: decode.DecodeState, order: np.ndarray):
     """Host lists for the grid rows `order` (in result order)."""
-    tokens = np.asarray(state.tokens_BxN)[order]
-    logprobs = np.asarray(state.logprobs_BxN)[order]
-    stopped = np.asarray(state.stopped_B)[order]
+    tokens = to_host(state.tokens_BxN)[order]  # All-gathered on multi-process meshes.
+    logprobs = to_host(state.logprobs_BxN)[order]
+    stopped = to_host(state.stopped_B)[order]
     counts = (tokens >= 0).sum(axis=1)
     return ([t[:n].tolist() for t, n in zip(tokens, counts)],
             [lp[:n].copy() for lp, n in zip(logprobs, counts)],
@@ -226,7 +231,7 @@ class Sampler:
       A `SampleResult` with sum(num_samples) rows, probe-major; tokens exclude the suffix.
     """
     probes = [p if isinstance(p, Probe) else Probe(*p) for p in probes]
-    layout = arrange(probes, np.asarray(trunk.lengths_B), self.config.vocab_size)
+    layout = arrange(probes, to_host(trunk.lengths_B), self.config.vocab_size)
     new_tokens = self._new_tokens(max_new_tokens)
     width = buckets.bucket(max(len(p.suffix) for p in probes), self.suffix_buckets,
                            "the longest probe suffix", "suffix_buckets")
@@ -240,6 +245,13 @@ class Sampler:
                            max_new_tokens, new_tokens, seed, prefix)
       tokens, logprobs, reasons = self._results(state, layout.order)
     return SampleResult(tokens, logprobs, reasons)
+
+
+@functools.partial(jax.jit, static_argnames="sharding")
+def _fold_in_rows(base: jax.Array, row_ids_B: jax.Array, sharding) -> jax.Array:
+  """Per-row keys fold_in(base, r), laid out with `sharding` (None: where jit puts them)."""
+  keys = jax.vmap(jax.random.fold_in, (None, 0))(base, row_ids_B)
+  return keys if sharding is None else jax.lax.with_sharding_constraint(keys, sharding)
 
 
 def generate(config: ModelConfig, params: Params, prompts: Sequence[Sequence[int]], *,
