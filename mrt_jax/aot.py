@@ -186,7 +186,7 @@ def sampler_programs(mc: ModelConfig, config: ConfigDict, mesh, dtype):
              (mc, params, _abstract((P, width), jnp.int32, mesh, ("batch", "seq"), rules),
               _abstract((P,), jnp.int32, mesh, ("batch",), rules)),
              dict(cache_dtype=dtype, cache_len=S, repeats=G, **static))
-  kv = _abstract((mc.num_layers, B, S, mc.num_kv_heads, mc.head_dim), dtype, mesh, CACHE_AXES,
+  kv = _abstract((mc.num_layers, B, mc.num_kv_heads, S, mc.head_dim), dtype, mesh, CACHE_AXES,
                  rules)
   cache = KVCache(kv, kv, _abstract((B,), jnp.int32, mesh, ("batch",), rules))
   sampling = SamplingRules(config.rollout.temperature, config.rollout.top_p,

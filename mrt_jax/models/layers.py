@@ -10,6 +10,7 @@ Numerics follow Hugging Face transformers so that f32 logits agree to 1e-4:
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
@@ -96,50 +97,65 @@ def attention_parts(q_BxTxHxE: jax.Array,
 
   Equals `attention` over the concatenated keys/values, without materializing the
   concatenation: a decode step reads its cache and its own new keys in place, and forked rows
-  read a shared prefix in place.
+  read a shared prefix in place. Keys/values are laid out head-major ([.., K, S, E], the KV
+  cache's layout), so each head's keys are one contiguous matrix.
 
   Args:
     q_BxTxHxE: queries.
-    parts: per-row (k_BxSxKxE, v_BxSxKxE, mask_BxTxS) sets (S may differ between parts); mask is
-      True where a query may attend to a key.
-    prefix: (k_RxPxKxE, v_RxPxKxE, mask_BxP) shared by groups of rows: row b = r * M + m
+    parts: per-row (k_BxKxSxE, v_BxKxSxE, mask_BxTxS) sets (S may differ between parts); mask
+      is True where a query may attend to a key.
+    prefix: (k_RxKxPxE, v_RxKxPxE, mask_BxP) shared by groups of rows: row b = r * M + m
       (M = B // R) reads prefix row r where mask_BxP[b] is True (for all of the row's queries).
       The einsum batches over R, so the M rows of a group share each prefix key: the prefix is
       never copied per row.
   """
   B, T, H, E = q_BxTxHxE.shape
-  K = parts[0][0].shape[2]
+  K = parts[0][0].shape[1]
   G = H // K
-  q_BxTxKxGxE = q_BxTxHxE.reshape(B, T, K, G, E)
+  scale = 1.0 / math.sqrt(E)
+  q_BxKxGxTxE = jnp.transpose(q_BxTxHxE.reshape(B, T, K, G, E), (0, 2, 3, 1, 4))
+  # Each part's logits stay in its own layout; only per-query statistics [B, K, G, T] and
+  # outputs [B, K, G, T, E] are brought together (a softmax over the union in two passes).
   logits = []
-  for k_BxSxKxE, _, mask_BxTxS in parts:
-    logits_BxKxGxTxS = jnp.einsum("BTKGE,BSKE->BKGTS", q_BxTxKxGxE, k_BxSxKxE,
-                                  preferred_element_type=jnp.float32) / math.sqrt(E)
+  for k_BxKxSxE, _, mask_BxTxS in parts:
+    logits_BxKxGxTxS = jnp.einsum("BKGTE,BKSE->BKGTS", q_BxKxGxTxE, k_BxKxSxE,
+                                  preferred_element_type=jnp.float32) * scale
     logits.append(jnp.where(mask_BxTxS[:, None, None], logits_BxKxGxTxS, _MASK_VALUE))
   if prefix is not None:
-    k_RxPxKxE, _, mask_BxP = prefix
-    R, P = k_RxPxKxE.shape[:2]
-    q_RxMxTxKxGxE = q_BxTxHxE.reshape(R, B // R, T, K, G, E)
-    logits_RxMxKxGxTxP = jnp.einsum("RMTKGE,RPKE->RMKGTP", q_RxMxTxKxGxE, k_RxPxKxE,
-                                    preferred_element_type=jnp.float32) / math.sqrt(E)
-    logits.append(jnp.where(mask_BxP[:, None, None, None, :],
-                            logits_RxMxKxGxTxP.reshape(B, K, G, T, P), _MASK_VALUE))
-  probs = jax.nn.softmax(jnp.concatenate(logits, axis=-1), axis=-1)
-  out_BxTxKxGxE = jnp.zeros((B, T, K, G, E), jnp.float32)
-  start = 0
-  for k_BxSxKxE, v_BxSxKxE, _ in parts:
-    S = k_BxSxKxE.shape[1]
-    probs_BxKxGxTxS = probs[..., start:start + S].astype(v_BxSxKxE.dtype)
-    out_BxTxKxGxE += jnp.einsum("BKGTS,BSKE->BTKGE", probs_BxKxGxTxS, v_BxSxKxE,
-                                preferred_element_type=jnp.float32)
-    start += S
+    k_RxKxPxE, v_RxKxPxE, mask_BxP = prefix
+    R = k_RxKxPxE.shape[0]
+    M = B // R
+    # [R, K, M*G*T, E]: a group's queries against its prefix row, one matrix per head.
+    to_group = lambda a: jnp.transpose(a.reshape((R, M) + a.shape[1:]),
+                                       (0, 2, 1, 3, 4, 5)).reshape(R, K, M * G * T, -1)
+    from_group = lambda a: jnp.transpose(a.reshape(R, K, M, G, T),
+                                         (0, 2, 1, 3, 4)).reshape(B, K, G, T)
+    mask_RxKxMGTxP = to_group(jnp.broadcast_to(mask_BxP[:, None, None, None, :],
+                                               (B, K, G, T, mask_BxP.shape[1])))
+    prefix_logits_RxKxQxP = jnp.einsum("RKQE,RKPE->RKQP", to_group(q_BxKxGxTxE), k_RxKxPxE,
+                                       preferred_element_type=jnp.float32) * scale
+    prefix_logits_RxKxQxP = jnp.where(mask_RxKxMGTxP, prefix_logits_RxKxQxP, _MASK_VALUE)
+  max_BxKxGxT = functools.reduce(jnp.maximum, [jnp.max(a, axis=-1) for a in logits])
   if prefix is not None:
-    _, v_RxPxKxE, _ = prefix
-    probs_RxMxKxGxTxP = probs[..., start:].reshape(R, B // R, K, G, T, P).astype(v_RxPxKxE.dtype)
-    out_RxMxTxKxGxE = jnp.einsum("RMKGTP,RPKE->RMTKGE", probs_RxMxKxGxTxP, v_RxPxKxE,
-                                 preferred_element_type=jnp.float32)
-    out_BxTxKxGxE += out_RxMxTxKxGxE.reshape(B, T, K, G, E)
-  return out_BxTxKxGxE.astype(q_BxTxHxE.dtype).reshape(B, T, H, E)
+    max_BxKxGxT = jnp.maximum(max_BxKxGxT, from_group(jnp.max(prefix_logits_RxKxQxP, axis=-1)))
+  sum_BxKxGxT = jnp.zeros((B, K, G, T), jnp.float32)
+  out_BxKxGxTxE = jnp.zeros((B, K, G, T, E), jnp.float32)
+  for (_, v_BxKxSxE, _), logits_BxKxGxTxS in zip(parts, logits):
+    exp_BxKxGxTxS = jnp.exp(logits_BxKxGxTxS - max_BxKxGxT[..., None])
+    sum_BxKxGxT += jnp.sum(exp_BxKxGxTxS, axis=-1)
+    out_BxKxGxTxE += jnp.einsum("BKGTS,BKSE->BKGTE", exp_BxKxGxTxS.astype(v_BxKxSxE.dtype),
+                                v_BxKxSxE, preferred_element_type=jnp.float32)
+  if prefix is not None:
+    max_RxKxQ = to_group(max_BxKxGxT[..., None])[..., 0]
+    exp_RxKxQxP = jnp.exp(prefix_logits_RxKxQxP - max_RxKxQ[..., None])
+    sum_BxKxGxT += from_group(jnp.sum(exp_RxKxQxP, axis=-1))
+    out_RxKxQxE = jnp.einsum("RKQP,RKPE->RKQE", exp_RxKxQxP.astype(v_RxKxPxE.dtype), v_RxKxPxE,
+                             preferred_element_type=jnp.float32)
+    out_BxKxGxTxE += jnp.transpose(out_RxKxQxE.reshape(R, K, M, G, T, E),
+                                   (0, 2, 1, 3, 4, 5)).reshape(B, K, G, T, E)
+  out_BxKxGxTxE = out_BxKxGxTxE / sum_BxKxGxT[..., None]
+  out_BxTxHxE = jnp.transpose(out_BxKxGxTxE, (0, 3, 1, 2, 4)).reshape(B, T, H, E)
+  return out_BxTxHxE.astype(q_BxTxHxE.dtype)
 
 
 def swiglu(x_BxTxD: jax.Array, gate_DxF: jax.Array, up_DxF: jax.Array,

@@ -1,11 +1,15 @@
 """The decoder forward pass: pure function of (config, params, tokens, positions, cache).
 
-Layers are scanned (`lax.scan` over the stacked `layers` params), so compile time does not grow
-with depth. The KV cache is an explicit pytree. Inside the scan it is only read: new tokens
-attend to the cached entries and to each other (one softmax over both, `layers.attention_parts`),
-and their keys/values leave the scan as outputs, written into the cache by one scatter after it.
-A jitted caller that donates the cache (or carries it in a loop) updates it in place; nothing
-copies the whole cache per layer or per step.
+Layers are scanned by default (`lax.scan` over the stacked `layers` params), so compile time
+does not grow with depth; `scan_layers=False` unrolls them instead (XLA:CPU copies each scanned
+layer's weight and cache slices on every step, which dominates a small decode step there).
+The KV cache is an explicit pytree laid out [L, B, K, S, E], so a query's dot with one head's
+keys reads them contiguously (no transpose per step). Inside the layer loop it is only read: new
+tokens attend to the cached entries and to each other (one softmax over both,
+`layers.attention_parts`), and their keys/values leave the loop as outputs, written into the
+cache by one scatter after it. A jitted caller that donates the cache (or carries it in a loop)
+updates it in place; nothing copies the whole cache per layer or per step. A prefill
+(`cache_len=S`) attends causally among its tokens only and writes them into a fresh cache.
 
 Forking: with a `Prefix`, groups of rows also attend to a shared read-only cache (a trunk of
 sequences already processed) up to a per-row boundary, and keep only what follows the boundary
@@ -25,8 +29,8 @@ from mrt_jax.models.config import ModelConfig
 from mrt_jax.models.sharding import TRAIN_RULES, Rules, constrain
 from mrt_jax.models.weights import Params
 
-# Logical axes of the cache arrays [L, B, S, K, E].
-CACHE_AXES = ("layers", "batch", "cache_seq", "kv_heads", "head_dim")
+# Logical axes of the cache arrays [L, B, K, S, E].
+CACHE_AXES = ("layers", "batch", "kv_heads", "cache_seq", "head_dim")
 
 
 @flax.struct.dataclass
@@ -36,14 +40,40 @@ class KVCache:
   Entry s of row b is the key/value of the token at rope position s. Entries at or beyond
   `lengths[b]` are garbage (e.g. right-padding of a prefill) and are never attended to, because
   a query at position p only sees entries s <= p.
+
+  `k`/`v` are stacked [L, B, K, S, E] arrays; inside an unrolled decode loop they are tuples of
+  L arrays [B, K, S, E] instead (`unstack_layers`), so that each layer reads and updates its
+  own buffer in place (a slice of a stacked array that is also updated is copied by XLA).
   """
-  k_LxBxSxKxE: jax.Array
-  v_LxBxSxKxE: jax.Array
+  k_LxBxKxSxE: jax.Array | tuple[jax.Array, ...]
+  v_LxBxKxSxE: jax.Array | tuple[jax.Array, ...]
   lengths_B: jax.Array  # int32
 
   @property
   def max_len(self) -> int:
-    return self.k_LxBxSxKxE.shape[2]
+    k = self.k_LxBxKxSxE
+    return k[0].shape[2] if isinstance(k, tuple) else k.shape[3]
+
+
+def unstack_layers(cache: KVCache) -> KVCache:
+  """The cache with per-layer tuples of [B, K, S, E] arrays (one copy)."""
+  split = lambda a: tuple(a[i] for i in range(a.shape[0]))
+  return cache.replace(k_LxBxKxSxE=split(cache.k_LxBxKxSxE),
+                       v_LxBxKxSxE=split(cache.v_LxBxKxSxE))
+
+
+def unstack_params(params: Params) -> Params:
+  """Params whose `layers` is a tuple of per-layer dicts (for `scan_layers=False` loops)."""
+  stacked = params["layers"]
+  num_layers = jax.tree.leaves(stacked)[0].shape[0]
+  return {**params, "layers": tuple(jax.tree.map(lambda a, i=i: a[i], stacked)
+                                    for i in range(num_layers))}
+
+
+def stack_layers(cache: KVCache) -> KVCache:
+  """Inverse of `unstack_layers` (one copy)."""
+  return cache.replace(k_LxBxKxSxE=jnp.stack(cache.k_LxBxKxSxE),
+                       v_LxBxKxSxE=jnp.stack(cache.v_LxBxKxSxE))
 
 
 @flax.struct.dataclass
@@ -60,19 +90,24 @@ class Prefix:
 
 def init_cache(config: ModelConfig, batch: int, max_len: int, dtype=jnp.float32) -> KVCache:
   """An empty cache for `batch` rows of up to `max_len` positions."""
-  shape = (config.num_layers, batch, max_len, config.num_kv_heads, config.head_dim)
+  shape = (config.num_layers, batch, config.num_kv_heads, max_len, config.head_dim)
   return KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype), jnp.zeros((batch,), jnp.int32))
 
 
 def _layer(config: ModelConfig, rules: Rules, p: dict[str, jax.Array], x_BxTxD: jax.Array,
            cos_BxTxE: jax.Array, sin_BxTxE: jax.Array, self_mask_BxTxT: jax.Array,
            kv: tuple[jax.Array, jax.Array] | None, cache_mask_BxTxS: jax.Array | None,
-           prefix_kv: tuple[jax.Array, jax.Array] | None, prefix_mask_BxP: jax.Array | None):
+           prefix_kv: tuple[jax.Array, jax.Array] | None, prefix_mask_BxP: jax.Array | None,
+           write: Any = None):
   """One decoder block; returns the new activations and the new tokens' (k, v) [B, T, K, E].
 
   The new tokens attend to each other where `self_mask` allows, to this layer's cache `kv`
-  (k, v) [B, S, K, E] (or None) where `cache_mask` allows, and to this layer's prefix
-  `prefix_kv` (k, v) [R, P, K, E] (or None) where `prefix_mask` allows.
+  (k, v) [B, K, S, E] (or None) where `cache_mask` allows, and to this layer's prefix
+  `prefix_kv` (k, v) [R, K, P, E] (or None) where `prefix_mask` allows.
+
+  With `write` (cache, new [B, T, K, E]) -> cache, the new keys/values are written into `kv`
+  first and the tokens attend to the updated cache alone (`cache_mask` must then show each
+  token its own entry); the updated (k, v) cache is returned instead of the new entries.
   """
   c = config
   h_BxTxD = layers.rms_norm(x_BxTxD, p["attn_norm"], c.rms_norm_eps)
@@ -90,12 +125,19 @@ def _layer(config: ModelConfig, rules: Rules, p: dict[str, jax.Array], x_BxTxD: 
   k_BxTxKxE = layers.apply_rope(k_BxTxKxE, cos_BxTxE, sin_BxTxE)
   q_BxTxHxE = constrain(q_BxTxHxE, ("batch", "seq", "q_heads", "head_dim"), rules)
 
-  if kv is None:
+  new_kv = (k_BxTxKxE, v_BxTxKxE)
+  if write is not None:
+    kv = new_kv = (write(kv[0], k_BxTxKxE), write(kv[1], v_BxTxKxE))
+  if kv is None and prefix_kv is None:
     attn_BxTxHxE = layers.attention(q_BxTxHxE, k_BxTxKxE, v_BxTxKxE, self_mask_BxTxT)
   else:
     dtype = q_BxTxHxE.dtype
-    parts = [(kv[0].astype(dtype), kv[1].astype(dtype), cache_mask_BxTxS),
-             (k_BxTxKxE, v_BxTxKxE, self_mask_BxTxT)]
+    parts = []
+    if write is None:
+      parts.append((jnp.swapaxes(k_BxTxKxE, 1, 2), jnp.swapaxes(v_BxTxKxE, 1, 2),
+                    self_mask_BxTxT))
+    if kv is not None:
+      parts.insert(0, (kv[0].astype(dtype), kv[1].astype(dtype), cache_mask_BxTxS))
     prefix = None
     if prefix_kv is not None:
       prefix = (prefix_kv[0].astype(dtype), prefix_kv[1].astype(dtype), prefix_mask_BxP)
@@ -107,7 +149,7 @@ def _layer(config: ModelConfig, rules: Rules, p: dict[str, jax.Array], x_BxTxD: 
 
   h_BxTxD = layers.rms_norm(x_BxTxD, p["mlp_norm"], c.rms_norm_eps)
   x_BxTxD = x_BxTxD + layers.swiglu(h_BxTxD, p["gate"], p["up"], p["down"])
-  return constrain(x_BxTxD, ("batch", "seq", "act_embed"), rules), (k_BxTxKxE, v_BxTxKxE)
+  return constrain(x_BxTxD, ("batch", "seq", "act_embed"), rules), new_kv
 
 
 def _cast(tree: Any, dtype) -> Any:
@@ -132,8 +174,9 @@ def unembed(config: ModelConfig, params: Params, x_BxTxD: jax.Array,
 def forward(config: ModelConfig, params: Params, tokens: jax.Array,
             positions: jax.Array | None = None, cache: KVCache | None = None, *,
             compute_dtype=None, rules: Rules = TRAIN_RULES, prefix: Prefix | None = None,
-            logits_at: jax.Array | None = None, return_hidden: bool = False,
-            remat: bool = False) -> tuple[jax.Array, KVCache | None]:
+            cache_len: int | None = None, logits_at: jax.Array | None = None,
+            return_hidden: bool = False, remat: bool = False,
+            scan_layers: bool = True) -> tuple[jax.Array, KVCache | None]:
   """Runs the decoder.
 
   Args:
@@ -142,37 +185,43 @@ def forward(config: ModelConfig, params: Params, tokens: jax.Array,
     tokens: int32 [B, T].
     positions: int32 [B, T] rope positions; defaults to 0..T-1 without a cache, to
       `cache.lengths_B[:, None] + 0..T-1` with one, and to `prefix.boundaries_B[:, None] +
-      cache.lengths_B[:, None] + 0..T-1` with a prefix. Positions of one row must increase.
+      cache.lengths_B[:, None] + 0..T-1` (or `prefix.boundaries_B[:, None] + 0..T-1` without a
+      cache) with a prefix. Positions of one row must increase.
     cache: a `KVCache` or None. With a cache, the new tokens' keys/values are written at their
       positions and the tokens attend to every cached entry at a position <= their own. Without
       one, tokens attend causally among themselves (right padding is harmless: padding comes
       after the real tokens).
     compute_dtype: dtype activations are computed in; defaults to the params' dtype (each
-      layer's weights are cast inside the scan, never the whole model at once).
+      layer's weights are cast inside the layer loop, never the whole model at once).
     rules: logical-axis sharding rules for activation constraints under an ambient mesh.
-    prefix: a `Prefix` (requires `cache`): rows also attend to the prefix's entries before their
-      boundary, and the token at position p goes to own-cache entry p - boundary.
+    prefix: a `Prefix`: rows also attend to the prefix's entries before their boundary, and the
+      token at position p goes to own-cache entry p - boundary.
+    cache_len: a prefill: with no `cache`, return a new cache of `cache_len` (>= T) entries per
+      row whose entries 0..T-1 hold the tokens' keys/values (`lengths_B` = T; entries past a
+      row's real tokens are garbage its caller must not count).
     logits_at: int32 [B, N] token indices (into T) at which to compute logits; default: every
       token. A prefill needs only each row's last prompt token, and [B, T, V] logits of long
       prompts would not fit in memory.
-
     return_hidden: return the final-normed hidden states [B, T, D] instead of logits; with
       `unembed` a caller can project them to the vocab a chunk of T at a time (the learner's
       log-probs of long sequences, where [B, T, V] logits would not fit).
-
     remat: rematerialize each layer in the backward pass (training memory: L layer inputs
       [B, T, D] are stored instead of every activation).
+    scan_layers: `lax.scan` over the layers (compile time independent of depth); False unrolls
+      them (the same numbers; faster decode steps on XLA:CPU).
 
   Returns:
     logits [B, T, V] (or [B, N, V] with `logits_at`) in the compute dtype, and the updated
-    cache (None without one) whose `lengths_B` is the maximum of the old lengths and the last
-    written entry + 1.
+    cache (None without one or `cache_len`) whose `lengths_B` is the maximum of the old lengths
+    and the last written entry + 1.
   """
   B, T = tokens.shape
   embedding_VxD = params["embed"]["embedding"]
   dtype = compute_dtype or embedding_VxD.dtype
-  if prefix is not None and cache is None:
-    raise ValueError("forward: a prefix needs a cache for the rows' own entries")
+  if cache is not None and cache_len is not None:
+    raise ValueError("forward: cache_len makes a new cache; it cannot be given with a cache")
+  if cache_len is not None and cache_len < T:
+    raise ValueError(f"forward: cache_len={cache_len} is shorter than the {T} tokens to write")
   offset_B = prefix.boundaries_B if prefix is not None else jnp.zeros((B,), jnp.int32)
   if positions is None:
     start_B = offset_B + cache.lengths_B if cache is not None else offset_B
@@ -185,32 +234,63 @@ def forward(config: ModelConfig, params: Params, tokens: jax.Array,
   cos_BxTxE, sin_BxTxE = layers.rope_cos_sin(config, positions_BxT)
 
   self_mask_BxTxT = positions_BxT[:, None, :] <= positions_BxT[:, :, None]
-  cache_kv_all, cache_mask_BxTxS = None, None
-  if cache is not None:
+  cache_kv_all, cache_mask_BxTxS, write = None, None, None
+  per_layer = cache is not None and isinstance(cache.k_LxBxKxSxE, tuple)
+  if per_layer:
+    if scan_layers:
+      raise ValueError("forward: a cache of per-layer buffers (`unstack_layers`) needs "
+                       "scan_layers=False")
+    # Write first, then attend to the cache alone: each layer's buffer is updated in place
+    # and read after, so XLA needs no defensive copy of it.
+    rows_Bx1 = jnp.arange(B)[:, None]
+    write = lambda c_BxKxSxE, n_BxTxKxE: c_BxKxSxE.at[rows_Bx1, :, slots_BxT].set(
+        n_BxTxKxE.astype(c_BxKxSxE.dtype), mode="drop")
+    cache_slots_S = jnp.arange(cache.max_len, dtype=jnp.int32)
+    cache_mask_BxTxS = cache_slots_S[None, None, :] <= slots_BxT[:, :, None]
+    cache_kv_all = (cache.k_LxBxKxSxE, cache.v_LxBxKxSxE)
+  elif cache is not None:
     # A cached entry is visible if it precedes the query's slot and no new token overwrites it.
     cache_slots_S = jnp.arange(cache.max_len, dtype=jnp.int32)
     overwritten_BxS = jnp.any(cache_slots_S[None, None, :] == slots_BxT[:, :, None], axis=1)
     cache_mask_BxTxS = ((cache_slots_S[None, None, :] <= slots_BxT[:, :, None])
                         & ~overwritten_BxS[:, None, :])
-    cache_kv_all = (cache.k_LxBxSxKxE, cache.v_LxBxSxKxE)
+    cache_kv_all = (cache.k_LxBxKxSxE, cache.v_LxBxKxSxE)
   prefix_kv_all, prefix_mask_BxP = None, None
   if prefix is not None:
     prefix_pos_P = jnp.arange(prefix.cache.max_len, dtype=jnp.int32)
     prefix_mask_BxP = prefix_pos_P[None, :] < prefix.boundaries_B[:, None]
-    prefix_kv_all = (prefix.cache.k_LxBxSxKxE, prefix.cache.v_LxBxSxKxE)
+    prefix_kv_all = (prefix.cache.k_LxBxKxSxE, prefix.cache.v_LxBxKxSxE)
+  keep_kv = cache is not None or cache_len is not None
 
   def body(x_BxTxD, layer_in):
     p, kv, prefix_kv = layer_in
     x_BxTxD, new_kv = _layer(config, rules, _cast(p, dtype), x_BxTxD, cos_BxTxE, sin_BxTxE,
-                             self_mask_BxTxT, kv, cache_mask_BxTxS, prefix_kv, prefix_mask_BxP)
-    return x_BxTxD, (new_kv if cache is not None else None)
+                             self_mask_BxTxT, kv, cache_mask_BxTxS, prefix_kv, prefix_mask_BxP,
+                             write)
+    return x_BxTxD, (new_kv if keep_kv else None)
 
   if remat:
     # Keep only each layer's input for the backward pass; recompute the rest of the layer
     # (its attention probabilities above all) instead of storing it.
     body = jax.checkpoint(body, policy=jax.checkpoint_policies.nothing_saveable)
-  x_BxTxD, new_kv = jax.lax.scan(body, x_BxTxD,
-                                 (params["layers"], cache_kv_all, prefix_kv_all))
+  layer_ins = (params["layers"], cache_kv_all, prefix_kv_all)
+  if scan_layers:
+    x_BxTxD, new_kv = jax.lax.scan(body, x_BxTxD, layer_ins)
+  else:
+    # Static slices: of the weights, hoisted out of a decode loop; of the caches, free when
+    # they are per-layer tuples (`unstack_layers`).
+    # `params["layers"]` may also be a tuple of per-layer dicts (`unstack_params`).
+    at = lambda kv, i: None if kv is None else (kv[0][i], kv[1][i])
+    stacked = params["layers"]
+    outs = []
+    for i in range(config.num_layers):
+      p = stacked[i] if isinstance(stacked, tuple) else jax.tree.map(lambda a, i=i: a[i], stacked)
+      x_BxTxD, out = body(x_BxTxD, (p, at(cache_kv_all, i), at(prefix_kv_all, i)))
+      outs.append(out)
+    if per_layer:
+      new_kv = (tuple(o[0] for o in outs), tuple(o[1] for o in outs))
+    elif keep_kv:
+      new_kv = jax.tree.map(lambda *a: jnp.stack(a), *outs)
 
   if logits_at is not None:
     x_BxTxD = jnp.take_along_axis(x_BxTxD, logits_at.astype(jnp.int32)[:, :, None], axis=1)
@@ -222,13 +302,25 @@ def forward(config: ModelConfig, params: Params, tokens: jax.Array,
     logits_BxTxV = unembed(config, params, x_BxTxD, rules)
 
   new_cache = None
-  if cache is not None:
+  if cache_len is not None:
+    # Entries 0..T-1 of a fresh cache: one dynamic_update_slice per array (no scatter).
+    k_LxBxKxTxE, v_LxBxKxTxE = (jnp.swapaxes(a, 2, 3) for a in new_kv)
+    shape = k_LxBxKxTxE.shape[:3] + (cache_len, k_LxBxKxTxE.shape[4])
+    dtype_kv = k_LxBxKxTxE.dtype
+    fill = lambda a: jax.lax.dynamic_update_slice(
+        constrain(jnp.zeros(shape, dtype_kv), CACHE_AXES, rules), a, (0,) * 5)
+    new_cache = KVCache(fill(k_LxBxKxTxE), fill(v_LxBxKxTxE), jnp.full((B,), T, jnp.int32))
+  elif per_layer:
+    new_cache = KVCache(new_kv[0], new_kv[1], jnp.maximum(cache.lengths_B, slots_BxT[:, -1] + 1))
+  elif cache is not None:
     # All layers' new entries in one scatter at each row's slots (out-of-range writes dropped).
+    # The indexed dims (B, S) are not adjacent, so the update is laid out [B, T, L, K, E].
     rows_Bx1 = jnp.arange(B)[:, None]
-    k_LxBxSxKxE = cache.k_LxBxSxKxE.at[:, rows_Bx1, slots_BxT].set(
-        new_kv[0].astype(cache.k_LxBxSxKxE.dtype), mode="drop")
-    v_LxBxSxKxE = cache.v_LxBxSxKxE.at[:, rows_Bx1, slots_BxT].set(
-        new_kv[1].astype(cache.v_LxBxSxKxE.dtype), mode="drop")
+    updates = [jnp.transpose(a, (1, 2, 0, 3, 4)) for a in new_kv]
+    k_LxBxKxSxE = cache.k_LxBxKxSxE.at[:, rows_Bx1, :, slots_BxT].set(
+        updates[0].astype(cache.k_LxBxKxSxE.dtype), mode="drop")
+    v_LxBxKxSxE = cache.v_LxBxKxSxE.at[:, rows_Bx1, :, slots_BxT].set(
+        updates[1].astype(cache.v_LxBxKxSxE.dtype), mode="drop")
     lengths_B = jnp.maximum(cache.lengths_B, slots_BxT[:, -1] + 1)
-    new_cache = KVCache(k_LxBxSxKxE, v_LxBxSxKxE, lengths_B)
+    new_cache = KVCache(k_LxBxKxSxE, v_LxBxKxSxE, lengths_B)
   return logits_BxTxV, new_cache

@@ -22,7 +22,8 @@ import jax.numpy as jnp
 
 from mrt_jax.models.config import ModelConfig
 from mrt_jax.models.sharding import Rules, constrain
-from mrt_jax.models.transformer import CACHE_AXES, KVCache, Prefix, forward, init_cache
+from mrt_jax.models.transformer import (CACHE_AXES, KVCache, Prefix, forward, stack_layers,
+                                        unstack_layers, unstack_params)
 from mrt_jax.models.weights import Params
 from mrt_jax.sampling.rules import RuleArrays, choose, stop_matched
 
@@ -45,16 +46,20 @@ class DecodeState:
 
 
 def _constrain_cache(cache: KVCache, rules: Rules) -> KVCache:
-  return cache.replace(k_LxBxSxKxE=constrain(cache.k_LxBxSxKxE, CACHE_AXES, rules),
-                       v_LxBxSxKxE=constrain(cache.v_LxBxSxKxE, CACHE_AXES, rules),
+  def one(a):
+    if isinstance(a, tuple):  # per-layer buffers (`unstack_layers`)
+      return tuple(constrain(x, CACHE_AXES[1:], rules) for x in a)
+    return constrain(a, CACHE_AXES, rules)
+  return cache.replace(k_LxBxKxSxE=one(cache.k_LxBxKxSxE), v_LxBxKxSxE=one(cache.v_LxBxKxSxE),
                        lengths_B=constrain(cache.lengths_B, ("batch",), rules))
 
 
 @functools.partial(jax.jit, static_argnames=("config", "rules", "compute_dtype", "cache_dtype",
-                                             "cache_len", "repeats"))
+                                             "cache_len", "repeats", "scan_layers"))
 def prefill(config: ModelConfig, params: Params, tokens_BxT: jax.Array, lengths_B: jax.Array,
             prefix: Prefix | None = None, *, rules: Rules, compute_dtype: Any,
-            cache_dtype: Any, cache_len: int, repeats: int = 1) -> tuple[KVCache, jax.Array]:
+            cache_dtype: Any, cache_len: int, repeats: int = 1,
+            scan_layers: bool = True) -> tuple[KVCache, jax.Array]:
   """Runs right-padded sequences through the model into a fresh cache.
 
   Args:
@@ -67,23 +72,20 @@ def prefill(config: ModelConfig, params: Params, tokens_BxT: jax.Array, lengths_
     cache_len: entries per row of the new cache (S).
     repeats: each row is repeated this many times in the outputs (samples of one prompt share
       its prefill).
+    scan_layers: scan (True) or unroll the layer loop (`models.forward`).
 
   Returns:
     The cache [.., B * repeats, S, ..] holding each row's tokens (lengths = true lengths), and
     f32 logits [B * repeats, V] of each row's last real token.
   """
   TRACES["prefill"] += 1
-  B, T = tokens_BxT.shape
-  # Prefill into a cache of exactly T entries (the forward attends over all cache entries,
-  # so a cache sized for the whole generation would waste (S - T) / T of the prefill's
-  # attention), then widen it to S once.
-  cache = _constrain_cache(init_cache(config, B, T, cache_dtype), rules)
-  logits_Bx1xV, cache = forward(config, params, tokens_BxT, cache=cache, prefix=prefix,
+  # The tokens attend causally among themselves (and to the prefix), not to an empty cache;
+  # their keys/values fill entries 0..T-1 of a cache of S entries.
+  logits_Bx1xV, cache = forward(config, params, tokens_BxT, prefix=prefix, cache_len=cache_len,
                                 compute_dtype=compute_dtype, rules=rules,
-                                logits_at=(lengths_B - 1)[:, None])
-  widen = lambda a: jnp.pad(a, ((0, 0), (0, 0), (0, cache_len - T), (0, 0), (0, 0)))
+                                logits_at=(lengths_B - 1)[:, None], scan_layers=scan_layers)
   # Entries past a row's true length hold right-padding; decoding overwrites them.
-  cache = KVCache(widen(cache.k_LxBxSxKxE), widen(cache.v_LxBxSxKxE),
+  cache = KVCache(cache.k_LxBxKxSxE.astype(cache_dtype), cache.v_LxBxKxSxE.astype(cache_dtype),
                   lengths_B.astype(jnp.int32))
   last_BxV = logits_Bx1xV[:, 0].astype(jnp.float32)
   if repeats > 1:
@@ -116,12 +118,13 @@ def _emit(state: DecodeState, logits_BxV: jax.Array, rule_arrays: RuleArrays,
                                                     mode="drop"))
 
 
-@functools.partial(jax.jit, static_argnames=("config", "rules", "compute_dtype", "new_tokens"),
+@functools.partial(jax.jit, static_argnames=("config", "rules", "compute_dtype", "new_tokens",
+                                             "scan_layers"),
                    donate_argnames=("cache",))
 def decode(config: ModelConfig, params: Params, cache: KVCache, first_logits_BxV: jax.Array,
            rule_arrays: RuleArrays, row_keys_B: jax.Array, live_B: jax.Array,
            max_new_tokens: jax.Array, prefix: Prefix | None = None, *, rules: Rules,
-           compute_dtype: Any, new_tokens: int) -> DecodeState:
+           compute_dtype: Any, new_tokens: int, scan_layers: bool = True) -> DecodeState:
   """Generates up to `max_new_tokens` tokens per row in one `lax.while_loop`.
 
   Args:
@@ -135,6 +138,7 @@ def decode(config: ModelConfig, params: Params, cache: KVCache, first_logits_BxV
     prefix: the trunk that a fork's rows attend to (None for plain generation).
     rules, compute_dtype: sharding rules and activation dtype of the forward pass.
     new_tokens: the output buffer length N (the bucket of `max_new_tokens`).
+    scan_layers: scan (True) or unroll the layer loop (`models.forward`).
 
   Returns:
     The final `DecodeState`; its cache holds every row's prefilled and emitted tokens.
@@ -152,12 +156,23 @@ def decode(config: ModelConfig, params: Params, cache: KVCache, first_logits_BxV
 
   def body(s: DecodeState) -> DecodeState:
     logits_Bx1xV, cache = forward(config, params, s.token_B[:, None], cache=s.cache,
-                                  prefix=prefix, compute_dtype=compute_dtype, rules=rules)
+                                  prefix=prefix, compute_dtype=compute_dtype, rules=rules,
+                                  scan_layers=scan_layers)
     # Finished rows rewrite the garbage entry at their length; only real tokens advance it.
     cache = _constrain_cache(cache.replace(lengths_B=s.cache.lengths_B + s.pending_B), rules)
     return _emit(s.replace(cache=cache), logits_Bx1xV[:, 0], rule_arrays, row_keys_B,
                  max_new_tokens)
 
+  if not scan_layers:
+    # Unrolled layers read and update per-layer buffers in place: split the stacked caches
+    # and weights once per call (XLA copies a slice of a stacked array on every step).
+    params = unstack_params(params)
+    state = state.replace(cache=_constrain_cache(unstack_layers(state.cache), rules))
+    if prefix is not None:
+      prefix = prefix.replace(cache=_constrain_cache(unstack_layers(prefix.cache), rules))
   # Run while some row has an emitted token that is not yet in the cache; rows stop emitting
   # on a stop match or at the budget, so this ends one step after the last row finishes.
-  return jax.lax.while_loop(lambda s: jnp.any(s.pending_B), body, state)
+  state = jax.lax.while_loop(lambda s: jnp.any(s.pending_B), body, state)
+  if not scan_layers:
+    state = state.replace(cache=_constrain_cache(stack_layers(state.cache), rules))
+  return state

@@ -153,6 +153,23 @@ def truncate(logits_BxV: jax.Array, top_k: jax.Array, top_p: jax.Array) -> jax.A
   return jnp.where(logits_BxV >= threshold_Bx1, logits_BxV, -jnp.inf)
 
 
+def inverse_cdf_sample(keys_B: jax.Array, logits_BxV: jax.Array) -> jax.Array:
+  """One token per row from softmax(logits) (-inf logits never chosen), one uniform per row.
+
+  Inverse-CDF sampling: the first token whose cumulative probability exceeds u * total. It
+  draws one random number per row where Gumbel-max (`jax.random.categorical`) draws V, which
+  on CPU costs more than the rest of a small model's decode step.
+  """
+  probs_BxV = jax.nn.softmax(logits_BxV, axis=-1)
+  cdf_BxV = jnp.cumsum(probs_BxV, axis=-1)
+  u_B = jax.vmap(jax.random.uniform)(keys_B) * cdf_BxV[:, -1]
+  token_B = jnp.sum(cdf_BxV <= u_B[:, None], axis=-1, dtype=jnp.int32)
+  # Rounding can leave u at the very top of the cdf: fall back to the last allowed token.
+  V = logits_BxV.shape[-1]
+  last_B = V - 1 - jnp.argmax((probs_BxV > 0)[:, ::-1], axis=-1).astype(jnp.int32)
+  return jnp.minimum(token_B, last_B)
+
+
 def choose(logits_BxV: jax.Array, rules: RuleArrays, row_keys_B: jax.Array,
            step: jax.Array) -> tuple[jax.Array, jax.Array]:
   """Next token of each row at generated index `step`, and its log-prob (module docstring).
@@ -171,7 +188,7 @@ def choose(logits_BxV: jax.Array, rules: RuleArrays, row_keys_B: jax.Array,
     kept_BxV = jax.lax.cond((rules.top_k > 0) | (rules.top_p < 1), truncate,
                             lambda x, k, p: x, allowed_BxV, rules.top_k, rules.top_p)
     keys_B = jax.vmap(jax.random.fold_in, (0, None))(row_keys_B, step)
-    return jax.vmap(jax.random.categorical)(keys_B, kept_BxV).astype(jnp.int32)
+    return inverse_cdf_sample(keys_B, kept_BxV)
 
   def greedy():
     return jnp.argmax(allowed_BxV, axis=-1).astype(jnp.int32)

@@ -1,11 +1,14 @@
 """Decoding token by token through the KV cache reproduces the full forward (f32, 1e-5)."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from mrt_jax import models
+from mrt_jax.models import transformer
 
 TOL = 1e-5  # Max |Δlogit|, f32. Never loosen.
 
@@ -26,24 +29,68 @@ def _config(**kw):
   return models.config_from_hf_dict(base)
 
 
-@pytest.mark.parametrize("arch", ["LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"])
-def test_token_by_token_decode_matches_full_forward(arch):
+# How the cache is built and the layers looped: scanned over a stacked cache (accelerators),
+# unrolled over a stacked cache, unrolled over per-layer buffers (the CPU decode loop); the
+# first chunk is written into an existing cache or prefilled into a fresh one (`cache_len`).
+MODES = {"scan": (True, False), "unrolled": (False, False), "per_layer": (False, True)}
+
+
+# Every family in the accelerator mode; the other modes on Qwen2 (biases) / Qwen3 (q/k norm).
+CASES = ([(arch, False, "scan") for arch in ("LlamaForCausalLM", "Qwen2ForCausalLM",
+                                              "Qwen3ForCausalLM")]
+         + [("Qwen2ForCausalLM", True, "scan"), ("Qwen3ForCausalLM", False, "unrolled"),
+            ("Qwen2ForCausalLM", True, "per_layer")])
+
+
+@pytest.mark.parametrize("arch,fresh,mode", CASES)
+def test_token_by_token_decode_matches_full_forward(arch, fresh, mode):
+  scan_layers, per_layer = MODES[mode]
   config = _config(architectures=[arch])
   params = _params(config, 0)
   T, prefill = 13, 4
   tokens = jax.random.randint(jax.random.key(1), (3, T), 0, config.vocab_size)
   full, _ = jax.jit(models.forward, static_argnums=0)(config, params, tokens)
 
-  step = jax.jit(models.forward, static_argnums=0, donate_argnames="cache")
-  cache = models.init_cache(config, batch=3, max_len=T + 3)
-  logits, cache = step(config, params, tokens[:, :prefill], cache=cache)
+  kw = dict(scan_layers=scan_layers)
+  step = jax.jit(functools.partial(models.forward, **kw), static_argnums=0,
+                 donate_argnames="cache")
+  if fresh:
+    logits, cache = jax.jit(functools.partial(models.forward, cache_len=T + 3, **kw),
+                            static_argnums=0)(config, params, tokens[:, :prefill])
+  else:
+    cache = models.init_cache(config, batch=3, max_len=T + 3)
+    if per_layer:
+      cache = transformer.unstack_layers(cache)
+    logits, cache = step(config, params, tokens[:, :prefill], cache=cache)
+  if per_layer:
+    cache = transformer.unstack_layers(cache) if fresh else cache
+    assert isinstance(cache.k_LxBxKxSxE, tuple)
   pieces = [logits]
   for t in range(prefill, T):
     logits, cache = step(config, params, tokens[:, t:t + 1], cache=cache)
     pieces.append(logits)
+  assert isinstance(cache.k_LxBxKxSxE, tuple) == per_layer
   np.testing.assert_array_equal(np.asarray(cache.lengths_B), [T] * 3)
   assert np.abs(np.asarray(full)).max() > 1.0
   np.testing.assert_allclose(np.concatenate(pieces, axis=1), full, rtol=0, atol=TOL)
+  # The cache holds every token's keys: a fresh full-sequence prefill writes the same entries.
+  _, ref = models.forward(config, params, tokens, cache_len=T + 3)
+  got = transformer.stack_layers(cache) if per_layer else cache
+  np.testing.assert_allclose(got.k_LxBxKxSxE[:, :, :, :T], ref.k_LxBxKxSxE[:, :, :, :T],
+                             rtol=0, atol=TOL)
+
+
+def test_per_layer_cache_needs_unrolled_layers():
+  config = _config()
+  cache = transformer.unstack_layers(models.init_cache(config, batch=1, max_len=4))
+  with pytest.raises(ValueError, match="scan_layers=False"):
+    models.forward(config, _params(config, 0), jnp.zeros((1, 1), jnp.int32), cache=cache)
+
+
+def test_cache_len_shorter_than_the_tokens_is_an_error():
+  config = _config()
+  with pytest.raises(ValueError, match="cache_len=2 is shorter than the 3 tokens"):
+    models.forward(config, _params(config, 0), jnp.zeros((1, 3), jnp.int32), cache_len=2)
 
 
 def test_rows_decode_at_their_own_positions():

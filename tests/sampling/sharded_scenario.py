@@ -23,5 +23,5 @@ def run(sampler: sampling.Sampler, params) -> dict:
     out[f"{name}_tokens"] = r.tokens
     out[f"{name}_reasons"] = r.finish_reasons
     out[f"{name}_logprobs"] = [np.asarray(lp).tolist() for lp in r.logprobs]
-  out["cache_shard_shape"] = list(greedy.cache.k_LxBxSxKxE.addressable_shards[0].data.shape)
+  out["cache_shard_shape"] = list(greedy.cache.k_LxBxKxSxE.addressable_shards[0].data.shape)
   return out

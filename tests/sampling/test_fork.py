@@ -83,3 +83,20 @@ def test_bad_probes_name_the_culprit(trunk):
       sampling.fork(config, params, cache, [probe], max_new_tokens=8)
   with pytest.raises(ValueError, match="at least one probe"):
     sampling.fork(config, params, cache, [], max_new_tokens=8)
+
+
+def test_scanned_and_unrolled_layer_loops_agree(trunk):
+  """Accelerators scan the layers, CPUs unroll them: both give the same tokens and log-probs."""
+  config, params, _, seqs = trunk
+  prompts = [s[:LENGTHS[i]] for i, s in enumerate(seqs)]
+  kwargs = dict(max_new_tokens=24, temperature=1.0, top_k=50, seed=3)
+  out = {}
+  for scan in (True, False):
+    sampler = sampling.Sampler(config, scan_layers=scan)
+    gen = sampler.generate(params, prompts, num_samples=2, keep_cache=True, **kwargs)
+    probes = [sampling.Probe(0, 4, (7, 8), 2), sampling.Probe(2, 11, (5,), 3)]
+    out[scan] = (gen, sampler.fork(params, gen.cache, probes, **kwargs))
+  for got, ref in zip(out[True], out[False]):
+    assert got.tokens == ref.tokens
+    for a, b in zip(got.logprobs, ref.logprobs):
+      np.testing.assert_allclose(a, b, rtol=0, atol=LOGPROB_TOL)
