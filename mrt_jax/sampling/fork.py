@@ -6,9 +6,12 @@ positions < b in place (`models.transformer.Prefix`), and to its own small cache
 suffix and the answer, whose rope positions continue from b. The trunk is never copied per
 probe: all rows forked from trunk row r form a group of M rows that reads that row once.
 
-Layout: probe rows are arranged on a grid [R, M] (R trunk rows, M rows per trunk row, a power
-of two); grid row r * M + m belongs to trunk row r. Unused grid rows are padding that emits
-nothing. Result rows are probe-major (probe i's samples together), in the order given.
+Layout: probe rows are arranged on a grid [R, M] (R trunk rows, M rows per trunk row, from
+`buckets.fine_at_least`); grid row r * M + m belongs to trunk row r. Unused grid rows are
+padding that emits nothing. Result rows are probe-major (probe i's samples together), in the
+order given. When every probe has the same number of samples n, M is a multiple of n and a
+probe's samples are n consecutive grid rows: the suffix is prefilled once per probe, on the
+[R, M / n] grid, and shared by its samples (`samples_per_slot` = n).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ class Probe:
 class ProbeLayout:
   """Probes placed on the [R, M] grid (all arrays are over the R * M grid rows)."""
   rows_per_source: int      # M
+  samples_per_slot: int     # n: grid rows r * M + [j * n, (j + 1) * n) share one suffix prefill
   suffixes: list[list[int]]  # each grid row's suffix ([0] for padding rows)
   boundaries_B: np.ndarray  # int32
   row_ids_B: np.ndarray     # int: result row (the PRNG stream of the row); unique for padding
@@ -79,7 +83,9 @@ def arrange(probes: Sequence[Probe], trunk_lengths: np.ndarray, vocab_size: int)
       raise ValueError(f"probe {i}: suffix holds token ids {bad[:5]} outside the vocab "
                        f"[0, {vocab_size})")
     per_source[p.source] += p.num_samples
-  M = buckets.pow2_at_least(int(per_source.max()))
+  counts = {p.num_samples for p in probes}
+  n = counts.pop() if len(counts) == 1 else 1  # samples sharing one suffix prefill
+  M = n * buckets.fine_at_least(-(-int(per_source.max()) // n))
   B = num_sources * M
   suffixes = [[0] for _ in range(B)]
   boundaries_B = np.zeros((B,), np.int32)
@@ -97,4 +103,4 @@ def arrange(probes: Sequence[Probe], trunk_lengths: np.ndarray, vocab_size: int)
   order = np.asarray(order)
   row_ids_B = np.arange(B) + len(order)  # padding rows: ids past the results
   row_ids_B[order] = np.arange(len(order))
-  return ProbeLayout(M, suffixes, boundaries_B, row_ids_B, live_B, order)
+  return ProbeLayout(M, n, suffixes, boundaries_B, row_ids_B, live_B, order)

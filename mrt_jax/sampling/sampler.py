@@ -248,10 +248,13 @@ class Sampler:
                            "the longest probe suffix", "suffix_buckets")
     rules = SamplingRules(temperature, top_p, top_k, stop_token_ids, stop_sequences,
                           suppress_token_ids, forced)
+    n = layout.samples_per_slot  # each probe's suffix is prefilled once for its n samples
     with self._context():
       prefix = Prefix(trunk, self._put(layout.boundaries_B, ("batch",)))
-      cache, first_logits = self._prefill(params, layout.suffixes, new_tokens, prefix=prefix,
-                                          rows=len(layout.suffixes), width=width)
+      slot_prefix = Prefix(trunk, self._put(layout.boundaries_B[::n], ("batch",)))
+      cache, first_logits = self._prefill(params, layout.suffixes[::n], new_tokens,
+                                          repeats=n, prefix=slot_prefix,
+                                          rows=len(layout.suffixes) // n, width=width)
       state = self._decode(params, cache, first_logits, rules, layout.row_ids_B, layout.live_B,
                            max_new_tokens, new_tokens, seed, prefix)
       tokens, logprobs, reasons = self._results(state, layout.order)
