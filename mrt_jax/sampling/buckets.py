@@ -18,14 +18,15 @@ def pow2_at_least(n: int, minimum: int = 1) -> int:
 
 
 def fine_at_least(n: int) -> int:
-  """The smallest of 1, 2, 3, 4, 6, 8, 12, 16, 24, ... (2^k and 3 * 2^k) >= n.
+  """The smallest of 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, ... >= n.
 
-  A finer ladder than powers of two (at most 1/3 padding instead of 1/2) for dimensions that
-  multiply the decode batch, such as the probes per trunk row.
+  Four steps per power of two (at most 1/4 padding instead of 1/2, and at most four compiled
+  sizes per octave) for dimensions that multiply the decode batch, such as the probes per
+  trunk row.
   """
   n = max(n, 1)
-  p = pow2_at_least(n)
-  return 3 * p // 4 if p >= 4 and 3 * p // 4 >= n else p
+  step = max(1, pow2_at_least(n) // 8)
+  return -(-n // step) * step
 
 
 def bucket(n: int, sizes: Sequence[int], what: str, setting: str) -> int:

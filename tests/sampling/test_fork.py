@@ -103,12 +103,12 @@ def test_scanned_and_unrolled_layer_loops_agree(trunk):
 
 
 def test_probe_grid_is_padded_finely_and_shares_suffix_prefills():
-  """9 boundaries x 4 samples per trunk row: 12 probe slots of 4 rows (48, not 64 rows)."""
+  """9 boundaries x 4 samples per trunk row: 10 probe slots of 4 rows (40, not 64 rows)."""
   from mrt_jax.sampling.fork import arrange
   probes = [sampling.Probe(r, b, (5,), 4) for r in range(2) for b in range(9)]
   layout = arrange(probes, np.array([20, 20]), vocab_size=32)
-  assert (layout.rows_per_source, layout.samples_per_slot) == (48, 4)
-  assert layout.live_B.sum() == 72 and len(layout.live_B) == 96
+  assert (layout.rows_per_source, layout.samples_per_slot) == (40, 4)
+  assert layout.live_B.sum() == 72 and len(layout.live_B) == 80
   # Mixed sample counts cannot share a prefill slot.
   mixed = arrange(probes[:2] + [sampling.Probe(1, 3, (5,), 3)], np.array([20, 20]), 32)
   assert (mixed.rows_per_source, mixed.samples_per_slot) == (8, 1)
