@@ -35,16 +35,31 @@ def init_distributed() -> None:
     jax.distributed.initialize()  # Multi-host TPU slice: every worker runs this command.
 
 
+def _build_demo_assets(config, demo) -> None:
+  """Process 0 builds the demo's assets first; the others then find them on a shared
+  filesystem, or build the same ones (they are a function of the config) on their own."""
+  import jax
+  from jax.experimental import multihost_utils
+  if jax.process_index() == 0:
+    demo.build_assets(config)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices("demo assets built")
+    if jax.process_index() != 0:
+      demo.build_assets(config)
+
+
 def main(config) -> None:
   # Orbax and XLA log every checkpoint phase at INFO; the progress bar and metrics.jsonl are
   # the run's record.
   logging.set_verbosity(logging.WARNING)
   init_distributed()
+  import jax
   from mrt_jax.train import demo, loop  # After distributed init: they touch devices.
   if config.get("demo") is not None:
-    demo.build_assets(config)
+    _build_demo_assets(config, demo)
   metrics = loop.train(config)
-  print(json.dumps({"step": config.train.total_steps, **metrics}))
+  if jax.process_index() == 0:
+    print(json.dumps({"step": config.train.total_steps, **metrics}))
 
 
 if __name__ == "__main__":

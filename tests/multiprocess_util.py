@@ -1,7 +1,9 @@
-"""Run the same Python code in N processes joined by `jax.distributed` over gloo (CPU).
+"""Run N processes joined by `jax.distributed` over gloo (CPU).
 
-Each process gets `local_devices` simulated CPU devices; the code sees `PROCESS_ID` and
-`NUM_PROCESSES` already initialized.
+`run_processes` runs the same Python code in every process, already initialized (the code sees
+`PROCESS_ID` and `NUM_PROCESSES`); `run_commands` runs a command line that initializes itself
+from `--coordinator_address`, `--num_processes` and `--process_id` (e.g. `mrt_jax.launch`).
+Each process gets `local_devices` simulated CPU devices.
 """
 
 import os
@@ -23,23 +25,21 @@ jax.distributed.initialize(coordinator_address=os.environ["MRT_COORDINATOR"],
 """
 
 
-def run_processes(code: str, num_processes: int = 2, local_devices: int = 2,
-                  timeout: int = 600) -> list[str]:
-  """Runs `code` in `num_processes` processes; returns their stdouts (raises on failure)."""
-  port = portpicker.pick_unused_port()
-  procs = []
-  for i in range(num_processes):
-    env = dict(os.environ)
-    env.update({
-        "XLA_FLAGS": f"--xla_force_host_platform_device_count={local_devices}",
-        "JAX_PLATFORMS": "cpu", "MRT_PROCESS_ID": str(i),
-        "MRT_NUM_PROCESSES": str(num_processes), "MRT_COORDINATOR": f"localhost:{port}",
-        "PYTHONPATH": os.pathsep.join([ROOT, os.path.join(ROOT, "tests"),
-                                       env.get("PYTHONPATH", "")]),
-    })
-    procs.append(subprocess.Popen(
-        [sys.executable, "-c", _PRELUDE + textwrap.dedent(code)], env=env, cwd=ROOT,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+def _env(base: dict | None, process_id: int, num_processes: int, local_devices: int,
+         coordinator: str) -> dict:
+  env = dict(os.environ if base is None else base)
+  env.update({
+      "XLA_FLAGS": f"--xla_force_host_platform_device_count={local_devices}",
+      "JAX_PLATFORMS": "cpu", "MRT_PROCESS_ID": str(process_id),
+      "MRT_NUM_PROCESSES": str(num_processes), "MRT_COORDINATOR": coordinator,
+      "PYTHONPATH": os.pathsep.join([ROOT, os.path.join(ROOT, "tests"),
+                                     env.get("PYTHONPATH", "")]),
+  })
+  return env
+
+
+def _wait(procs: list[subprocess.Popen], timeout: int) -> list[str]:
+  """Stdouts of all processes; raises with the first failure's stderr (killing the rest)."""
   outs = []
   try:
     for i, p in enumerate(procs):
@@ -52,3 +52,28 @@ def run_processes(code: str, num_processes: int = 2, local_devices: int = 2,
       if p.poll() is None:
         p.kill()
   return outs
+
+
+def run_processes(code: str, num_processes: int = 2, local_devices: int = 2,
+                  timeout: int = 600) -> list[str]:
+  """Runs `code` in `num_processes` processes; returns their stdouts (raises on failure)."""
+  coordinator = f"localhost:{portpicker.pick_unused_port()}"
+  procs = [subprocess.Popen(
+      [sys.executable, "-c", _PRELUDE + textwrap.dedent(code)],
+      env=_env(None, i, num_processes, local_devices, coordinator), cwd=ROOT,
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(num_processes)]
+  return _wait(procs, timeout)
+
+
+def run_commands(cmd: list[str], num_processes: int = 2, local_devices: int = 1,
+                 env: dict | None = None, timeout: int = 600) -> list[str]:
+  """Runs `cmd` plus the three distributed flags in every process; returns their stdouts."""
+  coordinator = f"localhost:{portpicker.pick_unused_port()}"
+  procs = []
+  for i in range(num_processes):
+    flags = [f"--coordinator_address={coordinator}", f"--num_processes={num_processes}",
+             f"--process_id={i}"]
+    procs.append(subprocess.Popen(
+        cmd + flags, env=_env(env, i, num_processes, local_devices, coordinator), cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+  return _wait(procs, timeout)

@@ -4,6 +4,11 @@ A checkpoint is one Orbax step directory holding two items: `state` (the `TrainS
 params, optimizer, step, counters) and `extra` (JSON: the data iterator state and loop
 counters). Saves are asynchronous; Orbax writes to a temporary directory and renames it when
 complete, so a kill -9 mid-save leaves the previous checkpoint as the latest one.
+
+Multi-process runs: every process calls save and restore (Orbax coordinates them); each writes
+and reads only the shards its devices hold. Restores place every array with the target's
+shardings, so a checkpoint written on one mesh resumes on another (other device or process
+count).
 """
 
 from __future__ import annotations
@@ -12,7 +17,21 @@ import os
 from typing import Any
 
 import jax
+import optax
 import orbax.checkpoint as ocp
+
+from mrt_jax.learner.state import TrainState, init_state, state_layout
+
+
+def abstract_train_state(params: Any, optimizer: optax.GradientTransformation) -> TrainState:
+  """`jax.ShapeDtypeStruct`s of `create_state(params, optimizer)` with its shardings.
+
+  `params` may be abstract (shape, dtype and sharding are all that is read), so a resumed run
+  never allocates a fresh optimizer state only to overwrite it.
+  """
+  shapes = jax.eval_shape(lambda p: init_state(p, optimizer), params)
+  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                      shapes, state_layout(params, optimizer))
 
 
 class Checkpointer:
@@ -23,7 +42,7 @@ class Checkpointer:
     self.every = every
     try:
       os.makedirs(self.directory, exist_ok=True)
-      probe = os.path.join(self.directory, ".write_test")
+      probe = os.path.join(self.directory, f".write_test.{jax.process_index()}")
       with open(probe, "w") as f:
         f.write("ok")
       os.remove(probe)
@@ -46,12 +65,27 @@ class Checkpointer:
         state=ocp.args.StandardSave(state), extra=ocp.args.JsonSave(extra)), force=True)
     return True
 
-  def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict] | None:
-    """The (state, extra) of `step` (default latest) laid out like `abstract_state`, or None."""
+  def restore(self, target: Any, step: int | None = None) -> tuple[Any, dict] | None:
+    """The (state, extra) of `step` (default latest), or None when there is no checkpoint.
+
+    Args:
+      target: the state's pytree of `jax.ShapeDtypeStruct`s (or arrays), each with the sharding
+        to restore onto (e.g. `abstract_train_state`): every process reads only the shards its
+        devices hold, whatever the mesh or process count that wrote the checkpoint.
+      step: the step to restore; None = the latest.
+
+    Raises:
+      ValueError: a leaf of `target` has no sharding (Orbax would return a host NumPy array).
+    """
     step = self._manager.latest_step() if step is None else step
     if step is None:
       return None
-    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
+    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+    unplaced = [jax.tree_util.keystr(path) for path, x in jax.tree.leaves_with_path(target)
+                if getattr(x, "sharding", None) is None]
+    if unplaced:
+      raise ValueError(f"restoring {self.directory}/{step}: target leaves {unplaced[:3]} have no "
+                       "sharding; expected every leaf placed (see abstract_train_state)")
     restored = self._manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(target), extra=ocp.args.JsonRestore()))
     return restored["state"], restored["extra"]

@@ -9,9 +9,10 @@ and recomputed identically.
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import signal
+import tempfile
 from typing import Any
 
 import jax
@@ -26,8 +27,8 @@ from mrt_jax.models.sharding import SAMPLE_RULES
 from mrt_jax.mrt import star
 from mrt_jax.sampling import Sampler
 from mrt_jax.sampling.buckets import pow2_at_least
-from mrt_jax.train import setup
-from mrt_jax.train.checkpoint import Checkpointer
+from mrt_jax.train import multihost, setup
+from mrt_jax.train.checkpoint import Checkpointer, abstract_train_state
 from mrt_jax.train.metrics import MetricsWriter
 from mrt_jax.train.rollout import collect, learner_batch
 
@@ -36,23 +37,16 @@ class TooManyBadSteps(RuntimeError):
   """`train.max_bad_steps` consecutive updates had a NaN/inf loss or gradient."""
 
 
-def _truncate_metrics(path: str, last_step: int) -> None:
-  """Drops lines after `last_step` (written after the checkpoint a resumed run restarts from)."""
-  if not os.path.exists(path):
-    return
-  with open(path) as f:
-    lines = [l for l in f if l.strip() and json.loads(l)["step"] <= last_step]
-  with open(path + ".tmp", "w") as f:
-    f.writelines(lines)
-  os.replace(path + ".tmp", path)
-
-
 def _step_seed(seed: int, step: int) -> int:
   return (seed * 1_000_003 + step * 7_919) % (2**31 - 1)
 
 
 class _Stop:
-  """Turns SIGTERM (preemption) into a checkpoint-and-exit at the next step boundary."""
+  """Turns SIGTERM (preemption) into a checkpoint-and-exit at the next step boundary.
+
+  Processes get the signal at different times; `agreed()` stops all of them at the same step
+  boundary (a process that stopped alone would leave the others waiting in a collective).
+  """
 
   def __init__(self):
     self.requested = False
@@ -61,6 +55,10 @@ class _Stop:
   def _handle(self, signum, frame):
     del signum, frame
     self.requested = True
+
+  def agreed(self) -> bool:
+    self.requested = multihost.any_process(self.requested)
+    return self.requested
 
 
 def train(config: ConfigDict) -> dict[str, Any]:
@@ -72,17 +70,16 @@ def train(config: ConfigDict) -> dict[str, Any]:
   workdir = run.workdir
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), every=config.train.checkpoint_every,
                       keep=config.train.get("keep_checkpoints", 3))
-  state = create_state(run.params, run.optimizer)
-  start = 0
-  restored = ckpt.restore(state)
-  if restored is not None:
+  restored = ckpt.restore(abstract_train_state(run.params, run.optimizer))
+  if restored is None:
+    state, start = create_state(run.params, run.optimizer), 0
+  else:  # Placed with the run's shardings, whatever mesh or process count wrote it.
     state, extra = restored
     start = int(extra["step"])
     run.data.set_state(extra["data"])
   ref_params = run.params if run.step_config.loss.beta > 0 else None
   if ref_params is not None:
     ref_params = jax.tree.map(jnp.copy, ref_params)  # The state's params are donated.
-  _truncate_metrics(os.path.join(workdir, "metrics.jsonl"), start)
   writer = MetricsWriter(workdir, config.train.total_steps, start)
 
   mesh = run.mesh
@@ -114,7 +111,7 @@ def train(config: ConfigDict) -> dict[str, Any]:
           train_step = make_train_step(run.model_config, run.step_config, run.optimizer,
                                        mesh=mesh, state_shardings=state_shardings(state),
                                        batch_shardings_=shard_b)
-        state, metrics = train_step(state, jax.device_put(mini, shard_b))
+        state, metrics = train_step(state, multihost.place(mini, shard_b))
       metrics = dict(metrics, **exp.stats)
       values = writer.write(step + 1, metrics)
       if step % max(1, config.train.get("sample_every", 10)) == 0:
@@ -126,9 +123,10 @@ def train(config: ConfigDict) -> dict[str, Any]:
             f"{ckpt.directory} is intact")
       extra = {"step": step + 1, "data": run.data.get_state()}
       last = step + 1 == config.train.total_steps
+      stopping = stop.agreed()
       if int(state.nonfinite_streak) == 0:  # Never checkpoint a state mid-way through a NaN run.
-        ckpt.maybe_save(step + 1, state, extra, force=last or stop.requested)
-      if stop.requested:
+        ckpt.maybe_save(step + 1, state, extra, force=last or stopping)
+      if stopping:
         break
     if _eval_due(config, total) and not stop.requested:
       _evaluate(config, run, jax.device_put(state.params, sample_shardings), total, writer)
@@ -159,14 +157,24 @@ def _eval_due(config: ConfigDict, step: int) -> bool:
 
 
 def _evaluate(config: ConfigDict, run, params, step: int, writer: MetricsWriter) -> None:
-  """`mrt_jax.evaluate` on the current params into workdir/eval/step_<N> (skipped if done)."""
+  """`mrt_jax.evaluate` on the current params into workdir/eval/step_<N> (skipped if done).
+
+  Every process evaluates (the sampler's programs span the mesh); process 0 writes the outputs,
+  the others write theirs into a scratch directory that is then deleted.
+  """
   from mrt_jax.evaluation.runner import evaluate  # Imported lazily: plotting libraries.
   out = os.path.join(run.workdir, "eval", f"step_{step}")
-  if os.path.exists(os.path.join(out, "eval.json")):
+  done = os.path.exists(os.path.join(out, "eval.json")) and jax.process_index() == 0
+  if multihost.any_process(done):
     return  # Already evaluated before a restart.
-  record = evaluate(config, params, run.model_config, run.tokenizer, out,
-                    checkpoint=f"{run.workdir}@step_{step}", name=f"step_{step}",
-                    extra={"step": step})
+  # Default buckets, as a standalone evaluation: its prompts outgrow the training buckets.
+  sampler = Sampler(run.model_config, mesh=run.mesh, rules=SAMPLE_RULES)
+  with contextlib.ExitStack() as scratch:
+    if jax.process_index() != 0:
+      out = scratch.enter_context(tempfile.TemporaryDirectory())
+    record = evaluate(config, params, run.model_config, run.tokenizer, out,
+                      checkpoint=f"{run.workdir}@step_{step}", name=f"step_{step}",
+                      sampler=sampler, extra={"step": step})
   scalars = {f"eval/{k}": v for k, v in record["metrics"].items()
              if isinstance(v, (int, float)) and not isinstance(v, bool)}
   writer.write_scalars(step, scalars)
@@ -193,11 +201,14 @@ def _policy_batch(run, params, ref_params, exp, logprobs) -> dict:
   """RL batch: tokens, mask, advantages, sampler / old / reference log-probs."""
   batch = learner_batch(exp, _length(exp, run.max_length))
   temp = run.experience.temperature
+  # Rows split over the batch axes as in the train step, so old and new log-probs are computed
+  # with the same partitioning (the first update's ratios are exactly 1).
+  tokens = multihost.place({"tokens": batch["tokens"]},
+                           batch_shardings(run.mesh, {"tokens": batch["tokens"]}))["tokens"]
   with jax.set_mesh(run.mesh):
-    batch["old_logprobs"], _ = logprobs(run.model_config, params, batch["tokens"],
-                                        temperature=temp)
+    batch["old_logprobs"], _ = logprobs(run.model_config, params, tokens, temperature=temp)
     if ref_params is not None:
-      batch["ref_logprobs"], _ = logprobs(run.model_config, ref_params, batch["tokens"],
+      batch["ref_logprobs"], _ = logprobs(run.model_config, ref_params, tokens,
                                           temperature=temp)
   return batch
 

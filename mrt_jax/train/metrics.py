@@ -1,7 +1,9 @@
 """Metrics sinks: one JSON object per step in `metrics.jsonl`, TensorBoard events, tqdm bar.
 
-Only process 0 writes. Values are read from device after the next step has been dispatched
-(the caller passes step n−1's metrics), so logging never stalls the accelerator.
+Only process 0 writes; on resume it first drops the lines past the restored step (another
+process rewriting the file would cut it under process 0's open handle). Values are read from
+device after the next step has been dispatched (the caller passes step n−1's metrics), so
+logging never stalls the accelerator.
 """
 
 from __future__ import annotations
@@ -32,6 +34,17 @@ def _json_safe(v):
   return v
 
 
+def _truncate(path: str, last_step: int) -> None:
+  """Drops lines after `last_step` (written after the checkpoint a resumed run restarts from)."""
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    lines = [l for l in f if l.strip() and json.loads(l)["step"] <= last_step]
+  with open(path + ".tmp", "w") as f:
+    f.writelines(lines)
+  os.replace(path + ".tmp", path)
+
+
 class MetricsWriter:
   """Appends metrics to `workdir/metrics.jsonl` and TensorBoard; shows a tqdm progress bar."""
 
@@ -43,7 +56,9 @@ class MetricsWriter:
     if not self.enabled:
       return
     os.makedirs(workdir, exist_ok=True)
-    self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+    path = os.path.join(workdir, "metrics.jsonl")
+    _truncate(path, initial_step)
+    self._jsonl = open(path, "a")
     from tensorboardX import SummaryWriter  # Imported lazily: only process 0 writes events.
     self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
     from tqdm.auto import tqdm

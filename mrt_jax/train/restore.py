@@ -14,8 +14,13 @@ from mrt_jax import models
 def load_checkpoint(config, path: str):
   """Params of a Hugging Face dir or of the latest step of an Orbax training checkpoint dir.
 
+  Args:
+    config: the experiment config (model dtype and path, optimizer: the checkpoint's layout).
+    path: a Hugging Face dir or `<workdir>/checkpoints`.
+
   Returns:
-    (model_config, params, name): name is the directory's name for Hugging Face dirs and
+    (model_config, params, name): params on this process's first device (whatever mesh wrote
+    the checkpoint); name is the directory's name for Hugging Face dirs and
     "step_<N>" for training checkpoints.
 
   Raises:
@@ -35,23 +40,20 @@ def load_checkpoint(config, path: str):
                             "directory (e.g. 100/); expected a Hugging Face dir or "
                             "<workdir>/checkpoints")
   # Imported here: the training stack (optax, orbax) is only needed for training checkpoints.
-  from mrt_jax.learner.optimizer import OptimizerConfig, make_optimizer
-  from mrt_jax.learner.state import init_state
-  from mrt_jax.train.checkpoint import Checkpointer
+  from mrt_jax.learner.optimizer import make_optimizer
+  from mrt_jax.train.checkpoint import Checkpointer, abstract_train_state
+  from mrt_jax.train.setup import optimizer_config
   model_config = models.load_config(config.model.path)
-  o = config.optimizer
   # Must rebuild training's optimizer: its state's tree structure is part of the checkpoint.
-  optimizer = make_optimizer(OptimizerConfig(
-      learning_rate=o.learning_rate, schedule=o.schedule, warmup_ratio=o.warmup_ratio,
-      total_steps=config.train.total_steps, weight_decay=o.weight_decay,
-      grad_clip=o.max_grad_norm))
-  abstract_params = jax.eval_shape(
-      lambda: models.init_params(model_config, jax.random.key(0), dtype))
-  abstract = jax.eval_shape(lambda p: init_state(p, optimizer), abstract_params)
+  optimizer = make_optimizer(optimizer_config(config))
+  shapes = jax.eval_shape(lambda: models.init_params(model_config, jax.random.key(0), dtype))
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  abstract_params = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), shapes)
   ckpt = Checkpointer(path, every=0)
   try:
     step = ckpt.latest_step()
-    state, _ = ckpt.restore(abstract)
+    state, _ = ckpt.restore(abstract_train_state(abstract_params, optimizer))
   finally:
     ckpt.close()
   return model_config, state.params, f"step_{step}"

@@ -22,6 +22,7 @@ from mrt_jax.learner.step import StepConfig
 from mrt_jax.models import tokenizer as tokenizer_lib
 from mrt_jax.mrt.segment import SegmentConfig
 from mrt_jax.rewards import get_verifier, verify_batch
+from mrt_jax.train.multihost import split_over_processes
 from mrt_jax.train.rollout import ExperienceConfig
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -75,7 +76,7 @@ def check_workdir(workdir: str) -> str:
   workdir = os.path.abspath(workdir)
   try:
     os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, ".write_test")
+    probe = os.path.join(workdir, f".write_test.{jax.process_index()}")
     with open(probe, "w") as f:
       f.write("ok")
     os.remove(probe)
@@ -194,7 +195,9 @@ def build(config: ConfigDict) -> Run:
   star = config.get("star")
   verifier = config.reward.verifier
   get_verifier(verifier)  # Fails fast, naming the registered verifiers.
-  reward_fn = lambda records, texts, ids: verify_batch(verifier, records, texts, ids)
+  # Each process verifies a slice of the rows; every process gets all the verdicts.
+  reward_fn = split_over_processes(
+      lambda records, texts, ids: verify_batch(verifier, records, texts, ids))
   decode = lambda ids: tokenizer.decode(list(ids), skip_special_tokens=False)
   return Run(workdir=workdir, mesh=mesh, model_config=model_config, params=params,
              tokenizer=tokenizer, data=data,

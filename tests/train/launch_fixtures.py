@@ -17,6 +17,14 @@ TINY = [
 ]
 
 
+# The shared MRT reference run (conftest.py `shared`): 4 steps on one process with 2 CPU
+# devices and fsdp=2, so params, grads and optimizer state are split, a resumed run restores
+# onto the mesh, and 2 processes of 1 device each run the very same programs.
+REF_STEPS = 4
+REF_DEVICES = 2
+REF_EXTRA = ("--config.mesh.fsdp=2",)
+
+
 def launch_cmd(config: str, workdir: str, assets: str, steps: int, extra=()) -> list[str]:
   return [sys.executable, "-m", "mrt_jax.launch", f"--config={config}",
           f"--config.workdir={workdir}", f"--config.model.path={assets}/model",
@@ -25,21 +33,36 @@ def launch_cmd(config: str, workdir: str, assets: str, steps: int, extra=()) -> 
           *TINY, *extra]
 
 
-def env(cache_dir: str) -> dict:
+def env(cache_dir: str, devices: int | None = None) -> dict:
+  """CPU, a persistent compilation cache, and `devices` simulated devices (None: XLA's)."""
   e = dict(os.environ)
   e.update({"JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": cache_dir,
             "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
             "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
             "PYTHONPATH": os.pathsep.join([ROOT, e.get("PYTHONPATH", "")])})
+  if devices is not None:
+    e["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
   return e
 
 
-def run(cmd: list[str], cache_dir: str, timeout: int = 600) -> subprocess.CompletedProcess:
+def run(cmd: list[str], cache_dir: str, timeout: int = 600,
+        devices: int | None = None) -> subprocess.CompletedProcess:
   proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
-                        env=env(cache_dir))
+                        env=env(cache_dir, devices))
   if proc.returncode != 0:
     raise AssertionError(f"{' '.join(cmd)}\nexit {proc.returncode}:\n{proc.stderr[-5000:]}")
   return proc
+
+
+def ref_cmd(workdir: str, assets: str, extra=()) -> list[str]:
+  """The shared reference run's command (in `workdir`)."""
+  return launch_cmd("configs/demo_cpu.py", str(workdir), str(assets), REF_STEPS,
+                    [*REF_EXTRA, *extra])
+
+
+def untimed(lines: list[dict]) -> list[dict]:
+  """Every metric but the wall-clock time split (time_*), which no two runs share."""
+  return [{k: v for k, v in l.items() if not k.startswith("time_")} for l in lines]
 
 
 def metrics(workdir: str) -> list[dict]:

@@ -1,4 +1,8 @@
-"""`python -m mrt_jax.launch` end to end on CPU: GRPO and MRT steps, kill -9 and exact resume."""
+"""`python -m mrt_jax.launch` end to end on CPU: GRPO and MRT steps, kill -9 and exact resume.
+
+The MRT runs use the shared reference's mesh (conftest.py: fsdp=2 over 2 CPU devices), so the
+kill -9 test also resumes onto a mesh that splits the params and optimizer state.
+"""
 
 import json
 import os
@@ -7,22 +11,10 @@ import subprocess
 import time
 
 import numpy as np
-import pytest
 
-from launch_fixtures import env, launch_cmd, metrics, run
+from launch_fixtures import (REF_DEVICES, REF_STEPS as STEPS, env, launch_cmd, metrics, ref_cmd,
+                             run, untimed)
 from subprocess_util import ROOT
-
-STEPS = 4
-
-
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory):
-  """Assets, a compilation cache, and one uninterrupted MRT run all tests compare against."""
-  root = tmp_path_factory.mktemp("launch")
-  cache, assets = str(root / "jax_cache"), str(root / "assets")
-  ref = str(root / "mrt_ref")
-  out = run(launch_cmd("configs/demo_cpu.py", ref, assets, STEPS), cache)
-  return {"root": root, "cache": cache, "assets": assets, "ref": ref, "stdout": out.stdout}
 
 
 def _events(workdir):
@@ -71,8 +63,7 @@ def test_export_writes_a_directory_transformers_loads(shared):
   import jax.numpy as jnp
   import torch
   import transformers
-  overrides = [a.removeprefix("--config.") for a in launch_cmd(
-      "configs/demo_cpu.py", shared["ref"], shared["assets"], STEPS)[4:]]
+  overrides = [a.removeprefix("--config.") for a in ref_cmd(shared["ref"], shared["assets"])[4:]]
   config = config_cli.load_config("configs/demo_cpu.py", overrides)
   out = str(shared["root"] / "exported")
   assert export(config, os.path.join(shared["ref"], "checkpoints"), out) == f"step_{STEPS}"
@@ -90,9 +81,9 @@ def test_export_writes_a_directory_transformers_loads(shared):
 
 def test_kill_9_then_restart_reproduces_the_uninterrupted_run(shared):
   workdir = str(shared["root"] / "killed")
-  cmd = launch_cmd("configs/demo_cpu.py", workdir, shared["assets"], STEPS)
-  proc = subprocess.Popen(cmd, cwd=ROOT, env=env(shared["cache"]), stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL)
+  cmd = ref_cmd(workdir, shared["assets"])
+  proc = subprocess.Popen(cmd, cwd=ROOT, env=env(shared["cache"], REF_DEVICES),
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   path = os.path.join(workdir, "metrics.jsonl")
   deadline = time.time() + 500
   while time.time() < deadline and proc.poll() is None:
@@ -103,10 +94,8 @@ def test_kill_9_then_restart_reproduces_the_uninterrupted_run(shared):
   os.kill(proc.pid, signal.SIGKILL)
   proc.wait()
   assert len(metrics(workdir)) < STEPS
-  run(cmd, shared["cache"])
+  run(cmd, shared["cache"], devices=REF_DEVICES)
   # Every metric is bit-identical; only the wall-clock time split (time_*) differs.
-  untimed = lambda lines: [{k: v for k, v in l.items() if not k.startswith("time_")}
-                           for l in lines]
   assert untimed(metrics(workdir)) == untimed(metrics(shared["ref"]))
 
 

@@ -1,0 +1,43 @@
+"""`python -m mrt_jax.launch` on 2 processes joined by jax.distributed (gloo) trains exactly like
+1 process.
+
+The shared reference (conftest.py) runs on one process holding 2 CPU devices with fsdp=2; here
+2 processes holding 1 device each run the same command on the same mesh. The programs and
+their partitioning are the same, so metrics and params must be equal exactly (tolerance 0).
+"""
+
+import os
+
+import jax
+import numpy as np
+
+from launch_fixtures import REF_STEPS, env, metrics, ref_cmd, untimed
+from multiprocess_util import run_commands
+
+
+def _params(workdir, assets):
+  """The latest checkpoint's params, restored on this (1-device) test process."""
+  from mrt_jax import config_cli
+  from mrt_jax.train.restore import load_checkpoint
+  overrides = [a.removeprefix("--config.") for a in ref_cmd(workdir, assets)[4:]]
+  config = config_cli.load_config("configs/demo_cpu.py", overrides)
+  _, params, name = load_checkpoint(config, os.path.join(workdir, "checkpoints"))
+  return name, jax.tree.map(np.asarray, params)
+
+
+def test_two_processes_train_exactly_like_one(shared):
+  workdir = str(shared["root"] / "two_processes")
+  # No evaluation: it writes no metrics.jsonl lines, and costs compiles (the reference has it).
+  outs = run_commands(ref_cmd(workdir, shared["assets"], ["--config.train.eval_every=0"]),
+                      num_processes=2, local_devices=1, env=env(shared["cache"]))
+  lines = metrics(workdir)
+  assert [l["step"] for l in lines] == list(range(1, REF_STEPS + 1))
+  assert all(l["num_probes"] > 0 and np.isfinite(l["loss"]) for l in lines)
+  assert untimed(lines) == untimed(metrics(shared["ref"]))
+  # Process 0 alone reports (metrics.jsonl, TensorBoard, the final JSON line).
+  assert f'"step": {REF_STEPS}' in outs[0] and '"step"' not in outs[1]
+  # The checkpoint both processes wrote holds the 1-process run's params.
+  name, params = _params(workdir, shared["assets"])
+  ref_name, ref_params = _params(shared["ref"], shared["assets"])
+  assert name == ref_name == f"step_{REF_STEPS}"
+  jax.tree.map(np.testing.assert_array_equal, params, ref_params)
