@@ -19,10 +19,11 @@ TINY = [
 
 # The shared MRT reference run (conftest.py `shared`): 4 steps on one process with 2 CPU
 # devices and fsdp=2, so params, grads and optimizer state are split, a resumed run restores
-# onto the mesh, and 2 processes of 1 device each run the very same programs.
+# onto the mesh, and 2 processes of 1 device each run the very same programs. No evaluation
+# (the GRPO test covers it): its compiles would dominate every run of this command.
 REF_STEPS = 4
 REF_DEVICES = 2
-REF_EXTRA = ("--config.mesh.fsdp=2",)
+REF_EXTRA = ("--config.mesh.fsdp=2", "--config.train.eval_every=0")
 
 
 def launch_cmd(config: str, workdir: str, assets: str, steps: int, extra=()) -> list[str]:

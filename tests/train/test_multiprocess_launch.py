@@ -27,9 +27,8 @@ def _params(workdir, assets):
 
 def test_two_processes_train_exactly_like_one(shared):
   workdir = str(shared["root"] / "two_processes")
-  # No evaluation: it writes no metrics.jsonl lines, and costs compiles (the reference has it).
-  outs = run_commands(ref_cmd(workdir, shared["assets"], ["--config.train.eval_every=0"]),
-                      num_processes=2, local_devices=1, env=env(shared["cache"]))
+  outs = run_commands(ref_cmd(workdir, shared["assets"]), num_processes=2, local_devices=1,
+                      env=env(shared["cache"]))
   lines = metrics(workdir)
   assert [l["step"] for l in lines] == list(range(1, REF_STEPS + 1))
   assert all(l["num_probes"] > 0 and np.isfinite(l["loss"]) for l in lines)
