@@ -181,7 +181,8 @@ def sampler_programs(mc: ModelConfig, config: ConfigDict, mesh, dtype):
   # pylint: enable=protected-access
   B, S = P * G, width + new_tokens
   params = abstract_params(mc, mesh, rules, dtype)
-  static = dict(rules=rules, compute_dtype=dtype)
+  # pylint: disable-next=protected-access
+  static = dict(rules=rules, compute_dtype=dtype, scan_layers=sampler._scan_layers())
   prefill = (decode.prefill,
              (mc, params, _abstract((P, width), jnp.int32, mesh, ("batch", "seq"), rules),
               _abstract((P,), jnp.int32, mesh, ("batch",), rules)),

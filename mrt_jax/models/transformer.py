@@ -4,12 +4,12 @@ Layers are scanned by default (`lax.scan` over the stacked `layers` params), so 
 does not grow with depth; `scan_layers=False` unrolls them instead (XLA:CPU copies each scanned
 layer's weight and cache slices on every step, which dominates a small decode step there).
 The KV cache is an explicit pytree laid out [L, B, K, S, E], so a query's dot with one head's
-keys reads them contiguously (no transpose per step). Inside the layer loop it is only read: new
-tokens attend to the cached entries and to each other (one softmax over both,
-`layers.attention_parts`), and their keys/values leave the loop as outputs, written into the
-cache by one scatter after it. A jitted caller that donates the cache (or carries it in a loop)
-updates it in place; nothing copies the whole cache per layer or per step. A prefill
-(`cache_len=S`) attends causally among its tokens only and writes them into a fresh cache.
+keys reads them contiguously (no transpose per step). Each layer writes the new tokens'
+keys/values into its cache (one scatter at each row's slots) and then attends to the updated
+cache: written in place and read after, the cache needs no defensive copy (a buffer read and
+then updated in place would be copied by XLA). A jitted caller that donates the cache (or
+carries it in a loop) updates it in place. A prefill (`cache_len=S`) attends causally among its
+tokens only and writes them into a fresh cache.
 
 Forking: with a `Prefix`, groups of rows also attend to a shared read-only cache (a trunk of
 sequences already processed) up to a per-row boundary, and keep only what follows the boundary
@@ -18,6 +18,7 @@ in their own cache; the trunk is read in place, never copied per row.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.struct
@@ -105,9 +106,10 @@ def _layer(config: ModelConfig, rules: Rules, p: dict[str, jax.Array], x_BxTxD: 
   (k, v) [B, K, S, E] (or None) where `cache_mask` allows, and to this layer's prefix
   `prefix_kv` (k, v) [R, K, P, E] (or None) where `prefix_mask` allows.
 
-  With `write` (cache, new [B, T, K, E]) -> cache, the new keys/values are written into `kv`
-  first and the tokens attend to the updated cache alone (`cache_mask` must then show each
-  token its own entry); the updated (k, v) cache is returned instead of the new entries.
+  With `write` (cache, new [B, T, K, E]) -> (stored, view), the new keys/values are written
+  into `kv` first and the tokens attend to the updated layer cache `view` [B, K, S, E] alone
+  (`cache_mask` must then show each token its own entry); the `stored` (k, v) are returned
+  instead of the new entries (the written buffers, which may hold every layer).
   """
   c = config
   h_BxTxD = layers.rms_norm(x_BxTxD, p["attn_norm"], c.rms_norm_eps)
@@ -127,7 +129,8 @@ def _layer(config: ModelConfig, rules: Rules, p: dict[str, jax.Array], x_BxTxD: 
 
   new_kv = (k_BxTxKxE, v_BxTxKxE)
   if write is not None:
-    kv = new_kv = (write(kv[0], k_BxTxKxE), write(kv[1], v_BxTxKxE))
+    (k_stored, k_view), (v_stored, v_view) = write(kv[0], k_BxTxKxE), write(kv[1], v_BxTxKxE)
+    kv, new_kv = (k_view, v_view), (k_stored, v_stored)
   if kv is None and prefix_kv is None:
     attn_BxTxHxE = layers.attention(q_BxTxHxE, k_BxTxKxE, v_BxTxKxE, self_mask_BxTxT)
   else:
@@ -234,62 +237,84 @@ def forward(config: ModelConfig, params: Params, tokens: jax.Array,
   cos_BxTxE, sin_BxTxE = layers.rope_cos_sin(config, positions_BxT)
 
   self_mask_BxTxT = positions_BxT[:, None, :] <= positions_BxT[:, :, None]
-  cache_kv_all, cache_mask_BxTxS, write = None, None, None
   per_layer = cache is not None and isinstance(cache.k_LxBxKxSxE, tuple)
-  if per_layer:
-    if scan_layers:
-      raise ValueError("forward: a cache of per-layer buffers (`unstack_layers`) needs "
-                       "scan_layers=False")
-    # Write first, then attend to the cache alone: each layer's buffer is updated in place
-    # and read after, so XLA needs no defensive copy of it.
-    rows_Bx1 = jnp.arange(B)[:, None]
-    write = lambda c_BxKxSxE, n_BxTxKxE: c_BxKxSxE.at[rows_Bx1, :, slots_BxT].set(
-        n_BxTxKxE.astype(c_BxKxSxE.dtype), mode="drop")
+  if per_layer and scan_layers:
+    raise ValueError("forward: a cache of per-layer buffers (`unstack_layers`) needs "
+                     "scan_layers=False")
+  cache_mask_BxTxS = None
+  if cache is not None:
+    # Each layer writes the new keys/values into its cache first and then attends to the
+    # cache alone: entry s is visible to a query at slot t iff s <= t. Written in place and
+    # read after, a buffer needs no defensive copy (reading a cache that is then updated in
+    # place makes XLA copy it).
     cache_slots_S = jnp.arange(cache.max_len, dtype=jnp.int32)
     cache_mask_BxTxS = cache_slots_S[None, None, :] <= slots_BxT[:, :, None]
-    cache_kv_all = (cache.k_LxBxKxSxE, cache.v_LxBxKxSxE)
-  elif cache is not None:
-    # A cached entry is visible if it precedes the query's slot and no new token overwrites it.
-    cache_slots_S = jnp.arange(cache.max_len, dtype=jnp.int32)
-    overwritten_BxS = jnp.any(cache_slots_S[None, None, :] == slots_BxT[:, :, None], axis=1)
-    cache_mask_BxTxS = ((cache_slots_S[None, None, :] <= slots_BxT[:, :, None])
-                        & ~overwritten_BxS[:, None, :])
-    cache_kv_all = (cache.k_LxBxKxSxE, cache.v_LxBxKxSxE)
+    rows_Bx1 = jnp.arange(B)[:, None]
   prefix_kv_all, prefix_mask_BxP = None, None
   if prefix is not None:
     prefix_pos_P = jnp.arange(prefix.cache.max_len, dtype=jnp.int32)
     prefix_mask_BxP = prefix_pos_P[None, :] < prefix.boundaries_B[:, None]
     prefix_kv_all = (prefix.cache.k_LxBxKxSxE, prefix.cache.v_LxBxKxSxE)
-  keep_kv = cache is not None or cache_len is not None
 
-  def body(x_BxTxD, layer_in):
-    p, kv, prefix_kv = layer_in
-    x_BxTxD, new_kv = _layer(config, rules, _cast(p, dtype), x_BxTxD, cos_BxTxE, sin_BxTxE,
-                             self_mask_BxTxT, kv, cache_mask_BxTxS, prefix_kv, prefix_mask_BxP,
-                             write)
-    return x_BxTxD, (new_kv if keep_kv else None)
+  def write_layer(c_BxKxSxE, n_BxTxKxE):  # per-layer buffer: stored = view
+    c_BxKxSxE = c_BxKxSxE.at[rows_Bx1, :, slots_BxT].set(n_BxTxKxE.astype(c_BxKxSxE.dtype),
+                                                         mode="drop")
+    return c_BxKxSxE, c_BxKxSxE
 
-  if remat:
-    # Keep only each layer's input for the backward pass; recompute the rest of the layer
-    # (its attention probabilities above all) instead of storing it.
-    body = jax.checkpoint(body, policy=jax.checkpoint_policies.nothing_saveable)
-  layer_ins = (params["layers"], cache_kv_all, prefix_kv_all)
+  def write_stacked(i, c_LxBxKxSxE, n_BxTxKxE):  # every layer's buffer: store all, view one
+    c_LxBxKxSxE = c_LxBxKxSxE.at[i, rows_Bx1, :, slots_BxT].set(
+        n_BxTxKxE.astype(c_LxBxKxSxE.dtype), mode="drop")
+    return c_LxBxKxSxE, c_LxBxKxSxE[i]
+
+  def layer(x_BxTxD, p, kv, prefix_kv, write):
+    return _layer(config, rules, _cast(p, dtype), x_BxTxD, cos_BxTxE, sin_BxTxE, self_mask_BxTxT,
+                  kv, cache_mask_BxTxS, prefix_kv, prefix_mask_BxP, write)
+
+  at = lambda kv, i: None if kv is None else (kv[0][i], kv[1][i])
+  new_kv = None
   if scan_layers:
-    x_BxTxD, new_kv = jax.lax.scan(body, x_BxTxD, layer_ins)
+    def body(carry, layer_in):
+      x_BxTxD, kv_all = carry
+      p, i, prefix_kv = layer_in
+      write = None if kv_all is None else functools.partial(write_stacked, i)
+      x_BxTxD, out = layer(x_BxTxD, p, kv_all, prefix_kv, write)
+      # The carry holds the stacked cache (updated in place); a prefill's entries leave as ys.
+      return (x_BxTxD, out if kv_all is not None else None), (
+          out if cache_len is not None else None)
+
+    if remat:
+      # Keep only each layer's input for the backward pass; recompute the rest of the layer
+      # (its attention probabilities above all) instead of storing it.
+      body = jax.checkpoint(body, policy=jax.checkpoint_policies.nothing_saveable)
+    kv_all = None if cache is None else (cache.k_LxBxKxSxE, cache.v_LxBxKxSxE)
+    (x_BxTxD, kv_all), ys = jax.lax.scan(
+        body, (x_BxTxD, kv_all),
+        (params["layers"], jnp.arange(config.num_layers), prefix_kv_all))
+    new_kv = kv_all if cache is not None else ys
   else:
-    # Static slices: of the weights, hoisted out of a decode loop; of the caches, free when
-    # they are per-layer tuples (`unstack_layers`).
-    # `params["layers"]` may also be a tuple of per-layer dicts (`unstack_params`).
-    at = lambda kv, i: None if kv is None else (kv[0][i], kv[1][i])
+    if remat:
+      raise ValueError("forward: remat needs scan_layers=True")
+    # Static slices: of the weights, hoisted out of a decode loop; of per-layer cache tuples,
+    # free. `params["layers"]` may also be a tuple of per-layer dicts (`unstack_params`).
     stacked = params["layers"]
+    kv_all = None if cache is None else (cache.k_LxBxKxSxE, cache.v_LxBxKxSxE)
     outs = []
     for i in range(config.num_layers):
       p = stacked[i] if isinstance(stacked, tuple) else jax.tree.map(lambda a, i=i: a[i], stacked)
-      x_BxTxD, out = body(x_BxTxD, (p, at(cache_kv_all, i), at(prefix_kv_all, i)))
+      if per_layer:
+        x_BxTxD, out = layer(x_BxTxD, p, at(kv_all, i), at(prefix_kv_all, i), write_layer)
+      elif cache is not None:
+        x_BxTxD, kv_all = layer(x_BxTxD, p, kv_all, at(prefix_kv_all, i),
+                                functools.partial(write_stacked, i))
+        out = None
+      else:
+        x_BxTxD, out = layer(x_BxTxD, p, None, at(prefix_kv_all, i), None)
       outs.append(out)
     if per_layer:
       new_kv = (tuple(o[0] for o in outs), tuple(o[1] for o in outs))
-    elif keep_kv:
+    elif cache is not None:
+      new_kv = kv_all
+    elif cache_len is not None:
       new_kv = jax.tree.map(lambda *a: jnp.stack(a), *outs)
 
   if logits_at is not None:
@@ -310,17 +335,6 @@ def forward(config: ModelConfig, params: Params, tokens: jax.Array,
     fill = lambda a: jax.lax.dynamic_update_slice(
         constrain(jnp.zeros(shape, dtype_kv), CACHE_AXES, rules), a, (0,) * 5)
     new_cache = KVCache(fill(k_LxBxKxTxE), fill(v_LxBxKxTxE), jnp.full((B,), T, jnp.int32))
-  elif per_layer:
-    new_cache = KVCache(new_kv[0], new_kv[1], jnp.maximum(cache.lengths_B, slots_BxT[:, -1] + 1))
   elif cache is not None:
-    # All layers' new entries in one scatter at each row's slots (out-of-range writes dropped).
-    # The indexed dims (B, S) are not adjacent, so the update is laid out [B, T, L, K, E].
-    rows_Bx1 = jnp.arange(B)[:, None]
-    updates = [jnp.transpose(a, (1, 2, 0, 3, 4)) for a in new_kv]
-    k_LxBxKxSxE = cache.k_LxBxKxSxE.at[:, rows_Bx1, :, slots_BxT].set(
-        updates[0].astype(cache.k_LxBxKxSxE.dtype), mode="drop")
-    v_LxBxKxSxE = cache.v_LxBxKxSxE.at[:, rows_Bx1, :, slots_BxT].set(
-        updates[1].astype(cache.v_LxBxKxSxE.dtype), mode="drop")
-    lengths_B = jnp.maximum(cache.lengths_B, slots_BxT[:, -1] + 1)
-    new_cache = KVCache(k_LxBxKxSxE, v_LxBxKxSxE, lengths_B)
+    new_cache = KVCache(new_kv[0], new_kv[1], jnp.maximum(cache.lengths_B, slots_BxT[:, -1] + 1))
   return logits_BxTxV, new_cache
