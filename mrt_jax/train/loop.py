@@ -49,7 +49,8 @@ class _Stop:
   """
 
   def __init__(self):
-    self.requested = False
+    self.requested = False  # set by the handler, at any time
+    self.stopping = False   # the agreed decision, the same on every process
     signal.signal(signal.SIGTERM, self._handle)
 
   def _handle(self, signum, frame):
@@ -57,8 +58,9 @@ class _Stop:
     self.requested = True
 
   def agreed(self) -> bool:
-    self.requested = multihost.any_process(self.requested)
-    return self.requested
+    """Whether any process has been asked to stop (a collective with several processes)."""
+    self.stopping = self.stopping or multihost.any_process(self.requested)
+    return self.stopping
 
 
 def train(config: ConfigDict) -> dict[str, Any]:
@@ -128,7 +130,7 @@ def train(config: ConfigDict) -> dict[str, Any]:
         ckpt.maybe_save(step + 1, state, extra, force=last or stopping)
       if stopping:
         break
-    if _eval_due(config, total) and not stop.requested:
+    if _eval_due(config, total) and not stop.stopping:
       _evaluate(config, run, jax.device_put(state.params, sample_shardings), total, writer)
       _compare_evals(workdir)
   finally:
