@@ -7,6 +7,9 @@ The meta-prover μ is the policy itself: a probe at boundary b_j of rollout i co
 rollout's own KV cache (kept from generation, never re-prefilled) cut at prompt_len + b_j, fed
 the termination suffix (which closes the thinking), and decodes a short answer; J_j is the
 mean verdict of its M probes. J_0 uses the empty thinking (the cut right after the prompt).
+Its prefix is the prompt alone, the same for the G rollouts of a prompt, so b_0 is probed once
+per prompt (from the group's first rollout) and that J_0 is shared by the whole group: the
+same estimate of μ's success on the prompt, at 1/G of the probes.
 """
 
 from __future__ import annotations
@@ -71,9 +74,12 @@ def _probe_success(sampler: Sampler, params, result, segs, prompt_lens, records,
   """J [B, N1] from M forced-answer probes at every boundary b_0..b_N of every rollout."""
   stack = stack_segmentations(segs)
   B, N1 = stack.boundaries_BxN1.shape
+  G = cfg.num_generations
   probes, where = [], []
   for i in range(B):
     for j in range(N1):
+      if j == 0 and i % G:
+        continue  # b_0 (the prompt alone) is probed once per group, from its first row
       if stack.boundary_mask_BxN1[i, j]:
         boundary = prompt_lens[i] + int(stack.boundaries_BxN1[i, j])
         probes.append(Probe(i, boundary, cfg.suffix_tokens, cfg.num_probes))
@@ -89,6 +95,7 @@ def _probe_success(sampler: Sampler, params, result, segs, prompt_lens, records,
     ids = [list(cfg.suffix_tokens) + t for t in out.tokens]
     rewards, probe_stats = reward_fn(rec, texts, ids)
     verdicts_BxN1xM[tuple(np.array(where).T)] = np.asarray(rewards).reshape(-1, cfg.num_probes)
+    verdicts_BxN1xM[:, 0] = np.repeat(verdicts_BxN1xM[::G, 0], G, axis=0)  # shared J_0
     stats.update({f"probe_{k}": v for k, v in probe_stats.items()})
     stats["probe_tokens_mean"] = float(np.mean([len(t) for t in out.tokens]))
   stats["num_probes"] = len(probes) * cfg.num_probes

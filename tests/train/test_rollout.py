@@ -1,0 +1,61 @@
+"""One step's experience: probes at every boundary give J, b_0 is probed once per prompt."""
+
+import jax
+import numpy as np
+import pytest
+
+from mrt_jax import models, sampling
+from mrt_jax.mrt.segment import SegmentConfig
+from mrt_jax.train.rollout import ExperienceConfig, collect
+
+P, G, T, CHUNK, M = 2, 3, 12, 4, 2  # prompts, group size, completion tokens, block size, m
+N = T // CHUNK  # blocks per rollout (the random model never stops: every trace has T tokens)
+SUFFIX = (5, 6, 7)
+
+
+def _verdict(ids):
+  """A deterministic 'verifier' of a probe (suffix + answer ids): the first answer id is even."""
+  return float(ids[len(SUFFIX)] % 2 == 0)
+
+
+def _reward_fn(records, texts, ids):
+  return np.array([_verdict(i) for i in ids], np.float32), {}
+
+
+@pytest.fixture(scope="module")
+def setup():
+  config = models.config_from_hf_dict({
+      "architectures": ["Qwen2ForCausalLM"], "vocab_size": 64, "hidden_size": 32,
+      "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+      "num_key_value_heads": 2, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+      "max_position_embeddings": 256})
+  params = models.init_params(config, jax.random.key(3))
+  prompts = [[1, 9, 17, 30, 2], [1, 40, 41, 12, 8, 33, 3]]
+  cfg = ExperienceConfig(num_generations=G, max_completion_len=T, temperature=1.0, top_p=1.0,
+                         num_probes=M, probe_temperature=0.0, probe_top_p=1.0,
+                         probe_max_answer_len=3, suffix_tokens=SUFFIX, stop_token_ids=(),
+                         estimator="mrt", alpha=1.0,
+                         segment=SegmentConfig(method="fixed_chunk", chunk_tokens=CHUNK))
+  exp = collect(sampling.Sampler(config), params, prompts, [{}] * P, cfg, _reward_fn,
+                decode=lambda ids: " ".join(map(str, ids)), seed=0)
+  return config, params, prompts, exp
+
+
+def test_b0_is_probed_once_per_prompt_and_shared_by_its_group(setup):
+  _, _, _, exp = setup
+  assert exp.stats["num_probes"] == (P * G * N + P) * M  # was P * G * (N + 1) * M
+  j0_PxG = exp.success_BxN1[:, 0].reshape(P, G)
+  np.testing.assert_array_equal(j0_PxG, j0_PxG[:, :1].repeat(G, axis=1))
+
+
+def test_success_equals_greedy_answers_from_explicit_prefixes(setup):
+  """J_j of every row and boundary = the verdict of greedy decoding prompt + trace[:b_j] + suffix."""
+  config, params, prompts, exp = setup
+  assert all(len(c) == T for c in exp.completions)
+  prefixes = [exp.prompts[i] + exp.completions[i][:j * CHUNK] + list(SUFFIX)
+              for i in range(P * G) for j in range(N + 1)]
+  ref = sampling.generate(config, params, prefixes, max_new_tokens=3, temperature=0.0)
+  want_BxN1 = np.array([_verdict(list(SUFFIX) + t) for t in ref.tokens]).reshape(P * G, N + 1)
+  np.testing.assert_array_equal(exp.success_BxN1, want_BxN1)
+  np.testing.assert_allclose(exp.progress_BxN, np.diff(want_BxN1, axis=1), atol=0)
+  assert exp.boundary_mask_BxN1.all()
