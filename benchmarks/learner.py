@@ -4,10 +4,12 @@
   python benchmarks/learner.py --quick    # smoke run
 
 Both steps sample the same prompts with the same tiny random Qwen2 model (which never stops, so
-every trace is exactly `--completion` tokens and fixed-chunk segmentation gives exactly
-`--blocks` blocks). The MRT step adds m probes at each of the K + 1 boundaries, forked from the
+every trace is exactly `--completion` tokens; the segmenter ignores "</think>", which the random
+model writes now and then, so fixed-chunk segmentation gives exactly `--blocks` blocks). Probe
+answers never stop either: each is exactly `--answer` tokens (a trained model's stop earlier;
+the demo task's average 7.4). The MRT step adds m probes at each of the K + 1 boundaries, forked from the
 rollouts' KV cache in place. Times are medians over `--repeats` steps after one warm-up step
-(compiles excluded). Prints the time split (rollout / verify / probes / update) and the ratio.
+(compiles excluded), GRPO and MRT steps interleaved. Prints the time split (rollout / verify / probes / update) and the ratio.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def _args():
   p.add_argument("--answer", type=int, default=16, help="tokens a probe writes")
   p.add_argument("--hidden", type=int, default=256)
   p.add_argument("--layers", type=int, default=4)
-  p.add_argument("--repeats", type=int, default=3)
+  p.add_argument("--repeats", type=int, default=5)
   p.add_argument("--quick", action="store_true")
   a = p.parse_args()
   if a.quick:
@@ -95,15 +97,18 @@ def main():
   common = dict(num_generations=a.generations, max_completion_len=a.completion, temperature=1.0,
                 top_p=1.0, probe_temperature=0.6, probe_top_p=0.95, probe_max_answer_len=a.answer,
                 suffix_tokens=suffix, stop_token_ids=(), alpha=1.0,
-                segment=SegmentConfig(method="fixed_chunk",
-                                      chunk_tokens=a.completion // a.blocks))
+                segment=SegmentConfig(method="fixed_chunk", chunk_tokens=a.completion // a.blocks,
+                                      end_think="<no end tag>"))
   cfgs = {"grpo": ExperienceConfig(num_probes=0, estimator="grpo", **common),
           "mrt": ExperienceConfig(num_probes=a.probes, estimator="mrt", **common)}
-  results = {}
-  for name, cfg in cfgs.items():
+  for cfg in cfgs.values():
     one_step(cfg, 0)  # Warm-up: compiles.
-    runs = [one_step(cfg, s + 1) for s in range(a.repeats)]
-    results[name] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+  runs = {name: [] for name in cfgs}
+  for s in range(a.repeats):  # Interleaved, so drifts in machine load hit both alike.
+    for name, cfg in cfgs.items():
+      runs[name].append(one_step(cfg, s + 1))
+  results = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]}
+             for name, rs in runs.items()}
   total = {n: sum(r[k] for k in ("rollout", "verify", "probes", "update"))
            for n, r in results.items()}
   print(f"device: {jax.devices()[0].device_kind}, model: {sum(x.size for x in jax.tree.leaves(params)) / 1e6:.1f}M params, "

@@ -61,7 +61,8 @@ class Sampler:
     config: the architecture.
     prompt_buckets: prompt lengths are padded up to one of these; longer prompts are an error.
     new_token_buckets: `max_new_tokens` is padded up to one of these (output buffer length).
-    suffix_buckets: fork suffix lengths are padded up to one of these.
+    suffix_buckets: fork suffix lengths are padded up to one of these. Quarter octaves: every
+      probe slot prefills the padded width, and a run uses one suffix (one compile).
     compute_dtype: activation dtype; None = the params' dtype.
     cache_dtype: KV cache dtype; None = the compute dtype (or the params' dtype).
     mesh: run sharded on this mesh (params should be placed with the same `rules`); None = the
@@ -76,7 +77,8 @@ class Sampler:
                                      32768)
   new_token_buckets: tuple[int, ...] = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192,
                                         16384, 32768)
-  suffix_buckets: tuple[int, ...] = (8, 16, 32, 64, 128, 256)
+  suffix_buckets: tuple[int, ...] = (4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56,
+                                     64, 80, 96, 112, 128, 160, 192, 224, 256)
   compute_dtype: Any = None
   cache_dtype: Any = None
   mesh: Mesh | None = None

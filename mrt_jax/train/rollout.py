@@ -8,7 +8,7 @@ rollout's own KV cache (kept from generation, never re-prefilled) cut at prompt_
 the termination suffix (which closes the thinking), and decodes a short answer; J_j is the
 mean verdict of its M probes. J_0 uses the empty thinking (the cut right after the prompt).
 Its prefix is the prompt alone, the same for the G rollouts of a prompt, so b_0 is probed once
-per prompt (from the group's first rollout) and that J_0 is shared by the whole group: the
+per prompt (from prompt + suffix, a short prefill) and that J_0 is shared by the whole group: the
 same estimate of μ's success on the prompt, at 1/G of the probes.
 """
 
@@ -69,36 +69,46 @@ def _pieces(decode: Callable[[Sequence[int]], str], ids: Sequence[int]) -> list[
   return [decode([t]) for t in ids]
 
 
-def _probe_success(sampler: Sampler, params, result, segs, prompt_lens, records, cfg,
+def _probe_success(sampler: Sampler, params, result, segs, prompts, records, cfg,
                    reward_fn: RewardFn, decode, seed: int, stats: dict):
-  """J [B, N1] from M forced-answer probes at every boundary b_0..b_N of every rollout."""
+  """J [B, N1] from M forced-answer probes at every boundary b_0..b_N of every rollout.
+
+  Boundaries b_1..b_N fork the rollouts' cache (one batch). b_0's prefix is the prompt alone,
+  the same for a group's G rollouts, so it is probed once per prompt and its J_0 shared; those
+  P probes decode as their own small batch from prompt + suffix (a prompt-length prefill), so
+  they do not widen the fork grid: its rows per trunk row follow the busiest rollout, and one
+  more probe on G rows of B would pad every trunk row.
+  """
   stack = stack_segmentations(segs)
   B, N1 = stack.boundaries_BxN1.shape
-  G = cfg.num_generations
+  G, M = cfg.num_generations, cfg.num_probes
+  suffix = list(cfg.suffix_tokens)
   probes, where = [], []
   for i in range(B):
-    for j in range(N1):
-      if j == 0 and i % G:
-        continue  # b_0 (the prompt alone) is probed once per group, from its first row
+    for j in range(1, N1):
       if stack.boundary_mask_BxN1[i, j]:
-        boundary = prompt_lens[i] + int(stack.boundaries_BxN1[i, j])
-        probes.append(Probe(i, boundary, cfg.suffix_tokens, cfg.num_probes))
+        boundary = len(prompts[i]) + int(stack.boundaries_BxN1[i, j])
+        probes.append(Probe(i, boundary, cfg.suffix_tokens, M))
         where.append((i, j))
-  verdicts_BxN1xM = np.zeros((B, N1, cfg.num_probes), np.float32)
+  kwargs = dict(max_new_tokens=cfg.probe_max_answer_len, temperature=cfg.probe_temperature,
+                top_p=cfg.probe_top_p, stop_token_ids=cfg.stop_token_ids)
+  leaders = list(range(0, B, G))
+  answers = sampler.generate(params, [list(prompts[i]) + suffix for i in leaders],
+                             num_samples=M, seed=seed + 1, **kwargs).tokens
   if probes:
-    out = sampler.fork(params, result.cache, probes, max_new_tokens=cfg.probe_max_answer_len,
-                       temperature=cfg.probe_temperature, top_p=cfg.probe_top_p,
-                       stop_token_ids=cfg.stop_token_ids, seed=seed)
-    suffix_text = decode(list(cfg.suffix_tokens))
-    rec = [records[i] for i, _ in where for _ in range(cfg.num_probes)]
-    texts = [suffix_text + decode(t) for t in out.tokens]
-    ids = [list(cfg.suffix_tokens) + t for t in out.tokens]
-    rewards, probe_stats = reward_fn(rec, texts, ids)
-    verdicts_BxN1xM[tuple(np.array(where).T)] = np.asarray(rewards).reshape(-1, cfg.num_probes)
-    verdicts_BxN1xM[:, 0] = np.repeat(verdicts_BxN1xM[::G, 0], G, axis=0)  # shared J_0
-    stats.update({f"probe_{k}": v for k, v in probe_stats.items()})
-    stats["probe_tokens_mean"] = float(np.mean([len(t) for t in out.tokens]))
-  stats["num_probes"] = len(probes) * cfg.num_probes
+    answers += sampler.fork(params, result.cache, probes, seed=seed, **kwargs).tokens
+  suffix_text = decode(suffix)
+  rec = [records[i] for i in leaders + [i for i, _ in where] for _ in range(M)]
+  rewards, probe_stats = reward_fn(rec, [suffix_text + decode(t) for t in answers],
+                                   [suffix + t for t in answers])
+  rewards_XxM = np.asarray(rewards, np.float32).reshape(-1, M)
+  verdicts_BxN1xM = np.zeros((B, N1, M), np.float32)
+  verdicts_BxN1xM[:, 0] = np.repeat(rewards_XxM[:len(leaders)], G, axis=0)  # shared J_0
+  if probes:
+    verdicts_BxN1xM[tuple(np.array(where).T)] = rewards_XxM[len(leaders):]
+  stats.update({f"probe_{k}": v for k, v in probe_stats.items()})
+  stats["probe_tokens_mean"] = float(np.mean([len(t) for t in answers]))
+  stats["num_probes"] = len(answers)
   success = success_from_verdicts(verdicts_BxN1xM, stack.boundary_mask_BxN1)
   return np.asarray(success), stack
 
@@ -126,7 +136,7 @@ def collect(sampler: Sampler, params, prompts: Sequence[Sequence[int]],
   T = max(1, max(len(t) for t in result.tokens))
   t3 = time.perf_counter()
   if probing:
-    success, stack = _probe_success(sampler, params, result, segs, [len(p) for p in rows], recs,
+    success, stack = _probe_success(sampler, params, result, segs, rows, recs,
                                     cfg, reward_fn, decode, seed + 1, stats)
     block_ids_BxT = np.zeros((len(rows), T), np.int32)
     block_ids_BxT[:, :stack.token_block_ids_BxT.shape[1]] = stack.token_block_ids_BxT[:, :T]
