@@ -190,18 +190,23 @@ def finish(c: ConfigDict, arg: str | None) -> ConfigDict:
 def demo() -> ConfigDict:
   """The CPU demo's assets: synthetic task, tiny tokenizer, tiny model and its SFT warm start."""
   c = ConfigDict()
-  c.num_problems = 256  # synthetic elimination problems written to data.path
-  c.num_candidates = 6  # letters per puzzle; a blind forced answer is right w.p. 1/6
+  c.seed = 0  # seeds the problems, the tokenizer corpus, the init and the SFT (not the runs)
+  c.num_problems = 256  # synthetic elimination problems written to data.path (RL prompts)
+  c.num_test_problems = 128  # held-out problems written to eval.data_path when that is set
+  c.num_candidates = 6  # letters per puzzle; a blind forced answer is right w.p. 1/6 (J_0)
   c.num_clues = 3  # clues per puzzle; each useful block checks one and strikes letters
-  c.waste_prob = 0.3  # chance of a wasteful block (re-checking a used clue) after each one
+  c.indirect_prob = 0.0  # chance a clue names a letter by a neighbour ("after A"); 0: easy copies
+  c.waste_prob = 0.5  # chance of a wasteful block (re-checking a used clue) after each useful one
   c.vocab_size = 384  # tiny byte-level BPE tokenizer with R1-Distill special tokens
   c.hidden_size = 64  # D of the tiny Qwen2-style model
   c.intermediate_size = 192  # F
   c.num_layers = 2  # L
   c.num_heads = 4  # H
   c.num_kv_heads = 2  # kv heads of the cache (GQA), not the block count K
-  c.sft_steps = 300  # warm-start SFT steps on traces mixing useful and wasteful blocks
-  c.sft_problems = 512  # problems whose traces (natural and forced) the warm start sees
-  c.sft_batch_size = 32  # sequences per SFT step
+  c.rope_theta = 500.0  # short sequences: faster rotations resolve nearby positions better
+  c.sft_trace_steps = 250  # warm-start SFT steps on whole traces (useful and wasteful blocks)
+  c.sft_answer_steps = 150  # then SFT steps, 2 in 3 on answers (μ's forced ones), 1 on traces
+  c.sft_problems = 512  # problems whose traces and answers the warm start sees
+  c.sft_batch_size = 16  # sequences per SFT step
   c.sft_learning_rate = 3e-3  # peak SFT learning rate (tiny model, few steps)
   return c

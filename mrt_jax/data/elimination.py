@@ -1,22 +1,31 @@
 """An elimination puzzle with graded progress: the synthetic task of the CPU demo (issue 7).
 
-N candidate letters, one hidden; each of C clues strikes some wrong candidates, directly ("not
-E") or through a one-step lookup ("not after A" strikes B, "not before C" strikes B). A trace is
-a sequence of blocks, each checking one clue in three paragraphs:
+N candidate letters (A, B, ...), one hidden; each of C clues strikes some wrong candidates,
+directly ("E") or through a one-step lookup ("after A" strikes B, "before C" strikes B). A
+problem reads "One of 6 letters is hidden.", then a line "Clue: not after A E." per clue. A
+trace is a sequence of blocks, each checking one clue in three paragraphs:
 
-  Wait, clue 2: not after A, not E.
+  Wait, clue: not after A E.
   <blank line>
   Strike B E.
   <blank line>
-  Left: A C D F.
+  Left: a -b c d -e f.
 
 A useful block checks a new clue and strikes its candidates; a wasteful block re-checks a clue
-already used and strikes nothing. A forced answer picks uniformly among the candidates left,
-so the meta-prover's success J_j = 1 / |left after block j| rises block by block along useful
-blocks and stays flat along wasteful ones (`oracle_success`). Every block starts with "Wait" and
-has 3 paragraphs, so the default `paragraph` segmenter (restart markers, min_paragraphs=3) puts
-a boundary exactly before each block. The completion ends with "</think>" and "\\boxed{X}",
-graded by the `elimination` verifier.
+already used and strikes nothing new. A forced answer picks uniformly among the candidates
+left, so the meta-prover's success J_j = 1 / |left after block j| rises block by block along
+useful blocks and stays flat along wasteful ones (`oracle_success`). Every block starts with
+"Wait" and has 3 paragraphs, so the default `paragraph` segmenter (restart markers,
+min_paragraphs=3) puts a boundary exactly before each block. The completion ends with
+"</think>" and "\\boxed{X}", graded by the `elimination` verifier.
+
+Why the text looks like this: a tiny model (~1M parameters, minutes of CPU training) has to
+learn it. Clues carry no number: a block names its clue by copying it, so choosing a clue is
+choosing its first letter, and with direct clues (`indirect_prob` = 0) every later letter is
+found in the prompt by its predecessor alone (an induction head; each wrong letter occurs in
+one clue only, and the first line names no letter). The "Left" line is a mask over all
+candidates in lower case ("-b": struck), so each of its tokens is decided locally (is this
+letter struck?) and never collides with the upper-case letters being copied.
 
 Problems are records (dicts, JSON-ready): "problem" (text), "answer" (a letter), "candidates"
 (str), "clues" (list of clue item lists, e.g. [["after A", "E"], ["C"]]), "strikes" (the letters
@@ -34,8 +43,12 @@ import numpy as np
 
 from mrt_jax.config_defaults import TERMINATION_SUFFIX
 
-THINK_END = "\n</think>\n\n"  # closes the thinking of a natural (unforced) trace
-_CLUE_RE = re.compile(r"^Wait, clue (\d+):", re.MULTILINE)
+# Closes the thinking of a natural (unforced) trace. The blank line before "</think>" ends the
+# last block like every other one, so the choice between stopping ("</think>", answer segment)
+# and re-checking ("Wait", a block of zero progress) is the first token after it, and MRT's
+# progress term credits neither choice with the progress of the block before.
+THINK_END = "\n\n</think>\n\n"
+_CLUE_RE = re.compile(r"^Wait, clue: (.*)$", re.MULTILINE)
 # Seed-sequence key of the corpus's trace sampling, apart from the problem keys [seed, index].
 _CORPUS_TRACES = 2**32 - 1
 
@@ -72,8 +85,8 @@ def _item(letter: str, candidates: str, rng: np.random.Generator, indirect_prob:
 
 
 def clue_text(items: Sequence[str]) -> str:
-  """"not after A, not E." for the items ["after A", "E"]."""
-  return ", ".join(f"not {item}" for item in items) + "."
+  """"not after A E." for the items ["after A", "E"]."""
+  return "not " + " ".join(items) + "."
 
 
 def generate_problem(seed: int, index: int, config: EliminationConfig = EliminationConfig()
@@ -97,8 +110,8 @@ def generate_problem(seed: int, index: int, config: EliminationConfig = Eliminat
   cuts = sorted(rng.choice(np.arange(1, len(wrong)), config.num_clues - 1, replace=False))
   strikes = [sorted(g) for g in np.split(np.array(order), cuts)]
   clues = [[_item(str(c), candidates, rng, config.indirect_prob) for c in g] for g in strikes]
-  lines = [f"Letters: {' '.join(candidates)}. One is hidden."]
-  lines += [f"Clue {k}: {clue_text(items)}" for k, items in enumerate(clues, start=1)]
+  lines = [f"One of {len(candidates)} letters is hidden."]
+  lines += [f"Clue: {clue_text(items)}" for items in clues]
   lines.append("Which letter is hidden?")
   return {"id": index, "problem": "\n".join(lines), "answer": answer, "candidates": candidates,
           "clues": clues, "strikes": [[str(c) for c in g] for g in strikes]}
@@ -132,8 +145,13 @@ def block_text(problem: Record, clue_order: Sequence[int], j: int) -> str:
   """Block j (0-based) of a trace: check clue clue_order[j], strike, list what is left."""
   k = clue_order[j]
   struck = " ".join(problem["strikes"][k])
-  left = " ".join(remaining(problem, clue_order[:j + 1]))
-  return f"Wait, clue {k + 1}: {clue_text(problem['clues'][k])}\n\nStrike {struck}.\n\nLeft: {left}."
+  return (f"Wait, clue: {clue_text(problem['clues'][k])}\n\nStrike {struck}.\n\n"
+          f"Left:{left_mask(problem, remaining(problem, clue_order[:j + 1]))}.")
+
+
+def left_mask(problem: Record, left: str) -> str:
+  """"A,b,C" when "AC" are left of "ABC": every candidate, struck ones in lower case."""
+  return ",".join(c if c in left else c.lower() for c in problem["candidates"])
 
 
 class Completion(NamedTuple):
@@ -183,13 +201,13 @@ def forced_completion(problem: Record, clue_order: Sequence[int], num_blocks: in
 
 
 def checked_clues(thinking: str, problem: Record) -> list[int]:
-  """Clues (0-based) a generated trace checks, in order, read from its "Wait, clue k:" lines.
+  """Clues (0-based) a generated trace checks, in order, read from its "Wait, clue: ..." lines.
 
-  Lines naming no clue of the problem are ignored. With `oracle_success` this gives the exact
-  J along a model's own trace (when the model strikes what the clue says).
+  Lines that copy no clue of the problem exactly are ignored. With `oracle_success` this gives
+  the exact J along a model's own trace (when the model strikes what the clue says).
   """
-  ks = [int(m) - 1 for m in _CLUE_RE.findall(thinking)]
-  return [k for k in ks if 0 <= k < len(problem["clues"])]
+  index = {clue_text(items): k for k, items in enumerate(problem["clues"])}
+  return [index[line] for line in _CLUE_RE.findall(thinking) if line in index]
 
 
 def tokenizer_corpus(num_problems: int = 200, seed: int = 0,

@@ -92,18 +92,36 @@ def plot_j_curves(curves: Mapping[str, tuple], path: str | os.PathLike, *,
   Returns:
     `path` as a string.
   """
-  _check_nonempty(curves, "J(c) curves")
-  fig, ax = _axes(title, "thinking budget c (tokens)", "J(c)")
-  for label, (budgets, j) in curves.items():
-    budgets_C, j_XxC = _xy(label, budgets, j, batched=True)
-    j_YxC = j_XxC.reshape(-1, budgets_C.size)
-    mean_C = j_YxC.mean(axis=0)
-    (line,) = ax.plot(budgets_C, mean_C, marker=".", label=label)
-    if j_YxC.shape[0] > 1:
-      sem_C = j_YxC.std(axis=0, ddof=1) / np.sqrt(j_YxC.shape[0])
-      ax.fill_between(budgets_C, mean_C - sem_C, mean_C + sem_C, color=line.get_color(),
-                      alpha=0.2, linewidth=0)
-  ax.set_ylim(-0.02, 1.02)
+  return plot_mean_band(curves, path, title=title, xlabel="thinking budget c (tokens)",
+                        ylabel="J(c)", ylim=(-0.02, 1.02))
+
+
+def plot_mean_band(curves: Mapping[str, tuple], path: str | os.PathLike, *, title: str,
+                   xlabel: str, ylabel: str, ylim: tuple[float, float] | None = None) -> str:
+  """Mean of several curves per model with a ± one-standard-error band (e.g. over seeds).
+
+  Args:
+    curves: label -> (x_C, y_XxC): curves on a common x grid, any leading axes averaged.
+    path: PNG file to write.
+    title, xlabel, ylabel: figure texts.
+    ylim: y-axis limits, or None for matplotlib's.
+
+  Returns:
+    `path` as a string.
+  """
+  _check_nonempty(curves, "curves")
+  fig, ax = _axes(title, xlabel, ylabel)
+  for label, (x, y) in curves.items():
+    x_C, y_XxC = _xy(label, x, y, batched=True)
+    y_YxC = y_XxC.reshape(-1, x_C.size)
+    mean_C = y_YxC.mean(axis=0)
+    (line,) = ax.plot(x_C, mean_C, marker=".", label=label)
+    if y_YxC.shape[0] > 1:
+      sem_C = y_YxC.std(axis=0, ddof=1) / np.sqrt(y_YxC.shape[0])
+      ax.fill_between(x_C, mean_C - sem_C, mean_C + sem_C, color=line.get_color(), alpha=0.2,
+                      linewidth=0)
+  if ylim is not None:
+    ax.set_ylim(*ylim)
   return _save(fig, ax, path)
 
 

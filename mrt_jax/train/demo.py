@@ -1,13 +1,24 @@
 """Builds the CPU demo's assets: synthetic problems, a tiny tokenizer, and a tiny model
 warm-started by SFT on traces that mix useful and wasteful blocks (DESIGN.md §1, issue 7).
 
-Everything is derived from the config's `demo` block and `seed`; a directory that already
-holds an asset is reused, so re-running the demo command resumes instead of rebuilding.
+Everything is derived from the config's `demo` block (with its own `demo.seed`, so runs that
+differ in `seed` share one warm start) and the termination suffix; an asset that already exists
+is reused, so re-running the demo command resumes instead of rebuilding. Problems: training
+(data.path, stream demo.seed), warm start (stream demo.seed + 1) and held-out evaluation
+(eval.data_path when set, stream demo.seed + 2) never share a generator stream. The model directory records what it was built from (`demo.json`); a model built
+from other settings is an error naming the differing fields, never silently reused.
+
+The warm start must make the meta-prover μ meaningful, so its SFT data mirrors how the probes
+are built token for token (`warm_start_pools`): a forced answer is trained after the trace's own
+tokens cut at a boundary (or at any token, as the evaluation's budget cuts are), followed by the
+separately tokenized termination suffix, exactly the sequence `Sampler.fork` feeds the model.
 """
 
 from __future__ import annotations
 
+import json
 import os
+from typing import Sequence
 
 import jax
 import numpy as np
@@ -17,44 +28,141 @@ from mrt_jax import models
 from mrt_jax.data import elimination
 from mrt_jax.data.sources import write_jsonl
 from mrt_jax.models import tokenizer as tokenizer_lib
-from mrt_jax.train.sft import train_sft
+from mrt_jax.mrt.segment import SegmentConfig, segment
+from mrt_jax.train.sft import Example, example, train_sft
+
+MANIFEST = "demo.json"  # in the model directory: the settings the assets were built from
 
 
 def _task(config: ConfigDict) -> elimination.EliminationConfig:
   d = config.demo
   return elimination.EliminationConfig(num_candidates=d.num_candidates, num_clues=d.num_clues,
-                                       waste_prob=d.waste_prob)
+                                       indirect_prob=d.indirect_prob, waste_prob=d.waste_prob)
 
 
-def warm_start_pairs(config: ConfigDict, tokenizer, problems) -> list[tuple[list[int], list[int]]]:
-  """(prompt, completion) pairs: natural traces and forced answers after the suffix (μ)."""
-  rng = np.random.default_rng([config.seed, 1])
+def trace_tokens(tokenizer, problem: elimination.Record, order: Sequence[int]
+                 ) -> tuple[list[int], list[int]]:
+  """A natural trace's completion ids and its block boundaries b_0 = 0 < ... < b_N (tokens).
+
+  The boundaries come from the default paragraph segmenter, as the training probes' do; b_N is
+  the end of thinking.
+  """
+  ids = tokenizer.encode(elimination.trace_completion(problem, order).text,
+                         add_special_tokens=False)
+  seg = segment(ids, lambda i: tokenizer.decode([i]), SegmentConfig())
+  if seg.num_blocks != len(order):
+    raise ValueError(f"problem {problem['id']}: the segmenter found {seg.num_blocks} blocks in a "
+                     f"trace of {len(order)}; expected one per checked clue")
+  return ids, [0, *seg.boundaries]
+
+
+def forced_example(prompt: Sequence[int], ids: Sequence[int], cut: int, left: str,
+                   suffix: Sequence[int], tokenizer, rng: np.random.Generator) -> Example:
+  """μ at a cut: prompt + trace[:cut] + suffix as context, then a guess among `left` and eos.
+
+  The guess is uniform over the letters left, so the ideal μ succeeds w.p. 1 / len(left)
+  (`elimination.oracle_success`).
+  """
+  guess = left[rng.integers(len(left))]
+  answer = tokenizer.encode(f"\\boxed{{{guess}}}", add_special_tokens=False)
+  return example((list(prompt) + list(ids[:cut]) + list(suffix), False),
+                 (answer + [tokenizer.eos_token_id], True))
+
+
+def warm_start_pools(config: ConfigDict, tokenizer, problems
+                     ) -> tuple[list[Example], list[Example]]:
+  """The warm start's two SFT pools: (traces, meta-prover answers).
+
+  Traces, one per problem: the prompt, then the whole trace (useful and wasteful blocks,
+  "</think>", answer, eos) as targets. Meta-prover answers, four per problem, train the answer
+  letter only: the trace's own answer after "</think>" (one letter left), and μ after the
+  termination suffix at the end of thinking b_N, at a block boundary b_j with j uniform in
+  0..N-1 (the cuts the training probes use) and at a token cut c uniform in 0..b_N (the
+  evaluation's budget cuts fall inside blocks; the guess is among the letters left after the
+  blocks that end at or before c). The suffix is never a target: the model would learn to
+  write it and stop thinking early. The answers get steps of their own (`train_sft` plan):
+  mixed into trace batches, one answer token per example is drowned by the traces' hundreds.
+  """
+  rng = np.random.default_rng([config.demo.seed, 1])
   task = _task(config)
+  suffix = tokenizer.encode(config.probe.termination_suffix, add_special_tokens=False)
   eos = [tokenizer.eos_token_id]
-  pairs = []
+  traces, answers = [], []
   for problem in problems:
     prompt = tokenizer_lib.render_prompt(tokenizer, problem["problem"])
     order = elimination.sample_clue_order(problem, rng, task)
-    natural = elimination.trace_completion(problem, order).text
-    forced = elimination.forced_completion(problem, order, int(rng.integers(len(order) + 1)),
-                                           rng, config.probe.termination_suffix).text
-    for text in (natural, forced):
-      pairs.append((prompt, tokenizer.encode(text, add_special_tokens=False) + eos))
-  return pairs
+    ids, bounds = trace_tokens(tokenizer, problem, order)
+    traces.append(example((prompt, False), (ids + eos, True)))
+    # The answer letter is the third token from the end of "\boxed{X}" + eos.
+    answers.append(example((prompt + ids[:-2], False), (ids[-2:-1], True), (ids[-1:] + eos,
+                                                                            False)))
+    j = int(rng.integers(len(bounds) - 1))
+    cut = int(rng.integers(bounds[-1] + 1))
+    done = sum(b <= cut for b in bounds[1:])
+    for at, num_blocks in ((bounds[-1], len(order)), (bounds[j], j), (cut, done)):
+      answers.append(forced_example(prompt, ids, at, elimination.remaining(
+          problem, order[:num_blocks]), suffix, tokenizer, rng))
+  return traces, answers
+
+
+def sft_plan(d: ConfigDict) -> list[int]:
+  """Pool of every SFT step: traces first (0), then two answer steps (1) per trace step.
+
+  The answers are learned last: reading the last "Left" line needs the trace skills first.
+  """
+  return [0] * d.sft_trace_steps + [0 if i % 3 == 2 else 1 for i in range(d.sft_answer_steps)]
+
+
+def manifest(config: ConfigDict) -> dict:
+  """What the assets are built from: the demo block and the termination suffix."""
+  return {"demo": config.demo.to_dict(), "termination_suffix": config.probe.termination_suffix}
+
+
+def check_manifest(config: ConfigDict) -> None:
+  """Raises if the model directory was built from other demo settings than `config`'s."""
+  path = os.path.join(config.model.path, MANIFEST)
+  built = None
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      built = json.load(f)
+  want = json.loads(json.dumps(manifest(config)))
+  if built == want:
+    return
+  if built is None:
+    diff = f"it has no {MANIFEST} (built by an older mrt_jax)"
+  else:
+    keys = sorted({*built["demo"], *want["demo"]})
+    fields = [f"demo.{k}: built {built['demo'].get(k)!r}, config {want['demo'].get(k)!r}"
+              for k in keys if built["demo"].get(k) != want["demo"].get(k)]
+    if built.get("termination_suffix") != want["termination_suffix"]:
+      fields.append("probe.termination_suffix")
+    diff = "; ".join(fields)
+  raise ValueError(f"the demo model in {config.model.path!r} was built from other settings "
+                   f"({diff}); delete that directory (and the tokenizer and data next to it) to "
+                   "rebuild, or point config.model.path elsewhere")
+
+
+def _write_problems(path: str, num: int, seed: int, task) -> None:
+  """Writes problems unless `path` exists; atomically, for runs that build at the same time."""
+  if os.path.exists(path):
+    return
+  write_jsonl(f"{path}.{os.getpid()}.tmp", elimination.generate_problems(num, seed, task))
+  os.replace(f"{path}.{os.getpid()}.tmp", path)
 
 
 def build_assets(config: ConfigDict) -> None:
-  """Writes data.path, the tokenizer and the warm-started model if they are missing."""
+  """Writes the problems, the tokenizer and the warm-started model where they are missing."""
   d = config.demo
   task = _task(config)
-  if not os.path.exists(config.data.path):
-    problems = elimination.generate_problems(d.num_problems, config.seed, task)
-    write_jsonl(config.data.path, problems)
+  _write_problems(config.data.path, d.num_problems, d.seed, task)
+  if config.eval.get("data_path"):
+    _write_problems(config.eval.data_path, d.num_test_problems, d.seed + 2, task)
   if not os.path.exists(os.path.join(config.model.tokenizer_path, "tokenizer.json")):
-    corpus = elimination.tokenizer_corpus(200, config.seed, task, config.probe.termination_suffix)
+    corpus = elimination.tokenizer_corpus(200, d.seed, task, config.probe.termination_suffix)
     tokenizer_lib.build_tiny_tokenizer(config.model.tokenizer_path, corpus,
                                        vocab_size=d.vocab_size)
   if os.path.exists(os.path.join(config.model.path, "config.json")):
+    check_manifest(config)
     return
   tokenizer = tokenizer_lib.load_tokenizer(config.model.tokenizer_path)
   vocab = -(-len(tokenizer) // 8) * 8  # Pad like real checkpoints (vocab >= tokenizer size).
@@ -62,15 +170,19 @@ def build_assets(config: ConfigDict) -> None:
       "architectures": ["Qwen2ForCausalLM"], "vocab_size": vocab, "hidden_size": d.hidden_size,
       "intermediate_size": d.intermediate_size, "num_hidden_layers": d.num_layers,
       "num_attention_heads": d.num_heads, "num_key_value_heads": d.num_kv_heads,
-      "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "max_position_embeddings": 1024,
+      "rms_norm_eps": 1e-6, "rope_theta": d.rope_theta, "max_position_embeddings": 1024,
       "tie_word_embeddings": True, "bos_token_id": tokenizer.bos_token_id,
       "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id})
-  params = models.init_params(model_config, jax.random.key(config.seed))
-  if d.sft_steps > 0:
-    problems = elimination.generate_problems(d.sft_problems, config.seed + 1, task)
-    pairs = warm_start_pairs(config, tokenizer, problems)
-    print(f"demo: SFT warm start on {len(pairs)} traces for {d.sft_steps} steps", flush=True)
-    params, _ = train_sft(model_config, params, pairs, steps=d.sft_steps,
+  params = models.init_params(model_config, jax.random.key(d.seed))
+  if d.sft_trace_steps + d.sft_answer_steps > 0:
+    problems = elimination.generate_problems(d.sft_problems, d.seed + 1, task)
+    traces, answers = warm_start_pools(config, tokenizer, problems)
+    num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
+    print(f"demo: SFT warm start of a {num_params / 1e6:.2f}M-parameter model on "
+          f"{len(traces)} traces and {len(answers)} answers", flush=True)
+    params, _ = train_sft(model_config, params, [traces, answers], sft_plan(d),
                           batch_size=d.sft_batch_size, learning_rate=d.sft_learning_rate,
-                          seed=config.seed, log_every=max(1, d.sft_steps // 10))
+                          seed=d.seed, progress=True)
   models.save_hf(model_config, params, config.model.path)
+  with open(os.path.join(config.model.path, MANIFEST), "w", encoding="utf-8") as f:
+    json.dump(manifest(config), f, indent=2)

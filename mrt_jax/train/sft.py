@@ -1,7 +1,10 @@
-"""Supervised fine-tuning on (prompt, completion) token pairs: warm starts and MRT-STaR.
+"""Supervised fine-tuning on token sequences with a loss mask: the CPU demo's warm start.
 
-Uses the learner's train step with the `sft` objective (masked next-token cross-entropy over
-completion tokens, micro-batch invariant like the RL losses).
+An example is a token sequence built from segments, each trained on or context only
+(`example`): a (prompt, completion) pair is two segments, a meta-prover example (prompt, trace
+prefix, termination suffix, answer) four, with the prompt and the suffix as context.
+Uses the learner's train step with the `sft` objective (masked next-token cross-entropy, token
+mean over the batch, micro-batch invariant like the RL losses).
 """
 
 from __future__ import annotations
@@ -10,46 +13,71 @@ from typing import Sequence
 
 import jax
 import numpy as np
+from tqdm.auto import tqdm
 
 from mrt_jax.learner.optimizer import OptimizerConfig, make_optimizer
 from mrt_jax.learner.state import create_state
 from mrt_jax.learner.step import StepConfig, make_train_step
 from mrt_jax.models import ModelConfig
-from mrt_jax.sampling.buckets import pow2_at_least
+
+# Token ids and a 0/1 loss mask of the same length (1: the token is a target).
+Example = tuple[list[int], list[float]]
 
 
-def sft_batch(pairs: Sequence[tuple[Sequence[int], Sequence[int]]], length: int
-              ) -> dict[str, np.ndarray]:
-  """Right-padded tokens [B, length] and a mask on the completion tokens."""
-  tokens = np.zeros((len(pairs), length), np.int32)
-  mask = np.zeros((len(pairs), length), np.float32)
-  for i, (prompt, completion) in enumerate(pairs):
-    n = len(prompt) + len(completion)
-    if n > length:
-      raise ValueError(f"example {i} has {n} tokens, more than the SFT length {length}")
-    tokens[i, :n] = list(prompt) + list(completion)
-    mask[i, len(prompt):n] = 1.0
+def example(*segments: tuple[Sequence[int], bool]) -> Example:
+  """Concatenates (token ids, trained) segments into one example."""
+  tokens, mask = [], []
+  for ids, trained in segments:
+    tokens += [int(t) for t in ids]
+    mask += [float(trained)] * len(ids)
+  return tokens, mask
+
+
+def sft_batch(examples: Sequence[Example], length: int) -> dict[str, np.ndarray]:
+  """Right-padded tokens [B, length] and their loss mask (0 on padding)."""
+  tokens = np.zeros((len(examples), length), np.int32)
+  mask = np.zeros((len(examples), length), np.float32)
+  for i, (ids, trained) in enumerate(examples):
+    if len(ids) != len(trained):
+      raise ValueError(f"example {i} has {len(ids)} tokens but a mask of {len(trained)}")
+    if len(ids) > length:
+      raise ValueError(f"example {i} has {len(ids)} tokens, more than the SFT length {length}")
+    tokens[i, :len(ids)] = ids
+    mask[i, :len(ids)] = trained
   return {"tokens": tokens, "mask": mask}
 
 
-def train_sft(model_config: ModelConfig, params, pairs: Sequence[tuple[Sequence[int],
-                                                                       Sequence[int]]], *,
-              steps: int, batch_size: int, learning_rate: float, seed: int,
-              log_every: int = 0) -> tuple[object, list[float]]:
-  """Trains on random batches of `pairs`; returns (params, per-step losses)."""
-  if not pairs:
-    raise ValueError("train_sft: no (prompt, completion) pairs to train on")
-  length = pow2_at_least(max(len(p) + len(c) for p, c in pairs), minimum=16)
-  optimizer = make_optimizer(OptimizerConfig(learning_rate=learning_rate, total_steps=steps,
+def train_sft(model_config: ModelConfig, params, pools: Sequence[Sequence[Example]],
+              plan: Sequence[int], *, batch_size: int, learning_rate: float, seed: int,
+              progress: bool = False) -> tuple[object, list[float]]:
+  """Trains one step per entry of `plan`, step i on a random batch of pools[plan[i]].
+
+  Every batch is a token mean over its own target tokens, so a pool of examples with few
+  targets (e.g. one answer after a long context) gets whole steps of its own instead of a
+  sliver of every step. One AdamW optimizer with a cosine schedule spans the whole plan. With
+  `progress`, a tqdm bar shows the steps and the mean loss of the last 10.
+
+  Returns:
+    (params, per-step losses).
+  """
+  if not pools or not all(pools) or not plan or not all(0 <= k < len(pools) for k in plan):
+    raise ValueError(f"train_sft: pools of sizes {[len(p) for p in pools]} and a plan of "
+                     f"{len(plan)} steps over pools {sorted(set(plan))}; expected non-empty "
+                     "pools and a non-empty plan indexing them")
+  # One length for the whole run (one compile): the longest example rounded up to 16 tokens.
+  length = -(-max(len(ids) for pool in pools for ids, _ in pool) // 16) * 16
+  optimizer = make_optimizer(OptimizerConfig(learning_rate=learning_rate, total_steps=len(plan),
                                              warmup_ratio=0.05, weight_decay=0.0))
   step = make_train_step(model_config, StepConfig(objective="sft"), optimizer)
   state = create_state(params, optimizer)
   rng = np.random.default_rng(seed)
   losses = []
-  for i in range(steps):
-    chosen = rng.choice(len(pairs), size=batch_size, replace=len(pairs) < batch_size)
-    state, metrics = step(state, sft_batch([pairs[k] for k in chosen], length))
+  bar = tqdm(total=len(plan), desc="sft", unit="step", dynamic_ncols=True, disable=not progress)
+  for k in plan:
+    chosen = rng.choice(len(pools[k]), size=batch_size, replace=len(pools[k]) < batch_size)
+    state, metrics = step(state, sft_batch([pools[k][i] for i in chosen], length))
     losses.append(float(metrics["loss"]))
-    if log_every and (i + 1) % log_every == 0:
-      print(f"sft step {i + 1}/{steps}: loss {np.mean(losses[-log_every:]):.4f}", flush=True)
+    bar.set_postfix(loss=f"{np.mean(losses[-10:]):.4f}")
+    bar.update(1)
+  bar.close()
   return jax.device_get(state.params), losses

@@ -86,7 +86,9 @@ def test_checked_clues_reads_a_trace():
   p = el.generate_problem(1, 2, CONFIG)
   order = [3, 1, 3, 0, 2]
   assert el.checked_clues(el.trace_completion(p, order).thinking, p) == order
-  assert el.checked_clues("Wait, clue 9: x.\n\nWait, clue 2: y.", p) == [1]
+  # A line that copies no clue of the problem exactly is skipped.
+  text = f"Wait, clue: not Z.\n\nWait, clue: {el.clue_text(p['clues'][1])}\n\n"
+  assert el.checked_clues(text, p) == [1]
 
 
 def test_default_segmenter_recovers_the_blocks(tiny_tokenizer):
@@ -100,8 +102,8 @@ def test_default_segmenter_recovers_the_blocks(tiny_tokenizer):
     starts = (0,) + seg.boundaries[:-1]
     for j, (a, b) in enumerate(zip(starts, seg.boundaries)):
       block = tiny_tokenizer.decode(ids[a:b])
-      # Each block keeps its trailing blank line; the last one the newline before "</think>".
-      assert block == el.block_text(p, order, j) + ("\n\n" if j + 1 < len(order) else "\n")
+      # Every block keeps its trailing blank line, the last one too (before "</think>").
+      assert block == el.block_text(p, order, j) + "\n\n"
     assert tiny_tokenizer.decode(ids[seg.think_end:]) == "</think>\n\n" + completion.answer
 
 

@@ -10,7 +10,8 @@ from subprocess_util import ROOT
 # Tiny everything: 2-layer width-32 model, short traces, 2 probes of 4 tokens.
 TINY = [
     "--config.demo.num_problems=32", "--config.demo.hidden_size=32",
-    "--config.demo.intermediate_size=64", "--config.demo.sft_steps=0",
+    "--config.demo.intermediate_size=64", "--config.demo.sft_trace_steps=0",
+    "--config.demo.sft_answer_steps=0",
     "--config.rollout.max_completion_len=24", "--config.probe.max_answer_len=4",
     "--config.train.global_batch_prompts=2", "--config.train.micro_batch_prompts=1",
     "--config.segment.method=fixed_chunk", "--config.segment.chunk_tokens=8",

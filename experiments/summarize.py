@@ -1,0 +1,235 @@
+"""Tables and plots of the GRPO-vs-MRT reproduction (`reproduce_demo.py`) from its eval.json files.
+
+Every figure is per run first (one run = one method and one seed, evaluated by
+`mrt_jax.evaluate` on held-out problems), then averaged over seeds with a 95% Student-t
+interval: mean ± t_{0.975, n-1} · sd / sqrt(n). With 3 seeds t = 4.30, so intervals are wide
+on purpose: they are intervals over training seeds, not over problems.
+
+Figures of a run:
+  accuracy            pass@1 (n samples per problem, the evaluation's temperature).
+  thinking tokens     mean thinking tokens per trace (the tokens before "</think>").
+  normalized regret   1 − (1/C0)·∫_0^C0 J(c) dc at the largest budget C0 (DESIGN.md §1).
+  tokens to target    thinking tokens spent at the smallest budget where the budget-forced
+                      success J(c) reaches the target accuracy (linear between budgets).
+  wasteful blocks     blocks per trace that re-check a clue already checked.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from mrt_jax.data import elimination
+from mrt_jax.evaluation import plots
+
+# Two-sided 95% Student-t quantiles t_{0.975, df}, df = 1..10.
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
+
+
+def interval(values: Sequence[float]) -> tuple[float, float, float]:
+  """(mean, low, high): the 95% Student-t interval of the mean over seeds (nan if n < 2)."""
+  x = np.asarray([v for v in values if v is not None and math.isfinite(v)], np.float64)
+  if x.size == 0:
+    return math.nan, math.nan, math.nan
+  if x.size < 2:
+    return float(x.mean()), math.nan, math.nan
+  t = _T975[min(x.size - 1, len(_T975)) - 1] if x.size <= len(_T975) + 1 else 1.96
+  half = t * x.std(ddof=1) / math.sqrt(x.size)
+  return float(x.mean()), float(x.mean() - half), float(x.mean() + half)
+
+
+def tokens_to_reach(tokens_C: Sequence[float], j_C: Sequence[float], target: float) -> float:
+  """Thinking tokens at which a budget-forced curve first reaches `target` (inf if never).
+
+  Linear between consecutive budgets of the curve (tokens_C: mean thinking tokens actually
+  used at each budget, increasing; j_C: J there).
+  """
+  tokens_C, j_C = np.asarray(tokens_C, np.float64), np.asarray(j_C, np.float64)
+  for i in range(len(j_C)):
+    if j_C[i] >= target:
+      if i == 0 or j_C[i] == j_C[i - 1]:
+        return float(tokens_C[i])
+      f = (target - j_C[i - 1]) / (j_C[i] - j_C[i - 1])
+      return float(tokens_C[i - 1] + f * (tokens_C[i] - tokens_C[i - 1]))
+  return math.inf
+
+
+def wasteful_blocks(samples_path: str, problems: Mapping[int, dict]) -> float:
+  """Mean number of blocks per trace that re-check a clue already checked (samples.jsonl)."""
+  counts = []
+  with open(samples_path, encoding="utf-8") as f:
+    for line in f:
+      s = json.loads(line)
+      text = s["completion"].split("</think>")[0]
+      order = elimination.checked_clues(text, problems[s["problem_id"]])
+      counts.append(len(order) - len(set(order)))
+  return float(np.mean(counts))
+
+
+def run_figures(eval_dir: str, problems: Mapping[int, dict], target: float) -> dict:
+  """The figures of one evaluated run (see the module docstring)."""
+  with open(os.path.join(eval_dir, "eval.json"), encoding="utf-8") as f:
+    record = json.load(f)
+  m, bf = record["metrics"], record["budget_forcing"]
+  return {
+      "accuracy": m["pass@1"], "thinking_tokens": m["mean_thinking_tokens"],
+      "completion_tokens": m["mean_thinking_tokens"] + m["mean_answer_tokens"],
+      "regret": m["normalized_regret"], "episode_regret": m["episode_normalized_regret"],
+      "tokens_to_target": tokens_to_reach(bf["mean_thinking_tokens"], bf["J"], target),
+      "blocks": m["mean_blocks"],
+      "wasteful_blocks": wasteful_blocks(os.path.join(eval_dir, "samples.jsonl"), problems),
+      "budgets": bf["budgets"], "J": bf["J"], "J_tokens": bf["mean_thinking_tokens"]}
+
+
+ROWS = (("accuracy", "accuracy (pass@1)", "{:.3f}"),
+        ("thinking_tokens", "thinking tokens", "{:.1f}"),
+        ("completion_tokens", "completion tokens", "{:.1f}"),
+        ("regret", "normalized regret", "{:.3f}"),
+        ("tokens_to_target", "tokens to target accuracy", "{:.1f}"),
+        ("blocks", "blocks per trace", "{:.2f}"),
+        ("wasteful_blocks", "wasteful blocks per trace", "{:.2f}"))
+
+
+def _cell(values: Sequence[float], fmt: str) -> str:
+  reached = [v for v in values if math.isfinite(v)]
+  mean, low, high = interval(reached)
+  if not reached:
+    return "not reached"
+  text = fmt.format(mean) + ("" if math.isnan(low) else
+                             f" [{fmt.format(low)}, {fmt.format(high)}]")
+  if len(reached) < len(values):
+    text += f" ({len(values) - len(reached)} of {len(values)} seeds never reach it)"
+  return text
+
+
+def table(figures: Mapping[str, Sequence[dict]]) -> str:
+  """Markdown table: one column per method, mean [95% interval] over its seeds."""
+  names = list(figures)
+  lines = ["| figure | " + " | ".join(names) + " |",
+           "|---|" + "---|" * len(names)]
+  for key, label, fmt in ROWS:
+    lines.append(f"| {label} | " + " | ".join(_cell([f[key] for f in figures[n]], fmt)
+                                             for n in names) + " |")
+  return "\n".join(lines)
+
+
+def per_seed(figures: Mapping[str, Sequence[dict]], seeds: Sequence[int]) -> str:
+  """Markdown table of every run's accuracy, thinking tokens and regret."""
+  lines = ["| run | seed | accuracy | thinking tokens | normalized regret | wasteful blocks |",
+           "|---|---|---|---|---|---|"]
+  for name, runs in figures.items():
+    for seed, f in zip(seeds, runs):
+      lines.append(f"| {name} | {seed} | {f['accuracy']:.3f} | {f['thinking_tokens']:.1f} | "
+                   f"{f['regret']:.3f} | {f['wasteful_blocks']:.2f} |")
+  return "\n".join(lines)
+
+
+def plot_all(figures: Mapping[str, Sequence[dict]], curves: Mapping[str, Sequence[dict]],
+             out_dir: str, prefix: str) -> dict[str, str]:
+  """PNGs: J(c) over thinking tokens, accuracy vs tokens per run, training curves.
+
+  Args:
+    figures: method -> per-seed `run_figures`.
+    curves: method -> per-seed training metrics lines (metrics.jsonl), empty for the base.
+    out_dir: where the PNGs go.
+    prefix: file name prefix.
+  """
+  os.makedirs(out_dir, exist_ok=True)
+  out = {}
+  j = {name: (runs[0]["budgets"], np.array([r["J"] for r in runs])) for name, runs in
+       figures.items()}
+  out["j_curves"] = plots.plot_j_curves(j, os.path.join(out_dir, f"{prefix}j_curves.png"),
+                                        title="Budget-forced success J(c), mean ± s.e. over seeds")
+  acc = {f"{name} seed {i}": (r["J_tokens"], r["J"]) for name, runs in figures.items()
+         for i, r in enumerate(runs)}
+  out["accuracy_vs_tokens"] = plots.plot_accuracy_vs_tokens(
+      acc, os.path.join(out_dir, f"{prefix}accuracy_vs_tokens.png"),
+      title="J at each budget vs thinking tokens used, every run")
+  for key, ylabel in (("reward_mean", "outcome reward"),
+                      ("completion_tokens_mean", "completion tokens"),
+                      ("blocks_mean", "blocks per trace")):
+    series = {name: (np.arange(1, len(runs[0]) + 1), np.array([[l[key] for l in r]
+                                                               for r in runs]))
+              for name, runs in curves.items() if runs}
+    out[key] = plots.plot_mean_band(
+        series, os.path.join(out_dir, f"{prefix}train_{key}.png"),
+        title=f"Training rollouts: {ylabel}, mean ± s.e. over seeds", xlabel="step",
+        ylabel=ylabel)
+  return out
+
+
+def _overlap(a: Sequence[float], b: Sequence[float]) -> bool:
+  """Whether the 95% seed intervals of two sets of runs overlap (True if either is undefined)."""
+  _, a_lo, a_hi = interval(a)
+  _, b_lo, b_hi = interval(b)
+  if any(math.isnan(v) for v in (a_lo, a_hi, b_lo, b_hi)):
+    return True
+  return a_lo <= b_hi and b_lo <= a_hi
+
+
+def target_check(figures: Mapping[str, Sequence[dict]], baseline: str = "grpo",
+                 method: str = "mrt", token_ratio: float = 1.2) -> str:
+  """Markdown lines: does `method` meet issue 7's target against `baseline`, item by item."""
+  g, m = figures[baseline], figures[method]
+  col = lambda runs, k: [r[k] for r in runs]
+  regret_ok = (interval(col(m, "regret"))[0] < interval(col(g, "regret"))[0]
+               and not _overlap(col(m, "regret"), col(g, "regret")))
+  ratio = interval(col(g, "thinking_tokens"))[0] / interval(col(m, "thinking_tokens"))[0]
+  scaled = [t * token_ratio for t in col(m, "thinking_tokens")]
+  tokens_ok = ratio >= token_ratio and not _overlap(scaled, col(g, "thinking_tokens"))
+  acc_ok = interval(col(m, "accuracy"))[0] >= interval(col(g, "accuracy"))[0]
+  yes = lambda ok: "**yes**" if ok else "**no**"
+  return "\n".join([
+      f"- {method} regret below {baseline}'s, intervals apart: {yes(regret_ok)}",
+      f"- {baseline} / {method} thinking tokens = {ratio:.2f}× (target ≥ {token_ratio}×, "
+      f"{method}'s interval × {token_ratio} apart from {baseline}'s): {yes(tokens_ok)}",
+      f"- {method} accuracy ≥ {baseline}'s (means): {yes(acc_ok)}"])
+
+
+def markdown(figures: Mapping[str, Sequence[dict]], seeds: Sequence[int], target: float,
+             timings: Mapping[str, float], config, pngs: Mapping[str, str], docs: str,
+             quick: bool) -> str:
+  """The measured section of RESULTS.md: settings, table, target check, per-seed, plots."""
+  t, r, e, d = config.train, config.rollout, config.eval, config.demo
+  rel = lambda p: os.path.relpath(p, docs)
+  minutes = sum(timings.values()) / 60
+  lines = [
+      "" if not quick else "**Quick smoke run: too small to mean anything.**\n",
+      f"Seeds {', '.join(map(str, seeds))}; every run starts from the same warm start and trains "
+      f"{t.total_steps} steps × {t.global_batch_prompts} prompts × G = {r.num_generations} "
+      f"rollouts (temperature {r.temperature}, at most {r.max_completion_len} tokens), lr "
+      f"{config.optimizer.learning_rate}, KL β = {config.loss.kl_beta}; MRT adds α = "
+      f"{config.advantage.alpha} × progress with m = {config.probe.num_probes} probes per "
+      f"boundary. Evaluation: {e.num_problems} held-out problems × n = {e.num_samples} samples "
+      f"(temperature {e.temperature}), J(c) from m = {e.num_probes} forced answers at budgets "
+      f"0, {', '.join(str(b) for b in e.budgets)} and at every block boundary. Task: "
+      f"{d.num_candidates} letters, {d.num_clues} clues, waste probability {d.waste_prob} in "
+      f"the warm start's data. Wall time of the whole run: {minutes:.1f} min.",
+      "",
+      f"Mean [95% interval over seeds]. Target accuracy for *tokens to target*: the warm "
+      f"start's pass@1, {target:.3f}.",
+      "",
+      table(figures),
+      "",
+      "Issue 7's target, checked on these numbers:",
+      "",
+      target_check(figures),
+      "",
+      "Every run:",
+      "",
+      per_seed(figures, seeds),
+      "",
+      "Wall time per step of the run (s): " + ", ".join(
+          f"{k} {v:.0f}" for k, v in timings.items()),
+      "",
+      f"![J(c)]({rel(pngs['j_curves'])})",
+      f"![accuracy vs tokens]({rel(pngs['accuracy_vs_tokens'])})",
+      f"![reward]({rel(pngs['reward_mean'])})",
+      f"![tokens]({rel(pngs['completion_tokens_mean'])})",
+      f"![blocks]({rel(pngs['blocks_mean'])})",
+  ]
+  return "\n".join(lines) + "\n"

@@ -1,0 +1,102 @@
+"""The demo's warm start: SFT examples mirror the probes token for token; SFT learns; the
+model directory refuses to be reused for other settings."""
+
+import re
+
+import jax
+import numpy as np
+import pytest
+
+from launch_fixtures import TINY
+from mrt_jax import config_cli, models
+from mrt_jax.data import elimination
+from mrt_jax.models import tokenizer as tokenizer_lib
+from mrt_jax.rewards import last_boxed
+from mrt_jax.train import demo
+from mrt_jax.train.sft import example, sft_batch, train_sft
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+  path = str(tmp_path_factory.mktemp("tokenizer"))
+  config = _config("/unused")
+  corpus = elimination.tokenizer_corpus(40, 0, demo._task(config),
+                                        config.probe.termination_suffix)
+  tokenizer_lib.build_tiny_tokenizer(path, corpus, vocab_size=384)
+  return tokenizer_lib.load_tokenizer(path)
+
+
+def _config(assets, *extra):
+  overrides = [o.removeprefix("--config.") for o in TINY] + [
+      f"model.path={assets}/model", f"model.tokenizer_path={assets}/tokenizer",
+      f"data.path={assets}/train.jsonl", *extra]
+  return config_cli.load_config("configs/demo_cpu.py", overrides)
+
+
+def test_example_and_batch_masks():
+  tokens, mask = example(([1, 2], False), ([3, 4, 5], True), ([6], False))
+  assert tokens == [1, 2, 3, 4, 5, 6] and mask == [0, 0, 1, 1, 1, 0]
+  batch = sft_batch([(tokens, mask), ([7], [1.0])], length=8)
+  np.testing.assert_array_equal(batch["tokens"][1], [7, 0, 0, 0, 0, 0, 0, 0])
+  np.testing.assert_array_equal(batch["mask"][0], [0, 0, 1, 1, 1, 0, 0, 0])
+  with pytest.raises(ValueError, match="example 0 has 2 tokens but a mask of 1"):
+    sft_batch([([1, 2], [1.0])], length=8)
+  with pytest.raises(ValueError, match="example 0 has 6 tokens, more than the SFT length 4"):
+    sft_batch([(tokens, mask)], length=4)
+
+
+def test_warm_start_answers_follow_the_probe_token_layout(tokenizer):
+  """A forced answer's context is prompt + the trace's own ids cut at b + the suffix's ids (the
+  sequence `Sampler.fork` feeds μ), and only the guess (a letter left) and eos are targets."""
+  config = _config("/unused")
+  problems = elimination.generate_problems(6, 3, demo._task(config))
+  traces, answers = demo.warm_start_pools(config, tokenizer, problems)
+  assert len(traces) == 6 and len(answers) == 4 * 6
+  suffix = tokenizer.encode(config.probe.termination_suffix, add_special_tokens=False)
+  eos = tokenizer.eos_token_id
+  for i, problem in enumerate(problems):
+    prompt = tokenizer_lib.render_prompt(tokenizer, problem["problem"])
+    ids, mask = traces[i]
+    assert ids[:len(prompt)] == prompt and not any(mask[:len(prompt)])
+    assert all(mask[len(prompt):]) and ids[-1] == eos
+    natural, *forced = answers[4 * i:4 * i + 4]
+    assert sum(natural[1]) == 1  # the answer letter of the trace's own "\boxed{X}"
+    assert tokenizer.decode([natural[0][natural[1].index(1.0)]]) == problem["answer"]
+    for ids, mask in forced:
+      start = mask.index(1.0)
+      context, target = ids[:start], ids[start:]
+      assert context[:len(prompt)] == prompt and context[-len(suffix):] == suffix
+      assert all(mask[start:]) and target[-1] == eos
+      guess = last_boxed(tokenizer.decode(target[:-1]))
+      thinking = tokenizer.decode(context[len(prompt):-len(suffix)])
+      # A cut may fall inside a block: the guess is among the letters left after the blocks
+      # that end (with their blank line) before the cut.
+      done = len(re.findall(r"Left:[^\n]*\.\n\n", thinking))
+      checked = elimination.checked_clues(thinking, problem)[:done]
+      assert guess in elimination.remaining(problem, checked)
+
+
+def test_sft_learns_a_fixed_pool():
+  config = models.config_from_hf_dict({
+      "architectures": ["Qwen2ForCausalLM"], "vocab_size": 32, "hidden_size": 32,
+      "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+      "num_key_value_heads": 1, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+      "max_position_embeddings": 64})
+  params = models.init_params(config, jax.random.key(0))
+  pool = [example(([1, 2, 3], False), ([4 + k, 9, 10 + k], True)) for k in range(4)]
+  _, losses = train_sft(config, params, [pool, pool[:1]], [0] * 30 + [1] * 10, batch_size=4,
+                        learning_rate=1e-2, seed=0)
+  assert len(losses) == 40 and losses[-1] < 0.25 * losses[0]
+  with pytest.raises(ValueError, match="pools of sizes \\[4, 0\\]"):
+    train_sft(config, params, [pool, []], [0], batch_size=2, learning_rate=1e-2, seed=0)
+  with pytest.raises(ValueError, match="plan of 1 steps over pools \\[2\\]"):
+    train_sft(config, params, [pool], [2], batch_size=2, learning_rate=1e-2, seed=0)
+
+
+def test_model_built_from_other_settings_is_an_error(tmp_path):
+  config = _config(str(tmp_path))
+  demo.build_assets(config)  # no SFT steps in TINY: a random init, saved with its manifest
+  demo.build_assets(config)  # same settings: reused
+  other = _config(str(tmp_path), "demo.waste_prob=0.1")
+  with pytest.raises(ValueError, match="demo.waste_prob: built 0.5, config 0.1"):
+    demo.build_assets(other)
