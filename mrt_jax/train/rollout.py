@@ -74,10 +74,11 @@ def _probe_success(sampler: Sampler, params, result, segs, prompts, records, cfg
   """J [B, N1] from M forced-answer probes at every boundary b_0..b_N of every rollout.
 
   Boundaries b_1..b_N fork the rollouts' cache (one batch). b_0's prefix is the prompt alone,
-  the same for a group's G rollouts, so it is probed once per prompt and its J_0 shared; those
-  P probes decode as their own small batch from prompt + suffix (a prompt-length prefill), so
-  they do not widen the fork grid: its rows per trunk row follow the busiest rollout, and one
-  more probe on G rows of B would pad every trunk row.
+  the same for a group's G rollouts, so it is probed once per prompt and its J_0 shared. When
+  prompt + suffix fits the sampler's prompt buckets, those P probes decode as their own small
+  batch from prompt + suffix (a prompt-length prefill), so they do not widen the fork grid (its
+  rows per trunk row follow the busiest rollout; one more probe on G rows of B would pad every
+  trunk row). Otherwise they join the fork, each on the group's rollout with the fewest probes.
   """
   stack = stack_segmentations(segs)
   B, N1 = stack.boundaries_BxN1.shape
@@ -93,10 +94,17 @@ def _probe_success(sampler: Sampler, params, result, segs, prompts, records, cfg
   kwargs = dict(max_new_tokens=cfg.probe_max_answer_len, temperature=cfg.probe_temperature,
                 top_p=cfg.probe_top_p, stop_token_ids=cfg.stop_token_ids)
   leaders = list(range(0, B, G))
-  answers = sampler.generate(params, [list(prompts[i]) + suffix for i in leaders],
-                             num_samples=M, seed=seed + 1, **kwargs).tokens
-  if probes:
-    answers += sampler.fork(params, result.cache, probes, seed=seed, **kwargs).tokens
+  if max(len(prompts[i]) for i in leaders) + len(suffix) <= max(sampler.prompt_buckets):
+    answers = sampler.generate(params, [list(prompts[i]) + suffix for i in leaders],
+                               num_samples=M, seed=seed + 1, **kwargs).tokens
+    forked = probes
+  else:
+    load_B = stack.boundary_mask_BxN1[:, 1:].sum(axis=1)
+    hosts = [i + int(np.argmin(load_B[i:i + G])) for i in leaders]
+    forked = [Probe(h, len(prompts[h]), cfg.suffix_tokens, M) for h in hosts] + probes
+    answers = []
+  if forked:
+    answers += sampler.fork(params, result.cache, forked, seed=seed, **kwargs).tokens
   suffix_text = decode(suffix)
   rec = [records[i] for i in leaders + [i for i, _ in where] for _ in range(M)]
   rewards, probe_stats = reward_fn(rec, [suffix_text + decode(t) for t in answers],

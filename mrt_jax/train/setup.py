@@ -199,12 +199,15 @@ def build(config: ConfigDict) -> Run:
   reward_fn = split_over_processes(
       lambda records, texts, ids: verify_batch(verifier, records, texts, ids))
   decode = lambda ids: tokenizer.decode(list(ids), skip_special_tokens=False)
+  experience = experience_config(config, tokenizer, model_config)
   return Run(workdir=workdir, mesh=mesh, model_config=model_config, params=params,
              tokenizer=tokenizer, data=data,
              optimizer=make_optimizer(optimizer_config(config)),
              step_config=step_config(config, "sft" if star else "policy"),
-             experience=experience_config(config, tokenizer, model_config),
-             reward_fn=reward_fn, decode=decode,
-             prompt_buckets=prompt_buckets(config.data.max_prompt_len),
+             experience=experience, reward_fn=reward_fn, decode=decode,
+             # One more size for the b_0 probes' prompt + suffix (`rollout._probe_success`).
+             prompt_buckets=prompt_buckets(config.data.max_prompt_len) + (
+                 (config.data.max_prompt_len + len(experience.suffix_tokens),)
+                 if experience.num_probes else ()),
              star_selection=star.selection if star else None,
              max_length=config.data.max_prompt_len + config.rollout.max_completion_len)

@@ -22,8 +22,10 @@ def _reward_fn(records, texts, ids):
   return np.array([_verdict(i) for i in ids], np.float32), {}
 
 
-@pytest.fixture(scope="module")
-def setup():
+# b_0 decodes from prompt + suffix when that fits the sampler's prompt buckets (16), else it
+# joins the fork (the prompts fit 8, prompt + suffix does not).
+@pytest.fixture(scope="module", params=[(16,), (8,)], ids=["b0_generate", "b0_forked"])
+def setup(request):
   config = models.config_from_hf_dict({
       "architectures": ["Qwen2ForCausalLM"], "vocab_size": 64, "hidden_size": 32,
       "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
@@ -36,7 +38,8 @@ def setup():
                          probe_max_answer_len=3, suffix_tokens=SUFFIX, stop_token_ids=(),
                          estimator="mrt", alpha=1.0,
                          segment=SegmentConfig(method="fixed_chunk", chunk_tokens=CHUNK))
-  exp = collect(sampling.Sampler(config), params, prompts, [{}] * P, cfg, _reward_fn,
+  sampler = sampling.Sampler(config, prompt_buckets=request.param)
+  exp = collect(sampler, params, prompts, [{}] * P, cfg, _reward_fn,
                 decode=lambda ids: " ".join(map(str, ids)), seed=0)
   return config, params, prompts, exp
 
