@@ -210,8 +210,8 @@ def markdown(figures: Mapping[str, Sequence[dict]], seeds: Sequence[int], target
       f"{d.num_candidates} letters, {d.num_clues} clues, waste probability {d.waste_prob} in "
       f"the warm start's data. Wall time of the whole run: {minutes:.1f} min.",
       "",
-      f"Mean [95% interval over seeds]. Target accuracy for *tokens to target*: the warm "
-      f"start's pass@1, {target:.3f}.",
+      f"Mean [95% interval over seeds]. Target for *tokens to target*: J = {target:.3f}, 90% "
+      f"of the lower of the trained methods' mean J at the largest budget.",
       "",
       table(figures),
       "",
