@@ -49,7 +49,7 @@ def _overrides(args, out: str) -> list[str]:
   return [f"model.path={assets}/model", f"model.tokenizer_path={assets}/tokenizer",
           f"data.path={assets}/train.jsonl", f"eval.data_path={assets}/test.jsonl",
           "train.eval_every=0", *EVAL, *(QUICK if args.quick else []),
-          *(["train.total_steps=%d" % args.steps] if args.steps else [])]
+          *(["train.total_steps=%d" % args.steps] if args.steps else []), *args.set]
 
 
 def _run(cmd: list[str], log: str, env: dict) -> float:
@@ -76,6 +76,9 @@ def main(argv=None) -> None:
   parser.add_argument("--seeds", default=None, help="comma-separated seeds (default 0,1,2; "
                       "0,1 with --quick)")
   parser.add_argument("--steps", type=int, default=0, help="RL steps (default: the config's)")
+  parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                      help="extra config override for every run (repeatable), e.g. "
+                      "--set=probe.num_probes=8; the warm start must not depend on it")
   args = parser.parse_args(argv)
   out = os.path.abspath(args.out or ("/tmp/mrt_jax/reproduce_quick" if args.quick
                                      else "/tmp/mrt_jax/reproduce"))
