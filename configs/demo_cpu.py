@@ -16,6 +16,7 @@ def get_config(arg=None):
   c.train.total_steps = 20  # enough steps to watch the reward move
   c.train.eval_every = 20  # evaluate the warm start (step 0) and the trained model (step 20)
   c.rollout.num_generations = 4  # G: a group needs several traces for outcome contrast
-  c.optimizer.learning_rate = 1e-4  # a tiny model moves at a larger lr than 7B's 1e-6
+  c.optimizer.learning_rate = 3e-4  # a tiny model moves at a larger lr than 7B's 1e-6
+  c.probe.num_probes = 8  # m: with 2, a block's progress is mostly the noise of J (docs/RESULTS.md)
   c.optimizer.warmup_ratio = 0.0  # few steps: no warm-up
   return c

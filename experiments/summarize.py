@@ -12,6 +12,8 @@ Figures of a run:
   tokens to target    thinking tokens spent at the smallest budget where the budget-forced
                       success J(c) reaches the target accuracy (linear between budgets).
   wasteful blocks     blocks per trace that re-check a clue already checked.
+  real clues          fraction of the traces' clue lines that copy a clue of the problem.
+  harmful traces      fraction of traces with a block striking the hidden letter.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -70,6 +73,32 @@ def wasteful_blocks(samples_path: str, problems: Mapping[int, dict]) -> float:
   return float(np.mean(counts))
 
 
+_CLUE_LINE = re.compile(r"^Wait, clue: (.*)$", re.MULTILINE)
+_STRIKE_LINE = re.compile(r"^Strike ([A-Z ]*)\.$", re.MULTILINE)
+
+
+def block_quality(samples_path: str, problems: Mapping[int, dict]) -> dict[str, float]:
+  """What the blocks of a run's traces do (samples.jsonl; thinking only).
+
+  real_clues: fraction of "Wait, clue: ..." lines that copy a clue of the problem exactly.
+  harmful_traces: fraction of traces with a block that strikes the hidden letter (after such a
+    block the trace's own answer cannot be right).
+  """
+  real = lines = harmful = traces = 0
+  with open(samples_path, encoding="utf-8") as f:
+    for line in f:
+      s = json.loads(line)
+      problem = problems[s["problem_id"]]
+      thinking = s["completion"].split("</think>")[0]
+      clues = {elimination.clue_text(items) for items in problem["clues"]}
+      found = _CLUE_LINE.findall(thinking)
+      real += sum(c in clues for c in found)
+      lines += len(found)
+      harmful += any(problem["answer"] in g.split() for g in _STRIKE_LINE.findall(thinking))
+      traces += 1
+  return {"real_clues": real / max(lines, 1), "harmful_traces": harmful / max(traces, 1)}
+
+
 def run_figures(eval_dir: str, problems: Mapping[int, dict], target: float) -> dict:
   """The figures of one evaluated run (see the module docstring)."""
   with open(os.path.join(eval_dir, "eval.json"), encoding="utf-8") as f:
@@ -82,6 +111,7 @@ def run_figures(eval_dir: str, problems: Mapping[int, dict], target: float) -> d
       "tokens_to_target": tokens_to_reach(bf["mean_thinking_tokens"], bf["J"], target),
       "blocks": m["mean_blocks"],
       "wasteful_blocks": wasteful_blocks(os.path.join(eval_dir, "samples.jsonl"), problems),
+      **block_quality(os.path.join(eval_dir, "samples.jsonl"), problems),
       "budgets": bf["budgets"], "J": bf["J"], "J_tokens": bf["mean_thinking_tokens"]}
 
 
@@ -91,7 +121,9 @@ ROWS = (("accuracy", "accuracy (pass@1)", "{:.3f}"),
         ("regret", "normalized regret", "{:.3f}"),
         ("tokens_to_target", "tokens to target accuracy", "{:.1f}"),
         ("blocks", "blocks per trace", "{:.2f}"),
-        ("wasteful_blocks", "wasteful blocks per trace", "{:.2f}"))
+        ("wasteful_blocks", "wasteful blocks per trace", "{:.2f}"),
+        ("real_clues", "clue lines that copy a real clue", "{:.3f}"),
+        ("harmful_traces", "traces that strike the hidden letter", "{:.3f}"))
 
 
 def _cell(values: Sequence[float], fmt: str) -> str:

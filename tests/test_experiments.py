@@ -1,0 +1,46 @@
+"""The reproduction's summary figures (experiments/summarize.py) on hand-computed inputs."""
+
+import json
+import math
+import sys
+
+import numpy as np
+import pytest
+
+from subprocess_util import ROOT
+
+sys.path.insert(0, ROOT)  # experiments/ is not part of the package
+from experiments import summarize  # noqa: E402
+from mrt_jax.data import elimination  # noqa: E402
+
+
+def test_interval_is_the_student_t_interval_over_seeds():
+  mean, low, high = summarize.interval([1.0, 2.0, 3.0])
+  half = 4.303 * 1.0 / math.sqrt(3)  # t_{0.975, 2} · sd / sqrt(n), sd = 1
+  assert (mean, low, high) == pytest.approx((2.0, 2.0 - half, 2.0 + half))
+  assert summarize.interval([5.0])[0] == 5.0 and math.isnan(summarize.interval([5.0])[1])
+  assert summarize.interval([1.0, math.inf, 3.0])[0] == 2.0  # runs that never reach are dropped
+
+
+def test_tokens_to_reach_interpolates_between_budgets():
+  assert summarize.tokens_to_reach([10, 20, 40], [0.1, 0.3, 0.5], 0.4) == pytest.approx(30.0)
+  assert summarize.tokens_to_reach([10, 20], [0.5, 0.6], 0.2) == 10.0
+  assert summarize.tokens_to_reach([10, 20], [0.1, 0.2], 0.9) == math.inf
+
+
+def test_block_quality_and_waste_read_the_traces(tmp_path):
+  problem = elimination.generate_problem(0, 0, elimination.EliminationConfig(
+      num_candidates=6, num_clues=3, indirect_prob=0.0))
+  good = elimination.trace_completion(problem, [0, 0, 1, 2]).text  # one re-check, no harm
+  wrong = next(c for c in problem["candidates"] if c != problem["answer"])
+  bad = (f"Wait, clue: not {problem['answer']}.\n\nStrike {problem['answer']}.\n\nLeft:x.\n\n"
+         f"Wait, clue: not {wrong}.\n\nStrike {wrong}.\n\n</think>\n\n\\boxed{{{wrong}}}")
+  path = tmp_path / "samples.jsonl"
+  path.write_text("".join(json.dumps({"problem_id": 0, "completion": c}) + "\n"
+                          for c in (good, bad)))
+  quality = summarize.block_quality(str(path), {0: problem})
+  # good: 4 real clue lines; bad: 2 lines, the second real only if "not <wrong>." is a clue.
+  real_bad = int(f"not {wrong}." in {elimination.clue_text(c) for c in problem["clues"]})
+  assert quality["real_clues"] == pytest.approx((4 + real_bad) / 6)
+  assert quality["harmful_traces"] == 0.5
+  assert summarize.wasteful_blocks(str(path), {0: problem}) == pytest.approx(np.mean([1, 0]))
