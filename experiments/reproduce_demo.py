@@ -1,6 +1,6 @@
 """Small-scale reproduction of MRT vs GRPO on the CPU demo's task (issue 7); writes docs/RESULTS.md.
 
-  nice -n 10 python experiments/reproduce_demo.py            # the full run (docs/RESULTS.md)
+  nice -n 5 python experiments/reproduce_demo.py   # the full run, ~32 min (docs/RESULTS.md)
   python experiments/reproduce_demo.py --quick               # smoke run, a few minutes
 
 1. Builds the demo's assets once (configs/demo_cpu.py): elimination problems, tiny tokenizer,
@@ -40,7 +40,8 @@ EVAL = ["eval.num_problems=32", "eval.num_samples=4", "eval.num_probes=4",
         "eval.budgets=(32,64,96,128,160,192)", "eval.extrapolation_budgets=()",
         "eval.num_resamples=200"]
 # --quick: a tiny warm start and 3 RL steps, 8 problems, 2 seeds (checks the pipeline only).
-QUICK = ["demo.sft_trace_steps=20", "demo.sft_answer_steps=10", "demo.sft_problems=64", "train.total_steps=3",
+QUICK = ["demo.sft_trace_steps=20", "demo.sft_answer_steps=10", "demo.sft_problems=64",
+         "train.total_steps=3",
          "eval.num_problems=8", "eval.num_samples=2", "eval.num_probes=2"]
 
 
@@ -49,7 +50,7 @@ def _overrides(args, out: str) -> list[str]:
   return [f"model.path={assets}/model", f"model.tokenizer_path={assets}/tokenizer",
           f"data.path={assets}/train.jsonl", f"eval.data_path={assets}/test.jsonl",
           "train.eval_every=0", *EVAL, *(QUICK if args.quick else []),
-          *(["train.total_steps=%d" % args.steps] if args.steps else []), *args.set]
+          *([] if args.quick else ["train.total_steps=%d" % args.steps]), *args.set]
 
 
 def _run(cmd: list[str], log: str, env: dict) -> float:
@@ -73,9 +74,10 @@ def main(argv=None) -> None:
                       "reproduce, or reproduce_quick with --quick)")
   parser.add_argument("--docs", default=None, help="where RESULTS.md and the PNGs go (default "
                       "docs/; <out>/docs with --quick)")
-  parser.add_argument("--seeds", default=None, help="comma-separated seeds (default 0,1,2; "
+  parser.add_argument("--seeds", default=None, help="comma-separated seeds (default 0..7; "
                       "0,1 with --quick)")
-  parser.add_argument("--steps", type=int, default=0, help="RL steps (default: the config's)")
+  parser.add_argument("--steps", type=int, default=60, help="RL steps (default 60; the demo "
+                      "config's 20 with --quick's 3)")
   parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                       help="extra config override for every run (repeatable), e.g. "
                       "--set=probe.num_probes=8; the warm start must not depend on it")
@@ -84,7 +86,8 @@ def main(argv=None) -> None:
                                      else "/tmp/mrt_jax/reproduce"))
   docs = os.path.abspath(args.docs or (os.path.join(out, "docs") if args.quick
                                        else os.path.join(ROOT, "docs")))
-  seeds = [int(s) for s in (args.seeds or ("0,1" if args.quick else "0,1,2")).split(",")]
+  seeds = [int(s) for s in (args.seeds or ("0,1" if args.quick else "0,1,2,3,4,5,6,7")
+                            ).split(",")]
   os.makedirs(out, exist_ok=True)
   overrides = _overrides(args, out)
   config = config_cli.load_config(CONFIG, overrides)

@@ -213,12 +213,18 @@ def target_check(figures: Mapping[str, Sequence[dict]], baseline: str = "grpo",
   ratio = interval(col(g, "thinking_tokens"))[0] / interval(col(m, "thinking_tokens"))[0]
   scaled = [t * token_ratio for t in col(m, "thinking_tokens")]
   tokens_ok = ratio >= token_ratio and not _overlap(scaled, col(g, "thinking_tokens"))
+  reach = lambda runs: [v for v in col(runs, "tokens_to_target") if math.isfinite(v)]
+  reach_ratio = interval(reach(g))[0] / interval(reach(m))[0]
+  reach_ok = reach_ratio >= token_ratio and not _overlap([t * token_ratio for t in reach(m)],
+                                                          reach(g))
   acc_ok = interval(col(m, "accuracy"))[0] >= interval(col(g, "accuracy"))[0]
   yes = lambda ok: "**yes**" if ok else "**no**"
   return "\n".join([
       f"- {method} regret below {baseline}'s, intervals apart: {yes(regret_ok)}",
       f"- {baseline} / {method} thinking tokens = {ratio:.2f}× (target ≥ {token_ratio}×, "
       f"{method}'s interval × {token_ratio} apart from {baseline}'s): {yes(tokens_ok)}",
+      f"- {baseline} / {method} budget-forced tokens to the target J = {reach_ratio:.2f}× "
+      f"(same test): {yes(reach_ok)}",
       f"- {method} accuracy ≥ {baseline}'s (means): {yes(acc_ok)}"])
 
 
