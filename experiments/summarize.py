@@ -203,6 +203,11 @@ def _overlap(a: Sequence[float], b: Sequence[float]) -> bool:
   return a_lo <= b_hi and b_lo <= a_hi
 
 
+def _ratio(a: float, b: float) -> float:
+  """a / b, nan when b is 0 or either is undefined (e.g. a target reached at budget 0)."""
+  return a / b if b and math.isfinite(a) and math.isfinite(b) else math.nan
+
+
 def target_check(figures: Mapping[str, Sequence[dict]], baseline: str = "grpo",
                  method: str = "mrt", token_ratio: float = 1.2) -> str:
   """Markdown lines: does `method` meet issue 7's target against `baseline`, item by item."""
@@ -210,11 +215,11 @@ def target_check(figures: Mapping[str, Sequence[dict]], baseline: str = "grpo",
   col = lambda runs, k: [r[k] for r in runs]
   regret_ok = (interval(col(m, "regret"))[0] < interval(col(g, "regret"))[0]
                and not _overlap(col(m, "regret"), col(g, "regret")))
-  ratio = interval(col(g, "thinking_tokens"))[0] / interval(col(m, "thinking_tokens"))[0]
+  ratio = _ratio(interval(col(g, "thinking_tokens"))[0], interval(col(m, "thinking_tokens"))[0])
   scaled = [t * token_ratio for t in col(m, "thinking_tokens")]
   tokens_ok = ratio >= token_ratio and not _overlap(scaled, col(g, "thinking_tokens"))
   reach = lambda runs: [v for v in col(runs, "tokens_to_target") if math.isfinite(v)]
-  reach_ratio = interval(reach(g))[0] / interval(reach(m))[0]
+  reach_ratio = _ratio(interval(reach(g))[0], interval(reach(m))[0])
   reach_ok = reach_ratio >= token_ratio and not _overlap([t * token_ratio for t in reach(m)],
                                                           reach(g))
   acc_ok = interval(col(m, "accuracy"))[0] >= interval(col(g, "accuracy"))[0]

@@ -44,3 +44,9 @@ def test_block_quality_and_waste_read_the_traces(tmp_path):
   assert quality["real_clues"] == pytest.approx((4 + real_bad) / 6)
   assert quality["harmful_traces"] == 0.5
   assert summarize.wasteful_blocks(str(path), {0: problem}) == pytest.approx(np.mean([1, 0]))
+
+
+def test_target_check_survives_a_target_reached_at_budget_zero():
+  run = dict(regret=0.5, thinking_tokens=10.0, tokens_to_target=0.0, accuracy=0.3)
+  text = summarize.target_check({"grpo": [run, run], "mrt": [run, run]})
+  assert "nan×" in text and "**yes**" in text  # equal accuracy counts as "≥"
