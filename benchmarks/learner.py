@@ -6,10 +6,11 @@
 Both steps sample the same prompts with the same tiny random Qwen2 model (which never stops, so
 every trace is exactly `--completion` tokens; the segmenter ignores "</think>", which the random
 model writes now and then, so fixed-chunk segmentation gives exactly `--blocks` blocks). Probe
-answers never stop either: each is exactly `--answer` tokens (a trained model's stop earlier;
-the demo task's average 7.4). The MRT step adds m probes at each of the K + 1 boundaries, forked from the
-rollouts' KV cache in place. Times are medians over `--repeats` steps after one warm-up step
-(compiles excluded), GRPO and MRT steps interleaved. Prints the time split (rollout / verify / probes / update) and the ratio.
+answers never stop either: each is exactly `--answer` tokens (a trained model's stop earlier:
+6.0 on average in the CPU demo's runs). The MRT step adds m probes at each of the K + 1
+boundaries, forked from the rollouts' KV cache in place (b_0 once per prompt). Times are
+medians over `--repeats` steps after one warm-up step (compiles excluded), GRPO and MRT steps
+interleaved. Prints the time split (rollout / verify / probes / update) and the ratio.
 """
 
 from __future__ import annotations

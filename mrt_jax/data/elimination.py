@@ -9,7 +9,7 @@ trace is a sequence of blocks, each checking one clue in three paragraphs:
   <blank line>
   Strike B E.
   <blank line>
-  Left: a -b c d -e f.
+  Left:A,b,C,D,e,F.
 
 A useful block checks a new clue and strikes its candidates; a wasteful block re-checks a clue
 already used and strikes nothing new. A forced answer picks uniformly among the candidates
@@ -19,13 +19,13 @@ useful blocks and stays flat along wasteful ones (`oracle_success`). Every block
 min_paragraphs=3) puts a boundary exactly before each block. The completion ends with
 "</think>" and "\\boxed{X}", graded by the `elimination` verifier.
 
-Why the text looks like this: a tiny model (~1M parameters, minutes of CPU training) has to
+Why the text looks like this: a tiny model (0.34M parameters, minutes of CPU training) has to
 learn it. Clues carry no number: a block names its clue by copying it, so choosing a clue is
 choosing its first letter, and with direct clues (`indirect_prob` = 0) every later letter is
 found in the prompt by its predecessor alone (an induction head; each wrong letter occurs in
-one clue only, and the first line names no letter). The "Left" line is a mask over all
-candidates in lower case ("-b": struck), so each of its tokens is decided locally (is this
-letter struck?) and never collides with the upper-case letters being copied.
+one clue only, and the first line names no letter). The "Left" line lists every candidate,
+struck ones in lower case ("b": struck), so each of its tokens is decided locally (is this
+letter struck?) and a struck letter never reads like one still in play.
 
 Problems are records (dicts, JSON-ready): "problem" (text), "answer" (a letter), "candidates"
 (str), "clues" (list of clue item lists, e.g. [["after A", "E"], ["C"]]), "strikes" (the letters
@@ -158,7 +158,7 @@ class Completion(NamedTuple):
   """A completion in three parts, tokenized separately to match how probes are built.
 
   thinking: the blocks (a forced prefix keeps each block's trailing blank line, as the token
-    boundary b_j does); closing: "\\n</think>\\n\\n" or the termination suffix; answer: "\\boxed{X}".
+    boundary b_j does); closing: `THINK_END` or the termination suffix; answer: "\\boxed{X}".
   """
   thinking: str
   closing: str

@@ -29,6 +29,11 @@ def fine_at_least(n: int) -> int:
   return -(-n // step) * step
 
 
+def fine_ladder(low: int, high: int) -> tuple[int, ...]:
+  """Every `fine_at_least` size from `low` to `high` (e.g. 4, 5, 6, 7, 8, 10, ..., 224, 256)."""
+  return tuple(sorted({fine_at_least(n) for n in range(low, high + 1)}))
+
+
 def bucket(n: int, sizes: Sequence[int], what: str, setting: str) -> int:
   """The smallest of `sizes` >= n; raises naming `what` and the sampler `setting` if none."""
   for size in sorted(sizes):

@@ -77,8 +77,7 @@ class Sampler:
                                      32768)
   new_token_buckets: tuple[int, ...] = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192,
                                         16384, 32768)
-  suffix_buckets: tuple[int, ...] = (4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56,
-                                     64, 80, 96, 112, 128, 160, 192, 224, 256)
+  suffix_buckets: tuple[int, ...] = buckets.fine_ladder(4, 256)
   compute_dtype: Any = None
   cache_dtype: Any = None
   mesh: Mesh | None = None

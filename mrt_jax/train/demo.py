@@ -5,8 +5,9 @@ Everything is derived from the config's `demo` block (with its own `demo.seed`, 
 differ in `seed` share one warm start) and the termination suffix; an asset that already exists
 is reused, so re-running the demo command resumes instead of rebuilding. Problems: training
 (data.path, stream demo.seed), warm start (stream demo.seed + 1) and held-out evaluation
-(eval.data_path when set, stream demo.seed + 2) never share a generator stream. The model directory records what it was built from (`demo.json`); a model built
-from other settings is an error naming the differing fields, never silently reused.
+(eval.data_path when set, stream demo.seed + 2) never share a generator stream. The model
+directory records what it was built from (`demo.json`); a model built from other settings is
+an error naming the differing fields, never silently reused.
 
 The warm start must make the meta-prover μ meaningful, so its SFT data mirrors how the probes
 are built token for token (`warm_start_pools`): a forced answer is trained after the trace's own

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from launch_fixtures import TINY
+from model_fixtures import tiny_config
 from mrt_jax import config_cli, models
 from mrt_jax.data import elimination
 from mrt_jax.models import tokenizer as tokenizer_lib
@@ -77,11 +78,8 @@ def test_warm_start_answers_follow_the_probe_token_layout(tokenizer):
 
 
 def test_sft_learns_a_fixed_pool():
-  config = models.config_from_hf_dict({
-      "architectures": ["Qwen2ForCausalLM"], "vocab_size": 32, "hidden_size": 32,
-      "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
-      "num_key_value_heads": 1, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
-      "max_position_embeddings": 64})
+  config = tiny_config(vocab_size=32, num_hidden_layers=1, num_attention_heads=2,
+                       num_key_value_heads=1, max_position_embeddings=64)
   params = models.init_params(config, jax.random.key(0))
   pool = [example(([1, 2, 3], False), ([4 + k, 9, 10 + k], True)) for k in range(4)]
   _, losses = train_sft(config, params, [pool, pool[:1]], [0] * 30 + [1] * 10, batch_size=4,

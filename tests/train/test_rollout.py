@@ -4,6 +4,7 @@ import jax
 import numpy as np
 import pytest
 
+from model_fixtures import tiny_config
 from mrt_jax import models, sampling
 from mrt_jax.mrt.segment import SegmentConfig
 from mrt_jax.train.rollout import ExperienceConfig, collect
@@ -26,11 +27,7 @@ def _reward_fn(records, texts, ids):
 # joins the fork (the prompts fit 8, prompt + suffix does not).
 @pytest.fixture(scope="module", params=[(16,), (8,)], ids=["b0_generate", "b0_forked"])
 def setup(request):
-  config = models.config_from_hf_dict({
-      "architectures": ["Qwen2ForCausalLM"], "vocab_size": 64, "hidden_size": 32,
-      "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-      "num_key_value_heads": 2, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
-      "max_position_embeddings": 256})
+  config = tiny_config()
   params = models.init_params(config, jax.random.key(3))
   prompts = [[1, 9, 17, 30, 2], [1, 40, 41, 12, 8, 33, 3]]
   cfg = ExperienceConfig(num_generations=G, max_completion_len=T, temperature=1.0, top_p=1.0,
@@ -52,7 +49,8 @@ def test_b0_is_probed_once_per_prompt_and_shared_by_its_group(setup):
 
 
 def test_success_equals_greedy_answers_from_explicit_prefixes(setup):
-  """J_j of every row and boundary = the verdict of greedy decoding prompt + trace[:b_j] + suffix."""
+  """J_j of every row and boundary = the verdict of greedy decoding prompt + trace[:b_j] +
+  suffix."""
   config, params, prompts, exp = setup
   assert all(len(c) == T for c in exp.completions)
   prefixes = [exp.prompts[i] + exp.completions[i][:j * CHUNK] + list(SUFFIX)
