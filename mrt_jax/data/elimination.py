@@ -49,6 +49,8 @@ from mrt_jax.config_defaults import TERMINATION_SUFFIX
 # progress term credits neither choice with the progress of the block before.
 THINK_END = "\n\n</think>\n\n"
 _CLUE_RE = re.compile(r"^Wait, clue: (.*)$", re.MULTILINE)
+# Group 1: the part of a block's clue line copied from the prompt (letters and period).
+CLUE_COPY_RE = re.compile(r"^Wait, clue: not( [^\n]*)$", re.MULTILINE)
 # Seed-sequence key of the corpus's trace sampling, apart from the problem keys [seed, index].
 _CORPUS_TRACES = 2**32 - 1
 

@@ -54,11 +54,13 @@ def _policy(model_config: ModelConfig, cfg: StepConfig, params, mb: Mapping[str,
 def _sft(model_config: ModelConfig, cfg: StepConfig, params, mb: Mapping[str, jax.Array], norm):
   logp_BxT, _ = token_logprobs(model_config, params, mb["tokens"],
                                compute_dtype=cfg.compute_dtype)
-  mask_BxT = mb["mask"].astype(jnp.float32)
-  nll = jnp.where(mask_BxT > 0, -logp_BxT, 0.0)
+  # The mask's values weight the trained tokens (1: plain cross-entropy); the normalizer
+  # counts trained tokens, so weights > 1 stress some targets without diluting the rest.
+  weight_BxT = mb["mask"].astype(jnp.float32)
+  nll = jnp.where(weight_BxT > 0, -logp_BxT * weight_BxT, 0.0)
   agg = losses.AGGREGATIONS[cfg.loss.aggregation]
-  loss = agg(nll, mask_BxT, norm, cfg.loss.max_len)
-  return loss, {"loss": loss, "nll_sum": jnp.sum(nll), "tokens": jnp.sum(mask_BxT)}
+  loss = agg(nll, weight_BxT, norm, cfg.loss.max_len)
+  return loss, {"loss": loss, "nll_sum": jnp.sum(nll), "tokens": jnp.sum((weight_BxT > 0).astype(jnp.float32))}
 
 
 # Objective name -> (model_config, step_config, params, micro_batch, norm) -> (loss, metrics).

@@ -6,8 +6,10 @@ which tests read to show that calls inside a bucket do not recompile.
 
 Cache invariant kept by the loop: row b's cache holds exactly its prompt (or, with a prefix, its
 suffix) and every token it has emitted, `lengths_B[b]` of them. A token is fed (written to the
-cache) in the step after it is emitted, so the loop runs until every emitted token is fed: the
-returned cache is complete, and a fork can branch at any position of it.
+cache) in the step after it is emitted, so with `feed_last` the loop runs until every emitted
+token is fed: the returned cache is complete, and a fork can branch at any position of it.
+Without it (callers that drop the cache: probes, generation without `keep_cache`) the loop
+ends when the last row emits its last token, one forward pass sooner.
 """
 
 from __future__ import annotations
@@ -119,12 +121,13 @@ def _emit(state: DecodeState, logits_BxV: jax.Array, rule_arrays: RuleArrays,
 
 
 @functools.partial(jax.jit, static_argnames=("config", "rules", "compute_dtype", "new_tokens",
-                                             "scan_layers"),
+                                             "scan_layers", "feed_last"),
                    donate_argnames=("cache",))
 def decode(config: ModelConfig, params: Params, cache: KVCache, first_logits_BxV: jax.Array,
            rule_arrays: RuleArrays, row_keys_B: jax.Array, live_B: jax.Array,
            max_new_tokens: jax.Array, prefix: Prefix | None = None, *, rules: Rules,
-           compute_dtype: Any, new_tokens: int, scan_layers: bool = True) -> DecodeState:
+           compute_dtype: Any, new_tokens: int, scan_layers: bool = True,
+           feed_last: bool = True) -> DecodeState:
   """Generates up to `max_new_tokens` tokens per row in one `lax.while_loop`.
 
   Args:
@@ -139,9 +142,12 @@ def decode(config: ModelConfig, params: Params, cache: KVCache, first_logits_BxV
     rules, compute_dtype: sharding rules and activation dtype of the forward pass.
     new_tokens: the output buffer length N (the bucket of `max_new_tokens`).
     scan_layers: scan (True) or unroll the layer loop (`models.forward`).
+    feed_last: also feed each row's last emitted token, so that the returned cache is complete
+      (False saves the final forward pass when the caller drops the cache).
 
   Returns:
-    The final `DecodeState`; its cache holds every row's prefilled and emitted tokens.
+    The final `DecodeState`; with `feed_last` its cache holds every row's prefilled and emitted
+    tokens (without, the last emitted token of each row is missing).
   """
   TRACES["decode"] += 1
   B = first_logits_BxV.shape[0]
@@ -170,9 +176,11 @@ def decode(config: ModelConfig, params: Params, cache: KVCache, first_logits_BxV
     state = state.replace(cache=_constrain_cache(unstack_layers(state.cache), rules))
     if prefix is not None:
       prefix = prefix.replace(cache=_constrain_cache(unstack_layers(prefix.cache), rules))
-  # Run while some row has an emitted token that is not yet in the cache; rows stop emitting
-  # on a stop match or at the budget, so this ends one step after the last row finishes.
-  state = jax.lax.while_loop(lambda s: jnp.any(s.pending_B), body, state)
+  # With feed_last, run while some row has an emitted token that is not yet in the cache
+  # (rows stop emitting on a stop match or at the budget, so this ends one step after the last
+  # row finishes); without, while some row will emit another token.
+  cond = (lambda s: jnp.any(s.pending_B)) if feed_last else (lambda s: jnp.any(~s.done_B))
+  state = jax.lax.while_loop(cond, body, state)
   if not scan_layers:
     state = state.replace(cache=_constrain_cache(stack_layers(state.cache), rules))
   return state

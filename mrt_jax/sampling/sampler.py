@@ -151,12 +151,14 @@ class Sampler:
 
   def _decode(self, params: Params, cache: KVCache, first_logits: jax.Array,
               rules: SamplingRules, row_ids: np.ndarray, live: np.ndarray,
-              max_new_tokens: int, new_tokens: int, seed: int, prefix=None):
+              max_new_tokens: int, new_tokens: int, seed: int, prefix=None,
+              feed_last: bool = False):
     return decode.decode(
         self.config, params, cache, first_logits,
         rules.to_arrays(self.config.vocab_size, new_tokens), self._row_keys(seed, row_ids),
         self._put(live, ("batch",)), jnp.int32(max_new_tokens), prefix, rules=self.rules,
-        compute_dtype=self.compute_dtype, new_tokens=new_tokens, scan_layers=self._scan_layers())
+        compute_dtype=self.compute_dtype, new_tokens=new_tokens, scan_layers=self._scan_layers(),
+        feed_last=feed_last)
 
   @staticmethod
   def _results(state: decode.DecodeState, order: np.ndarray):
@@ -204,7 +206,8 @@ class Sampler:
       rows = first_logits.shape[0]
       num_real = len(prompts) * num_samples
       state = self._decode(params, cache, first_logits, rules, np.arange(rows),
-                           np.arange(rows) < num_real, max_new_tokens, new_tokens, seed)
+                           np.arange(rows) < num_real, max_new_tokens, new_tokens, seed,
+                           feed_last=keep_cache)
       tokens, logprobs, reasons = self._results(state, np.arange(num_real))
     return SampleResult(tokens, logprobs, reasons, state.cache if keep_cache else None)
 

@@ -57,6 +57,21 @@ def trace_tokens(tokenizer, problem: elimination.Record, order: Sequence[int]
   return ids, [0, *seg.boundaries]
 
 
+def clue_copy_weights(tokenizer, text: str, ids: Sequence[int], weight: float) -> list[float]:
+  """Per-token SFT weights of a trace: `weight` on the tokens that copy a clue, 1 elsewhere.
+
+  The copying tokens are the letters and the closing period of each "Wait, clue: not ..."
+  line: the one part of a block read from the prompt (an induction head's job, the last skill
+  a tiny model picks up), a handful of tokens in a trace of ~150 that the rest outweighs.
+  """
+  encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+  if list(encoded["input_ids"]) != list(ids):
+    raise ValueError("clue_copy_weights: the tokens of the text with offsets differ from `ids`")
+  spans = [m.span(1) for m in elimination.CLUE_COPY_RE.finditer(text)]
+  return [weight if any(a < end and start < b for a, b in spans) else 1.0
+          for start, end in encoded["offset_mapping"]]
+
+
 def forced_example(prompt: Sequence[int], ids: Sequence[int], cut: int, left: str,
                    suffix: Sequence[int], tokenizer, rng: np.random.Generator) -> Example:
   """μ at a cut: prompt + trace[:cut] + suffix as context, then a guess among `left` and eos.
@@ -84,7 +99,8 @@ def warm_start_pools(config: ConfigDict, tokenizer, problems
   write it and stop thinking early. The answers get steps of their own (`train_sft` plan):
   mixed into trace batches, one answer token per example is drowned by the traces' hundreds.
   """
-  rng = np.random.default_rng([config.demo.seed, 1])
+  d = config.demo
+  rng = np.random.default_rng([d.seed, 1])
   task = _task(config)
   suffix = tokenizer.encode(config.probe.termination_suffix, add_special_tokens=False)
   eos = [tokenizer.eos_token_id]
@@ -93,7 +109,10 @@ def warm_start_pools(config: ConfigDict, tokenizer, problems
     prompt = tokenizer_lib.render_prompt(tokenizer, problem["problem"])
     order = elimination.sample_clue_order(problem, rng, task)
     ids, bounds = trace_tokens(tokenizer, problem, order)
-    traces.append(example((prompt, False), (ids + eos, True)))
+    text = elimination.trace_completion(problem, order).text
+    traces.append(example((prompt, False),
+                          (ids, clue_copy_weights(tokenizer, text, ids, d.sft_clue_weight)),
+                          (eos, True)))
     # The answer letter is the third token from the end of "\boxed{X}" + eos.
     answers.append(example((prompt + ids[:-2], False), (ids[-2:-1], True), (ids[-1:] + eos,
                                                                             False)))

@@ -20,21 +20,31 @@ from mrt_jax.learner.state import create_state
 from mrt_jax.learner.step import StepConfig, make_train_step
 from mrt_jax.models import ModelConfig
 
-# Token ids and a 0/1 loss mask of the same length (1: the token is a target).
+# Token ids and a loss mask of the same length: 0 for context, else the target's loss weight
+# (1: plain cross-entropy; the `sft` objective's mean counts trained tokens, not weights).
 Example = tuple[list[int], list[float]]
 
 
-def example(*segments: tuple[Sequence[int], bool]) -> Example:
-  """Concatenates (token ids, trained) segments into one example."""
+def example(*segments: tuple[Sequence[int], bool | float | Sequence[float]]) -> Example:
+  """Concatenates (token ids, weight) segments into one example.
+
+  A segment's weight is False (context), True (trained), a float loss weight for all its
+  tokens, or one weight per token.
+  """
   tokens, mask = [], []
-  for ids, trained in segments:
+  for i, (ids, weight) in enumerate(segments):
     tokens += [int(t) for t in ids]
-    mask += [float(trained)] * len(ids)
+    if isinstance(weight, (bool, int, float)):
+      mask += [float(weight)] * len(ids)
+    elif len(weight) != len(ids):
+      raise ValueError(f"example: segment {i} has {len(ids)} tokens but {len(weight)} weights")
+    else:
+      mask += [float(w) for w in weight]
   return tokens, mask
 
 
 def sft_batch(examples: Sequence[Example], length: int) -> dict[str, np.ndarray]:
-  """Right-padded tokens [B, length] and their loss mask (0 on padding)."""
+  """Right-padded tokens [B, length] and their loss mask (weights; 0 on padding)."""
   tokens = np.zeros((len(examples), length), np.int32)
   mask = np.zeros((len(examples), length), np.float32)
   for i, (ids, trained) in enumerate(examples):

@@ -55,6 +55,24 @@ def test_padding_gets_zero_gradient_and_sft_objective_runs():
   assert np.isfinite(loss) and float(metrics["tokens"]) == batch["mask"].sum()
 
 
+def test_sft_mask_values_weight_the_targets():
+  """The `sft` objective: Σ w·nll over trained tokens / their count (weights are not counted)."""
+  config, params = tiny_model()
+  batch = rl_batch(config, params)
+  sft = StepConfig(objective="sft", num_micro_batches=2)
+  run = jax.jit(loss_and_grads, static_argnums=(0, 1))
+  plain, plain_metrics, _ = run(config, sft, params, batch)
+  weights = np.where(batch["mask"] > 0, 1.0 + np.arange(batch["mask"].shape[1]) % 3, 0.0)
+  loss, metrics, _ = run(config, sft, params, {**batch, "mask": weights.astype(np.float32)})
+  from mrt_jax.learner.logprobs import token_logprobs
+  logp = np.asarray(token_logprobs(config, params, batch["tokens"])[0])
+  expected = -(weights * logp).sum() / (batch["mask"] > 0).sum()
+  np.testing.assert_allclose(loss, expected, rtol=1e-5)
+  np.testing.assert_allclose(plain, -(batch["mask"] * logp).sum() / batch["mask"].sum(),
+                             rtol=1e-5)
+  assert float(metrics["tokens"]) == float(plain_metrics["tokens"]) == batch["mask"].sum()
+
+
 def test_nonfinite_update_is_skipped_and_counted():
   config, params = tiny_model()
   batch = rl_batch(config, params)

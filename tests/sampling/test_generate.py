@@ -93,6 +93,27 @@ def test_stop_sequences_and_finish_reasons(checkpoint):
   assert lengths.tolist() == [len(p) + len(t) for p, t in zip(prompts, result.tokens)]
 
 
+def test_a_dropped_cache_skips_the_last_forward_pass(checkpoint):
+  """Without keep_cache the loop ends when every row has emitted its last token (N emits, N - 1
+  forward passes after the prefill); with it, it also feeds that token: one more pass, same
+  tokens and log-probs, and a complete cache."""
+  _, config, params, _ = checkpoint("qwen2")
+  prompts = random_prompts(LENGTHS, config.vocab_size, seed=5)
+  sampler = sampling.Sampler(config)
+  steps = {}
+  for feed_last in (False, True):
+    cache, first = sampler._prefill(params, prompts, 64)
+    live = np.arange(first.shape[0]) < len(prompts)
+    state = sampler._decode(params, cache, first, sampling.SamplingRules(temperature=0.0),
+                            np.arange(first.shape[0]), live, 50, 64, 0, feed_last=feed_last)
+    steps[feed_last] = (int(state.step), np.asarray(state.tokens_BxN),
+                        np.asarray(state.cache.lengths_B))
+  assert steps[False][0] == 50 and steps[True][0] == 51  # emits: 1 from the prefill + passes
+  np.testing.assert_array_equal(steps[False][1], steps[True][1])
+  assert steps[True][2][:len(prompts)].tolist() == [len(p) + 50 for p in prompts]
+  assert steps[False][2][:len(prompts)].tolist() == [len(p) + 49 for p in prompts]
+
+
 def test_suppressed_and_forced_tokens(checkpoint):
   _, config, params, _ = checkpoint("qwen2")
   prompts = random_prompts(LENGTHS, config.vocab_size, seed=6)

@@ -40,6 +40,9 @@ def test_example_and_batch_masks():
   batch = sft_batch([(tokens, mask), ([7], [1.0])], length=8)
   np.testing.assert_array_equal(batch["tokens"][1], [7, 0, 0, 0, 0, 0, 0, 0])
   np.testing.assert_array_equal(batch["mask"][0], [0, 0, 1, 1, 1, 0, 0, 0])
+  assert example(([1, 2], 0.5), ([3, 4], [2.0, 1.0]))[1] == [0.5, 0.5, 2.0, 1.0]
+  with pytest.raises(ValueError, match="segment 1 has 2 tokens but 1 weights"):
+    example(([1], True), ([3, 4], [2.0]))
   with pytest.raises(ValueError, match="example 0 has 2 tokens but a mask of 1"):
     sft_batch([([1, 2], [1.0])], length=8)
   with pytest.raises(ValueError, match="example 0 has 6 tokens, more than the SFT length 4"):
@@ -75,6 +78,25 @@ def test_warm_start_answers_follow_the_probe_token_layout(tokenizer):
       done = len(re.findall(r"Left:[^\n]*\.\n\n", thinking))
       checked = elimination.checked_clues(thinking, problem)[:done]
       assert guess in elimination.remaining(problem, checked)
+
+
+def test_clue_copy_tokens_are_weighted(tokenizer):
+  """With demo.sft_clue_weight, exactly the tokens that copy each clue line's letters and period
+  from the prompt carry that weight; every other trace token weighs 1, the prompt 0."""
+  config = _config("/unused", "demo.sft_clue_weight=4.0")
+  problems = elimination.generate_problems(6, 3, demo._task(config))
+  traces, _ = demo.warm_start_pools(config, tokenizer, problems)
+  for problem, (ids, mask) in zip(problems, traces):
+    prompt = tokenizer_lib.render_prompt(tokenizer, problem["problem"])
+    text = tokenizer.decode(ids[len(prompt):-1])
+    lines = re.findall(r"^Wait, clue: not (.*)$", text, re.MULTILINE)
+    assert lines and all(f"not {line}" in map(elimination.clue_text, problem["clues"])
+                         for line in lines)
+    weighted = [t for t, w in zip(ids, mask) if w == 4.0]
+    assert tokenizer.decode(weighted) == "".join(f" {line}" for line in lines)
+    assert set(mask) == {0.0, 1.0, 4.0}
+  with pytest.raises(ValueError, match="differ from `ids`"):
+    demo.clue_copy_weights(tokenizer, "Wait, clue: not A.", [1, 2], 4.0)
 
 
 def test_sft_learns_a_fixed_pool():
