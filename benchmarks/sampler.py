@@ -30,10 +30,12 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
 
 from mrt_jax import models, sampling  # noqa: E402
+from mrt_jax.models.transformer import unstack_params  # noqa: E402
 
 # ~19M params: 8 layers, width 384, 6 query / 2 kv heads of 64, FFN 1024, vocab 8192, untied.
 MODEL = dict(vocab_size=8192, hidden_size=384, intermediate_size=1024, num_hidden_layers=8,
@@ -94,6 +96,36 @@ def bench_generate(model, config, params, s: dict, repeats: int,
   return tokens / best_time(ours, repeats), peer
 
 
+def matmul_ceiling(params, s: dict, repeats: int, steps: int = 32) -> float:
+  """Tokens/s of decode steps that are nothing but their weight matmuls (XLA:CPU, f32).
+
+  Each step multiplies `batch` rows through every layer's q/k/v/o and MLP projections and the
+  LM head, chained so that none is skipped or hoisted; no attention, norms, cache, sampling or
+  loop bookkeeping. No change to the cache, the attention or the decode loop can make a step
+  cheaper than this, so `ceiling / transformers` bounds the generation ratio on this machine.
+  """
+  layers = unstack_params(params)["layers"]
+  head_DxV = params["lm_head"]["kernel"]
+
+  @jax.jit
+  def run(x_BxD, layers, head_DxV):
+    def step(_, x_BxD):
+      for p in layers:
+        q_BxHxE = jnp.einsum("BD,DHE->BHE", x_BxD, p["q"])
+        k_BxKxE = jnp.einsum("BD,DKE->BKE", x_BxD, p["k"])
+        v_BxKxE = jnp.einsum("BD,DKE->BKE", x_BxD, p["v"])
+        x_BxD = x_BxD + 1e-3 * jnp.einsum("BHE,HED->BD", q_BxHxE, p["o"])
+        x_BxD = x_BxD + 1e-3 * (k_BxKxE.sum((1, 2)) + v_BxKxE.sum((1, 2)))[:, None]
+        hidden_BxF = (x_BxD @ p["gate"]) * (x_BxD @ p["up"])
+        x_BxD = x_BxD + 1e-3 * (hidden_BxF @ p["down"])
+      return x_BxD + 1e-3 * (x_BxD @ head_DxV)[:, :x_BxD.shape[1]]
+    return jax.lax.fori_loop(0, steps, step, x_BxD)
+
+  x_BxD = jnp.ones((s["batch"], head_DxV.shape[0]), jnp.float32)
+  seconds = best_time(lambda: run(x_BxD, layers, head_DxV).block_until_ready(), repeats)
+  return s["batch"] * steps / seconds
+
+
 def bench_probes(config, params, s: dict, repeats: int) -> tuple[float, float]:
   rng = np.random.default_rng(1)
   traces = rng.integers(3, config.vocab_size, size=(s["traces"], s["trace_len"])).tolist()
@@ -140,6 +172,10 @@ def main():
   print("transformers generate tokens/s by torch threads: "
         + ", ".join(f"{n}: {v:.1f}" for n, v in gen_peer.items()))
   best = max(gen_peer, key=gen_peer.get)
+  ceiling = matmul_ceiling(params, s, args.repeats)
+  print(f"matmul-only decode steps (batch {s['batch']}, no attention/cache/sampling): "
+        f"{ceiling:.1f} tokens/s = {ceiling / gen_peer[best]:.1f}x transformers, the most any "
+        "decode loop on this machine's XLA:CPU dots can reach")
   probe_ours, probe_naive = bench_probes(config, params, s, args.repeats)
   rows = [
       (f"generate: batch {s['batch']}, prompt {s['prompt']}, {s['new']} new, T=1 (tokens/s)",

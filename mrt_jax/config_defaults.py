@@ -207,7 +207,7 @@ def demo() -> ConfigDict:
   c.sft_trace_steps = 500  # warm-start SFT steps on whole traces (useful and wasteful blocks)
   c.sft_answer_steps = 200  # then SFT steps, 2 in 3 on answers (μ's forced ones), 1 on traces
   c.sft_problems = 512  # problems whose traces and answers the warm start sees
-  c.sft_clue_weight = 1.0  # SFT loss weight of a trace's clue-copying tokens (1: unweighted)
+  c.sft_clue_weight = 8.0  # SFT loss weight of the trace tokens that copy a clue (1: unweighted)
   c.sft_batch_size = 16  # sequences per SFT step
   c.sft_learning_rate = 3e-3  # peak SFT learning rate (tiny model, few steps)
   return c
