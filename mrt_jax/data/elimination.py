@@ -23,7 +23,8 @@ Why the text looks like this: a tiny model (0.34M parameters, minutes of CPU tra
 learn it. Clues carry no number: a block names its clue by copying it, so choosing a clue is
 choosing its first letter, and with direct clues (`indirect_prob` = 0) every later letter is
 found in the prompt by its predecessor alone (an induction head; each wrong letter occurs in
-one clue only, and the first line names no letter). The "Left" line lists every candidate,
+one clue only, and the first line names no letter; the warm start weights these copying
+tokens, `CLUE_COPY_RE`, in its SFT loss). The "Left" line lists every candidate,
 struck ones in lower case ("b": struck), so each of its tokens is decided locally (is this
 letter struck?) and a struck letter never reads like one still in play.
 
