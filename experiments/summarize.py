@@ -99,6 +99,44 @@ def block_quality(samples_path: str, problems: Mapping[int, dict]) -> dict[str, 
   return {"real_clues": real / max(lines, 1), "harmful_traces": harmful / max(traces, 1)}
 
 
+_BLOCK_START = re.compile(r"(?=^Wait, clue:)", re.MULTILINE)
+
+
+def progress_by_kind(samples_path: str, problems: Mapping[int, dict]) -> dict[str, float]:
+  """Mean measured progress ΔJ (the evaluation's probes) of blocks, by what the block checks.
+
+  A block starts at a "Wait, clue:" line; its ΔJ is j_values[j + 1] − j_values[j]. Kinds:
+  `progress_new` (a real clue not checked before), `progress_recheck` (a real clue already
+  checked) and `progress_madeup` (no clue of the problem). `progress_spread` is the standard
+  deviation of ΔJ within the kinds, pooled. A trace whose blocks do not line up one to one with
+  its probed boundaries (the segmenter found another count) is skipped. NaN for a kind with no
+  block.
+  """
+  kinds = {"progress_new": [], "progress_recheck": [], "progress_madeup": []}
+  with open(samples_path, encoding="utf-8") as f:
+    for line in f:
+      s = json.loads(line)
+      problem = problems[s["problem_id"]]
+      blocks = [b for b in _BLOCK_START.split(s["completion"].split("</think>")[0]) if b.strip()]
+      j_values = s.get("j_values") or []
+      if len(j_values) != len(blocks) + 1:
+        continue
+      index = {elimination.clue_text(items): k for k, items in enumerate(problem["clues"])}
+      seen = set()
+      for j, block in enumerate(blocks):
+        clue = _CLUE_LINE.match(block)
+        k = index.get(clue.group(1)) if clue else None
+        kind = ("progress_madeup" if k is None else
+                "progress_recheck" if k in seen else "progress_new")
+        seen.add(k)
+        kinds[kind].append(j_values[j + 1] - j_values[j])
+  out = {k: float(np.mean(v)) if v else float("nan") for k, v in kinds.items()}
+  residuals = [x - np.mean(v) for v in kinds.values() for x in v]
+  out["progress_spread"] = float(np.sqrt(np.mean(np.square(residuals)))) if residuals else float(
+      "nan")
+  return out
+
+
 def run_figures(eval_dir: str, problems: Mapping[int, dict], target: float) -> dict:
   """The figures of one evaluated run (see the module docstring)."""
   with open(os.path.join(eval_dir, "eval.json"), encoding="utf-8") as f:
@@ -112,6 +150,7 @@ def run_figures(eval_dir: str, problems: Mapping[int, dict], target: float) -> d
       "blocks": m["mean_blocks"],
       "wasteful_blocks": wasteful_blocks(os.path.join(eval_dir, "samples.jsonl"), problems),
       **block_quality(os.path.join(eval_dir, "samples.jsonl"), problems),
+      **progress_by_kind(os.path.join(eval_dir, "samples.jsonl"), problems),
       "budgets": bf["budgets"], "J": bf["J"], "J_tokens": bf["mean_thinking_tokens"]}
 
 
@@ -123,7 +162,11 @@ ROWS = (("accuracy", "accuracy (pass@1)", "{:.3f}"),
         ("blocks", "blocks per trace", "{:.2f}"),
         ("wasteful_blocks", "wasteful blocks per trace", "{:.2f}"),
         ("real_clues", "clue lines that copy a real clue", "{:.3f}"),
-        ("harmful_traces", "traces that strike the hidden letter", "{:.3f}"))
+        ("harmful_traces", "traces that strike the hidden letter", "{:.3f}"),
+        ("progress_new", "measured ΔJ of a block that checks a new clue", "{:+.3f}"),
+        ("progress_recheck", "measured ΔJ of a block that re-checks a clue", "{:+.3f}"),
+        ("progress_madeup", "measured ΔJ of a block that checks a made-up clue", "{:+.3f}"),
+        ("progress_spread", "spread (std) of ΔJ within those three kinds", "{:.3f}"))
 
 
 def _cell(values: Sequence[float], fmt: str) -> str:

@@ -46,6 +46,25 @@ def test_block_quality_and_waste_read_the_traces(tmp_path):
   assert summarize.wasteful_blocks(str(path), {0: problem}) == pytest.approx(np.mean([1, 0]))
 
 
+def test_progress_by_kind_reads_each_blocks_change_of_j(tmp_path):
+  problem = elimination.generate_problem(0, 0, elimination.EliminationConfig(
+      num_candidates=6, num_clues=3, indirect_prob=0.0))
+  trace = elimination.trace_completion(problem, [0, 0, 1]).text  # new, re-check, new
+  made_up = "Wait, clue: not Q.\n\nStrike Q.\n\nLeft:x.\n\n" + trace
+  rows = [{"problem_id": 0, "completion": trace, "j_values": [0.2, 0.5, 0.4, 1.0]},
+          {"problem_id": 0, "completion": made_up, "j_values": [0.2, 0.0, 0.3, 0.3, 0.9]},
+          {"problem_id": 0, "completion": trace, "j_values": [0.2, 0.5]}]  # skipped: 1 != 3 + 1
+  path = tmp_path / "samples.jsonl"
+  path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+  got = summarize.progress_by_kind(str(path), {0: problem})
+  new, recheck, madeup = [0.3, 0.6, 0.3, 0.6], [-0.1, 0.0], [-0.2]
+  assert got["progress_new"] == pytest.approx(np.mean(new))
+  assert got["progress_recheck"] == pytest.approx(np.mean(recheck))
+  assert got["progress_madeup"] == pytest.approx(-0.2)
+  residuals = np.concatenate([np.subtract(v, np.mean(v)) for v in (new, recheck, madeup)])
+  assert got["progress_spread"] == pytest.approx(np.sqrt(np.mean(residuals ** 2)))
+
+
 def test_target_check_survives_a_target_reached_at_budget_zero():
   run = dict(regret=0.5, thinking_tokens=10.0, tokens_to_target=0.0, accuracy=0.3)
   text = summarize.target_check({"grpo": [run, run], "mrt": [run, run]})
