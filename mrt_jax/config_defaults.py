@@ -198,7 +198,7 @@ def demo() -> ConfigDict:
   c.indirect_prob = 0.0  # chance a clue names a letter by a neighbour ("after A"); 0: easy copies
   c.waste_prob = 0.5  # chance of a wasteful block (re-checking a used clue) after each useful one
   c.vocab_size = 384  # tiny byte-level BPE tokenizer with R1-Distill special tokens
-  c.hidden_size = 128  # D of the tiny Qwen2-style model (0.34M parameters with the rest)
+  c.hidden_size = 128  # D of the tiny Qwen2-style model (0.35M parameters with the rest)
   c.intermediate_size = 256  # F: small; copying clues from the prompt is attention's job
   c.num_layers = 2  # L
   c.num_heads = 4  # H

@@ -19,7 +19,7 @@ useful blocks and stays flat along wasteful ones (`oracle_success`). Every block
 min_paragraphs=3) puts a boundary exactly before each block. The completion ends with
 "</think>" and "\\boxed{X}", graded by the `elimination` verifier.
 
-Why the text looks like this: a tiny model (0.34M parameters, minutes of CPU training) has to
+Why the text looks like this: a tiny model (0.35M parameters, minutes of CPU training) has to
 learn it. Clues carry no number: a block names its clue by copying it, so choosing a clue is
 choosing its first letter, and with direct clues (`indirect_prob` = 0) every later letter is
 found in the prompt by its predecessor alone (an induction head; each wrong letter occurs in
