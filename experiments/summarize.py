@@ -169,15 +169,18 @@ ROWS = (("accuracy", "accuracy (pass@1)", "{:.3f}"),
         ("progress_spread", "spread (std) of ΔJ within those three kinds", "{:.3f}"))
 
 
-def _cell(values: Sequence[float], fmt: str) -> str:
+def _cell(values: Sequence[float], fmt: str, key: str = "tokens_to_target") -> str:
+  """mean [interval] over the finite values; NaN means "never reached" for tokens_to_target,
+  "no such block" for the progress rows."""
   reached = [v for v in values if math.isfinite(v)]
   mean, low, high = interval(reached)
+  missing = "never reach it" if key == "tokens_to_target" else "have no such value"
   if not reached:
-    return "not reached"
+    return "not reached" if key == "tokens_to_target" else "none"
   text = fmt.format(mean) + ("" if math.isnan(low) else
                              f" [{fmt.format(low)}, {fmt.format(high)}]")
   if len(reached) < len(values):
-    text += f" ({len(values) - len(reached)} of {len(values)} seeds never reach it)"
+    text += f" ({len(values) - len(reached)} of {len(values)} seeds {missing})"
   return text
 
 
@@ -187,7 +190,7 @@ def table(figures: Mapping[str, Sequence[dict]]) -> str:
   lines = ["| figure | " + " | ".join(names) + " |",
            "|---|" + "---|" * len(names)]
   for key, label, fmt in ROWS:
-    lines.append(f"| {label} | " + " | ".join(_cell([f[key] for f in figures[n]], fmt)
+    lines.append(f"| {label} | " + " | ".join(_cell([f[key] for f in figures[n]], fmt, key)
                                              for n in names) + " |")
   return "\n".join(lines)
 

@@ -69,3 +69,13 @@ def test_target_check_survives_a_target_reached_at_budget_zero():
   run = dict(regret=0.5, thinking_tokens=10.0, tokens_to_target=0.0, accuracy=0.3)
   text = summarize.target_check({"grpo": [run, run], "mrt": [run, run]})
   assert "nan×" in text and "**yes**" in text  # equal accuracy counts as "≥"
+
+
+def test_table_labels_missing_values_by_row():
+  run = {key: 1.0 for key, _, _ in summarize.ROWS}
+  missing = dict(run, tokens_to_target=float("nan"), progress_madeup=float("nan"))
+  text = summarize.table({"grpo": [run, missing]})
+  rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines()}
+  assert "(1 of 2 seeds never reach it)" in rows["tokens to target accuracy"]
+  assert "(1 of 2 seeds have no such value)" in rows[
+      "measured ΔJ of a block that checks a made-up clue"]
