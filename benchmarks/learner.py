@@ -112,7 +112,8 @@ def main():
              for name, rs in runs.items()}
   total = {n: sum(r[k] for k in ("rollout", "verify", "probes", "update"))
            for n, r in results.items()}
-  print(f"device: {jax.devices()[0].device_kind}, model: {sum(x.size for x in jax.tree.leaves(params)) / 1e6:.1f}M params, "
+  num_params = sum(x.size for x in jax.tree.leaves(params))
+  print(f"device: {jax.devices()[0].device_kind}, model: {num_params / 1e6:.1f}M params, "
         f"{a.prompts} prompts x G={a.generations}, {a.completion} tokens, K={a.blocks} blocks, "
         f"m={a.probes} probes/boundary, {a.answer} answer tokens")
   print(f"{'step':6} {'rollout s':>10} {'verify s':>9} {'probes s':>9} {'update s':>9} "

@@ -60,7 +60,8 @@ def _sft(model_config: ModelConfig, cfg: StepConfig, params, mb: Mapping[str, ja
   nll = jnp.where(weight_BxT > 0, -logp_BxT * weight_BxT, 0.0)
   agg = losses.AGGREGATIONS[cfg.loss.aggregation]
   loss = agg(nll, weight_BxT, norm, cfg.loss.max_len)
-  return loss, {"loss": loss, "nll_sum": jnp.sum(nll), "tokens": jnp.sum((weight_BxT > 0).astype(jnp.float32))}
+  trained_BxT = (weight_BxT > 0).astype(jnp.float32)
+  return loss, {"loss": loss, "nll_sum": jnp.sum(nll), "tokens": jnp.sum(trained_BxT)}
 
 
 # Objective name -> (model_config, step_config, params, micro_batch, norm) -> (loss, metrics).
