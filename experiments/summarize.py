@@ -130,10 +130,9 @@ def progress_by_kind(samples_path: str, problems: Mapping[int, dict]) -> dict[st
                 "progress_recheck" if k in seen else "progress_new")
         seen.add(k)
         kinds[kind].append(j_values[j + 1] - j_values[j])
-  out = {k: float(np.mean(v)) if v else float("nan") for k, v in kinds.items()}
-  residuals = [x - np.mean(v) for v in kinds.values() for x in v]
-  out["progress_spread"] = float(np.sqrt(np.mean(np.square(residuals)))) if residuals else float(
-      "nan")
+  out = {k: float(np.mean(v)) if v else math.nan for k, v in kinds.items()}
+  residuals = [x - out[k] for k, v in kinds.items() for x in v]
+  out["progress_spread"] = float(np.sqrt(np.mean(np.square(residuals)))) if residuals else math.nan
   return out
 
 
@@ -154,29 +153,31 @@ def run_figures(eval_dir: str, problems: Mapping[int, dict], target: float) -> d
       "budgets": bf["budgets"], "J": bf["J"], "J_tokens": bf["mean_thinking_tokens"]}
 
 
-ROWS = (("accuracy", "accuracy (pass@1)", "{:.3f}"),
-        ("thinking_tokens", "thinking tokens", "{:.1f}"),
-        ("completion_tokens", "completion tokens", "{:.1f}"),
-        ("regret", "normalized regret", "{:.3f}"),
-        ("tokens_to_target", "tokens to target accuracy", "{:.1f}"),
-        ("blocks", "blocks per trace", "{:.2f}"),
-        ("wasteful_blocks", "wasteful blocks per trace", "{:.2f}"),
-        ("real_clues", "clue lines that copy a real clue", "{:.3f}"),
-        ("harmful_traces", "traces that strike the hidden letter", "{:.3f}"),
-        ("progress_new", "measured ΔJ of a block that checks a new clue", "{:+.3f}"),
-        ("progress_recheck", "measured ΔJ of a block that re-checks a clue", "{:+.3f}"),
-        ("progress_madeup", "measured ΔJ of a block that checks a made-up clue", "{:+.3f}"),
-        ("progress_spread", "spread (std) of ΔJ within those three kinds", "{:.3f}"))
+# (key, label, format, what a NaN value means): one row of the results table each.
+_NEVER = "never reach it"
+_NONE = "have no such block"
+ROWS = (("accuracy", "accuracy (pass@1)", "{:.3f}", _NONE),
+        ("thinking_tokens", "thinking tokens", "{:.1f}", _NONE),
+        ("completion_tokens", "completion tokens", "{:.1f}", _NONE),
+        ("regret", "normalized regret", "{:.3f}", _NONE),
+        ("tokens_to_target", "tokens to target accuracy", "{:.1f}", _NEVER),
+        ("blocks", "blocks per trace", "{:.2f}", _NONE),
+        ("wasteful_blocks", "wasteful blocks per trace", "{:.2f}", _NONE),
+        ("real_clues", "clue lines that copy a real clue", "{:.3f}", _NONE),
+        ("harmful_traces", "traces that strike the hidden letter", "{:.3f}", _NONE),
+        ("progress_new", "measured ΔJ of a block that checks a new clue", "{:+.3f}", _NONE),
+        ("progress_recheck", "measured ΔJ of a block that re-checks a clue", "{:+.3f}", _NONE),
+        ("progress_madeup", "measured ΔJ of a block that checks a made-up clue", "{:+.3f}",
+         _NONE),
+        ("progress_spread", "spread (std) of ΔJ within those three kinds", "{:.3f}", _NONE))
 
 
-def _cell(values: Sequence[float], fmt: str, key: str = "tokens_to_target") -> str:
-  """mean [interval] over the finite values; NaN means "never reached" for tokens_to_target,
-  "no such block" for the progress rows."""
+def _cell(values: Sequence[float], fmt: str, missing: str) -> str:
+  """mean [interval] over the finite values, then how many seeds had none (`missing`)."""
   reached = [v for v in values if math.isfinite(v)]
   mean, low, high = interval(reached)
-  missing = "never reach it" if key == "tokens_to_target" else "have no such value"
   if not reached:
-    return "not reached" if key == "tokens_to_target" else "none"
+    return f"all {len(values)} seeds {missing}"
   text = fmt.format(mean) + ("" if math.isnan(low) else
                              f" [{fmt.format(low)}, {fmt.format(high)}]")
   if len(reached) < len(values):
@@ -189,8 +190,8 @@ def table(figures: Mapping[str, Sequence[dict]]) -> str:
   names = list(figures)
   lines = ["| figure | " + " | ".join(names) + " |",
            "|---|" + "---|" * len(names)]
-  for key, label, fmt in ROWS:
-    lines.append(f"| {label} | " + " | ".join(_cell([f[key] for f in figures[n]], fmt, key)
+  for key, label, fmt, missing in ROWS:
+    lines.append(f"| {label} | " + " | ".join(_cell([f[key] for f in figures[n]], fmt, missing)
                                              for n in names) + " |")
   return "\n".join(lines)
 

@@ -72,10 +72,11 @@ def test_target_check_survives_a_target_reached_at_budget_zero():
 
 
 def test_table_labels_missing_values_by_row():
-  run = {key: 1.0 for key, _, _ in summarize.ROWS}
+  run = {row[0]: 1.0 for row in summarize.ROWS}
   missing = dict(run, tokens_to_target=float("nan"), progress_madeup=float("nan"))
   text = summarize.table({"grpo": [run, missing]})
   rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines()}
   assert "(1 of 2 seeds never reach it)" in rows["tokens to target accuracy"]
-  assert "(1 of 2 seeds have no such value)" in rows[
+  assert "(1 of 2 seeds have no such block)" in rows[
       "measured ΔJ of a block that checks a made-up clue"]
+  assert "all 1 seeds never reach it" in summarize.table({"grpo": [missing]})

@@ -151,8 +151,8 @@ class Sampler:
 
   def _decode(self, params: Params, cache: KVCache, first_logits: jax.Array,
               rules: SamplingRules, row_ids: np.ndarray, live: np.ndarray,
-              max_new_tokens: int, new_tokens: int, seed: int, prefix=None,
-              feed_last: bool = False):
+              max_new_tokens: int, new_tokens: int, seed: int, prefix=None, *,
+              feed_last: bool):
     return decode.decode(
         self.config, params, cache, first_logits,
         rules.to_arrays(self.config.vocab_size, new_tokens), self._row_keys(seed, row_ids),
@@ -259,8 +259,9 @@ class Sampler:
       cache, first_logits = self._prefill(params, layout.suffixes[::n], new_tokens,
                                           repeats=n, prefix=slot_prefix,
                                           rows=len(layout.suffixes) // n, width=width)
+      # The probes' own cache is dropped: their last answer token need not be fed.
       state = self._decode(params, cache, first_logits, rules, layout.row_ids_B, layout.live_B,
-                           max_new_tokens, new_tokens, seed, prefix)
+                           max_new_tokens, new_tokens, seed, prefix, feed_last=False)
       tokens, logprobs, reasons = self._results(state, layout.order)
     return SampleResult(tokens, logprobs, reasons)
 

@@ -41,35 +41,37 @@ def _task(config: ConfigDict) -> elimination.EliminationConfig:
                                        indirect_prob=d.indirect_prob, waste_prob=d.waste_prob)
 
 
-def trace_tokens(tokenizer, problem: elimination.Record, order: Sequence[int]
-                 ) -> tuple[list[int], list[int]]:
-  """A natural trace's completion ids and its block boundaries b_0 = 0 < ... < b_N (tokens).
+def trace_tokens(tokenizer, problem: elimination.Record, order: Sequence[int],
+                 clue_weight: float = 1.0) -> tuple[list[int], list[int], list[float]]:
+  """A natural trace's completion ids, its block boundaries b_0 = 0 < ... < b_N (tokens), and
+  each id's SFT weight (`clue_copy_weights`).
 
   The boundaries come from the default paragraph segmenter, as the training probes' do; b_N is
   the end of thinking.
   """
-  ids = tokenizer.encode(elimination.trace_completion(problem, order).text,
-                         add_special_tokens=False)
+  text = elimination.trace_completion(problem, order).text
+  encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+  ids = list(encoded["input_ids"])
   seg = segment(ids, lambda i: tokenizer.decode([i]), SegmentConfig())
   if seg.num_blocks != len(order):
     raise ValueError(f"problem {problem['id']}: the segmenter found {seg.num_blocks} blocks in a "
                      f"trace of {len(order)}; expected one per checked clue")
-  return ids, [0, *seg.boundaries]
+  return ids, [0, *seg.boundaries], clue_copy_weights(text, encoded["offset_mapping"],
+                                                      clue_weight)
 
 
-def clue_copy_weights(tokenizer, text: str, ids: Sequence[int], weight: float) -> list[float]:
+def clue_copy_weights(text: str, offsets: Sequence[tuple[int, int]], weight: float
+                      ) -> list[float]:
   """Per-token SFT weights of a trace: `weight` on the tokens that copy a clue, 1 elsewhere.
 
-  The copying tokens are the letters and the closing period of each "Wait, clue: not ..."
-  line: the one part of a block read from the prompt (an induction head's job, the last skill
-  a tiny model picks up), a handful of tokens in a trace of ~150 that the rest outweighs.
+  `offsets` are the tokens' character spans in `text`. The copying tokens are the letters and
+  the closing period of each "Wait, clue: not ..." line: the one part of a block read from the
+  prompt (an induction head's job, the last skill a tiny model picks up), a handful of tokens
+  in a trace of ~150 that the rest outweighs.
   """
-  encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-  if list(encoded["input_ids"]) != list(ids):
-    raise ValueError("clue_copy_weights: the tokens of the text with offsets differ from `ids`")
   spans = [m.span(1) for m in elimination.CLUE_COPY_RE.finditer(text)]
   return [weight if any(a < end and start < b for a, b in spans) else 1.0
-          for start, end in encoded["offset_mapping"]]
+          for start, end in offsets]
 
 
 def forced_example(prompt: Sequence[int], ids: Sequence[int], cut: int, left: str,
@@ -108,11 +110,8 @@ def warm_start_pools(config: ConfigDict, tokenizer, problems
   for problem in problems:
     prompt = tokenizer_lib.render_prompt(tokenizer, problem["problem"])
     order = elimination.sample_clue_order(problem, rng, task)
-    ids, bounds = trace_tokens(tokenizer, problem, order)
-    text = elimination.trace_completion(problem, order).text
-    traces.append(example((prompt, False),
-                          (ids, clue_copy_weights(tokenizer, text, ids, d.sft_clue_weight)),
-                          (eos, True)))
+    ids, bounds, weights = trace_tokens(tokenizer, problem, order, d.sft_clue_weight)
+    traces.append(example((prompt, False), (ids, weights), (eos, True)))
     # The answer letter is the third token from the end of "\boxed{X}" + eos.
     answers.append(example((prompt + ids[:-2], False), (ids[-2:-1], True), (ids[-1:] + eos,
                                                                             False)))

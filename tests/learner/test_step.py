@@ -11,6 +11,7 @@ import pytest
 from learner_fixtures import rl_batch, tiny_model
 from subprocess_util import run_python
 from mrt_jax.learner import losses
+from mrt_jax.learner.logprobs import token_logprobs
 from mrt_jax.learner.optimizer import OptimizerConfig, make_optimizer
 from mrt_jax.learner.state import create_state
 from mrt_jax.learner.step import StepConfig, loss_and_grads, make_train_step
@@ -64,7 +65,6 @@ def test_sft_mask_values_weight_the_targets():
   plain, plain_metrics, _ = run(config, sft, params, batch)
   weights = np.where(batch["mask"] > 0, 1.0 + np.arange(batch["mask"].shape[1]) % 3, 0.0)
   loss, metrics, _ = run(config, sft, params, {**batch, "mask": weights.astype(np.float32)})
-  from mrt_jax.learner.logprobs import token_logprobs
   logp = np.asarray(token_logprobs(config, params, batch["tokens"])[0])
   expected = -(weights * logp).sum() / (batch["mask"] > 0).sum()
   np.testing.assert_allclose(loss, expected, rtol=1e-5)

@@ -95,8 +95,9 @@ def test_clue_copy_tokens_are_weighted(tokenizer):
     weighted = [t for t, w in zip(ids, mask) if w == 4.0]
     assert tokenizer.decode(weighted) == "".join(f" {line}" for line in lines)
     assert set(mask) == {0.0, 1.0, 4.0}
-  with pytest.raises(ValueError, match="differ from `ids`"):
-    demo.clue_copy_weights(tokenizer, "Wait, clue: not A.", [1, 2], 4.0)
+  # Weighted: tokens inside the copied span and one that straddles its end (".\n" here).
+  assert demo.clue_copy_weights("Wait, clue: not A.\n", [(0, 15), (15, 17), (17, 19)], 3.0) == [
+      1.0, 3.0, 3.0]
 
 
 def test_sft_learns_a_fixed_pool():
