@@ -116,6 +116,9 @@ def rl(c: ConfigDict, estimator: str, alpha: float) -> ConfigDict:
   c.advantage.estimator = estimator  # "mrt", "mrt_prefix" or "grpo" (registered estimators)
   c.advantage.alpha = alpha  # α: weight of progress p_j in A_{i,t} = A^out_i + α·p_{i,j}
   c.advantage.outcome_norm = "grpo"  # A^out: "grpo" (r − mean)/(std + ε), "dr_grpo" (no std), "rloo"
+  # p̃ in A = A^out + α·p̃, mrt only: "none" (p, the paper's), "center" (p − the group's mean
+  # block progress, so zero-progress blocks cost) or "standardize" ((p − mean) / (std + ε))
+  c.advantage.progress_norm = "none"  # see the two lines above
   c.advantage.eps = 1e-6  # ε of the GRPO std normalization
   c.advantage.std = "unbiased"  # group std estimator: "unbiased" (n − 1) or "biased" (n)
 

@@ -7,12 +7,14 @@ import os
 import subprocess
 import sys
 import tokenize
+from types import SimpleNamespace
 
 import pytest
 from ml_collections import ConfigDict
 
 from mrt_jax import config_defaults
 from mrt_jax.config_cli import ConfigOverrideError, load_config
+from mrt_jax.train import setup
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(f"configs/{f}" for f in os.listdir(os.path.join(ROOT, "configs"))
@@ -137,3 +139,22 @@ def test_every_field_is_commented(path):
   for variant in ("", ":cpu"):
     for leaf, _ in _leaves(load_config(path + variant)):
       assert leaf[-1] in assigned, f"{path}{variant}: field {'.'.join(leaf)} set without comment"
+
+
+def _experience(*overrides):
+  tokenizer = SimpleNamespace(encode=lambda text, add_special_tokens: [5, 6], eos_token_id=0)
+  return setup.experience_config(load_config("configs/demo_cpu.py", list(overrides)), tokenizer,
+                                 SimpleNamespace(eos_token_ids=(3,)))
+
+
+def test_every_advantage_field_reaches_the_rollout():
+  e = _experience("advantage.progress_norm=standardize", "advantage.std=biased",
+                  "advantage.eps=0.5", "advantage.outcome_norm=dr_grpo", "advantage.alpha=2.0")
+  assert (e.progress_norm, e.std, e.eps, e.outcome_norm, e.alpha) == (
+      "standardize", "biased", 0.5, "dr_grpo", 2.0)
+  assert e.suffix_tokens == (5, 6) and e.stop_token_ids == (0, 3)
+
+
+def test_bad_advantage_field_fails_before_training():
+  with pytest.raises(ValueError, match=r"config\.advantage.*progress_norm='z' is unknown"):
+    _experience("advantage.progress_norm=z")

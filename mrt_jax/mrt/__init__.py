@@ -9,7 +9,7 @@ Public API:
                        group_size=G, alpha=α, estimator="mrt")  # -> [B, T]
 """
 
-from mrt_jax.mrt.advantages import (ESTIMATORS, OUTCOME_NORMS, AdvantageConfig,
+from mrt_jax.mrt.advantages import (ESTIMATORS, OUTCOME_NORMS, PROGRESS_NORMS, AdvantageConfig,
                                     EstimatorInputs, mrt_advantages)
 from mrt_jax.mrt.progress import progress_reward, success_from_verdicts
 from mrt_jax.mrt.segment import (DEFAULT_MARKERS, SEGMENTERS, SegmentBatch, SegmentConfig,
@@ -17,6 +17,6 @@ from mrt_jax.mrt.segment import (DEFAULT_MARKERS, SEGMENTERS, SegmentBatch, Segm
 
 __all__ = [
     "AdvantageConfig", "DEFAULT_MARKERS", "ESTIMATORS", "EstimatorInputs", "OUTCOME_NORMS",
-    "SEGMENTERS", "SegmentBatch", "SegmentConfig", "Segmentation", "mrt_advantages",
+    "PROGRESS_NORMS", "SEGMENTERS", "SegmentBatch", "SegmentConfig", "Segmentation", "mrt_advantages",
     "progress_reward", "segment", "stack_segmentations", "success_from_verdicts", "token_pieces",
 ]

@@ -13,10 +13,20 @@ subtract to exact zeros before any rounding (a mean computed as Σr·(1/G) is no
 
 Estimators, in `ESTIMATORS` (every one returns exactly 0 on masked tokens):
   grpo, dr_grpo, rloo  the outcome advantage on every token of the rollout.
-  mrt         (default, DESIGN.md §1) A_{i,t} = A^out_i + α·p_{i,j} for a thinking token t in block
-              j = token_block_ids[i, t] >= 1; answer tokens (block id 0) get A^out_i.
+  mrt         (default, DESIGN.md §1) A_{i,t} = A^out_i + α·p̃_{i,j} for a thinking token t in
+              block j = token_block_ids[i, t] >= 1; answer tokens (block id 0) get A^out_i.
               A^out uses `outcome_norm`. The progress term is Setlur et al. 2024's "effective
-              reward" with the policy as prover; it is not normalized.
+              reward" with the policy as prover; p̃ = p by default (`progress_norm="none"`).
+
+Progress normalizations (mrt only), in `PROGRESS_NORMS`; statistics over the blocks of one group
+(the G rollouts of a prompt), a block counting when at least one of its tokens is in the mask:
+  none         p̃ = p, DESIGN.md §1 exactly. A block that makes no progress (p = 0, e.g. a
+               re-check) gets the outcome advantage alone, like a block under GRPO.
+  center       p̃ = p − mean_g p. A block that makes less progress than the group's average
+               block is pushed down, so zero-progress blocks cost tokens.
+  standardize  p̃ = (p − mean_g p) / (std_g p + ε), `std` as for the outcome: the step-reward
+               normalization of DeepSeekMath's process supervision (Shao et al. 2024, §4.1.3)
+               applied per block, not summed over later steps (progress already is an advantage).
   mrt_prefix  (the paper's stale-prefix variant) a group is the G rollouts sampled from ONE
               prefix (the prefix is part of the prompt, so its tokens are not in the completion);
               `terminated[i]` marks the rollouts that were forced to answer right after the
@@ -47,6 +57,7 @@ class AdvantageConfig:
   group_size: int             # G, rollouts per prompt (per prefix for mrt_prefix)
   std: str = "unbiased"       # "unbiased" (G−1) or "biased" (G) group std
   outcome_norm: str = "grpo"  # normalization of the outcome in mrt / mrt_prefix
+  progress_norm: str = "none"  # normalization of progress in mrt (PROGRESS_NORMS)
 
   def __post_init__(self):
     if self.group_size < 2:
@@ -57,6 +68,9 @@ class AdvantageConfig:
     if self.outcome_norm not in OUTCOME_NORMS:
       raise ValueError(f"outcome_norm={self.outcome_norm!r} is unknown; expected one of "
                        f"{sorted(OUTCOME_NORMS)}")
+    if self.progress_norm not in PROGRESS_NORMS:
+      raise ValueError(f"progress_norm={self.progress_norm!r} is unknown; expected one of "
+                       f"{sorted(PROGRESS_NORMS)}")
 
 
 def _centered(r_PxG: jax.Array) -> jax.Array:
@@ -71,6 +85,7 @@ class EstimatorInputs(NamedTuple):
   progress_BxN: jax.Array
   block_ids_BxT: jax.Array  # int32
   terminated_B: jax.Array   # bool
+  mask_BxT: jax.Array       # bool, the tokens that are trained
   alpha: jax.Array          # scalar α
   eps: jax.Array            # scalar ε
 
@@ -104,6 +119,42 @@ OUTCOME_NORMS: dict[str, Callable[[jax.Array, jax.Array, AdvantageConfig], jax.A
 }
 
 
+def _progress_stats(p_BxN, present_BxN, G: int, ddof: int):
+  """Mean and std of progress over the present blocks of each group, each broadcast to [B, 1]."""
+  B, N = p_BxN.shape
+  p_PxX = jnp.where(present_BxN, p_BxN, 0.0).reshape(B // G, G * N)
+  n_Px1 = jnp.sum(present_BxN.reshape(B // G, G * N), axis=1, keepdims=True)
+  mean_Px1 = jnp.sum(p_PxX, axis=1, keepdims=True) / jnp.maximum(n_Px1, 1)
+  dev_PxX = jnp.where(present_BxN.reshape(B // G, G * N), p_PxX - mean_Px1, 0.0)
+  var_Px1 = jnp.sum(dev_PxX * dev_PxX, axis=1, keepdims=True) / jnp.maximum(n_Px1 - ddof, 1)
+  return jnp.repeat(mean_Px1, G, axis=0), jnp.repeat(jnp.sqrt(var_Px1), G, axis=0)
+
+
+def _progress_none(p_BxN, present_BxN, eps, cfg):
+  del present_BxN, eps, cfg
+  return p_BxN
+
+
+def _progress_center(p_BxN, present_BxN, eps, cfg):
+  del eps
+  mean_Bx1, _ = _progress_stats(p_BxN, present_BxN, cfg.group_size, _STD_DDOF[cfg.std])
+  return p_BxN - mean_Bx1
+
+
+def _progress_standardize(p_BxN, present_BxN, eps, cfg):
+  mean_Bx1, std_Bx1 = _progress_stats(p_BxN, present_BxN, cfg.group_size, _STD_DDOF[cfg.std])
+  denom_Bx1 = std_Bx1 + eps
+  # A group whose blocks all made the same progress gets 0, not 0/0 (as for the outcome).
+  return (p_BxN - mean_Bx1) / jnp.where(denom_Bx1 > 0, denom_Bx1, jnp.ones_like(denom_Bx1))
+
+
+PROGRESS_NORMS: dict[str, Callable[..., jax.Array]] = {
+    "none": _progress_none,
+    "center": _progress_center,
+    "standardize": _progress_standardize,
+}
+
+
 def _grouped(norm: str, r_B: jax.Array, eps: jax.Array, cfg: AdvantageConfig) -> jax.Array:
   """Applies an outcome normalization ([P, G] -> [P, G]) to a group-major [B] vector."""
   B = r_B.shape[0]
@@ -125,8 +176,15 @@ def _outcome_estimator(norm: str):
 def mrt_estimator(x: EstimatorInputs, cfg: AdvantageConfig) -> jax.Array:
   """A_{i,t} = A^out_i + α·p_{i, block(t)}, with p_{i,0} = 0 for the answer segment."""
   B, T = x.block_ids_BxT.shape
+  N = x.progress_BxN.shape[1]
   a_out_B = _grouped(cfg.outcome_norm, x.outcome_B, x.eps, cfg)
-  p0_BxN1 = jnp.concatenate([jnp.zeros((B, 1), jnp.float32), x.progress_BxN], axis=1)
+  # Block j is present in row i when a trained token of row i has id j (a scatter, not a
+  # [B, N, T] comparison: T is up to 16K at scale). Ids outside [0, N] are dropped here.
+  rows_Bx1 = jnp.arange(B, dtype=jnp.int32).reshape(B, 1)
+  present_BxN1 = jnp.zeros((B, N + 1), jnp.int32).at[rows_Bx1, x.block_ids_BxT].max(
+      x.mask_BxT.astype(jnp.int32), mode="drop", wrap_negative_indices=False)
+  p_BxN = PROGRESS_NORMS[cfg.progress_norm](x.progress_BxN, present_BxN1[:, 1:] > 0, x.eps, cfg)
+  p0_BxN1 = jnp.concatenate([jnp.zeros((B, 1), jnp.float32), p_BxN], axis=1)
   # Block ids outside [0, N] on unmasked tokens read NaN, so a bad id cannot pass silently.
   p_BxT = jnp.take_along_axis(p0_BxN1, x.block_ids_BxT, axis=1, mode="fill",
                               fill_value=jnp.nan)
@@ -158,9 +216,9 @@ ESTIMATORS: dict[str, Callable[[EstimatorInputs, AdvantageConfig], jax.Array]] =
 
 
 @functools.partial(jax.jit, static_argnames=("estimator", "cfg"))
-def _advantages(x: EstimatorInputs, mask_BxT, *, estimator, cfg):
+def _advantages(x: EstimatorInputs, *, estimator, cfg):
   adv_BxT = ESTIMATORS[estimator](x, cfg)
-  return jnp.where(mask_BxT, adv_BxT, jnp.zeros_like(adv_BxT))
+  return jnp.where(x.mask_BxT, adv_BxT, jnp.zeros_like(adv_BxT))
 
 
 def _check_shape(name: str, x, expected: tuple[int | None, ...], meaning: str) -> None:
@@ -172,7 +230,7 @@ def _check_shape(name: str, x, expected: tuple[int | None, ...], meaning: str) -
 def mrt_advantages(outcome, progress, token_block_ids, token_mask, *, group_size: int,
                    alpha: float, estimator: str = "mrt", eps: float = 1e-6,
                    std: str = "unbiased", outcome_norm: str = "grpo",
-                   terminated=None) -> jax.Array:
+                   progress_norm: str = "none", terminated=None) -> jax.Array:
   """Per-token advantages for a group-major batch of rollouts (jitted; numpy inputs are fine).
 
   Args:
@@ -186,6 +244,7 @@ def mrt_advantages(outcome, progress, token_block_ids, token_mask, *, group_size
     eps: ε added to the group std (grpo normalization).
     std: "unbiased" or "biased" group std.
     outcome_norm: "grpo", "dr_grpo" or "rloo": how mrt and mrt_prefix normalize the outcome.
+    progress_norm: "none", "center" or "standardize": how mrt normalizes progress in a group.
     terminated: bool [B], mrt_prefix only: rollouts forced to answer right after the prefix.
 
   Returns:
@@ -193,7 +252,8 @@ def mrt_advantages(outcome, progress, token_block_ids, token_mask, *, group_size
   """
   if estimator not in ESTIMATORS:
     raise ValueError(f"estimator={estimator!r} is unknown; expected one of {sorted(ESTIMATORS)}")
-  cfg = AdvantageConfig(group_size=group_size, std=std, outcome_norm=outcome_norm)
+  cfg = AdvantageConfig(group_size=group_size, std=std, outcome_norm=outcome_norm,
+                        progress_norm=progress_norm)
   if not alpha >= 0:
     raise ValueError(f"alpha={alpha}; expected alpha >= 0")
   if not eps >= 0:
@@ -219,7 +279,8 @@ def mrt_advantages(outcome, progress, token_block_ids, token_mask, *, group_size
   if terminated is None:
     terminated = np.zeros((B,), bool)
   _check_shape("terminated", terminated, (B,), f"[B] with B={B} like outcome")
+  mask = jnp.asarray(token_mask) != 0
   x = EstimatorInputs(jnp.asarray(outcome, jnp.float32), jnp.asarray(progress, jnp.float32),
                       jnp.asarray(token_block_ids, jnp.int32), jnp.asarray(terminated) != 0,
-                      jnp.asarray(alpha, jnp.float32), jnp.asarray(eps, jnp.float32))
-  return _advantages(x, jnp.asarray(token_mask) != 0, estimator=estimator, cfg=cfg)
+                      mask, jnp.asarray(alpha, jnp.float32), jnp.asarray(eps, jnp.float32))
+  return _advantages(x, estimator=estimator, cfg=cfg)

@@ -46,6 +46,9 @@ class ExperienceConfig:
   estimator: str                    # advantage estimator (mrt_jax.mrt.ESTIMATORS)
   alpha: float                      # α, weight of progress
   outcome_norm: str = "grpo"        # group normalization of the outcome part
+  progress_norm: str = "none"       # group normalization of progress (mrt; PROGRESS_NORMS)
+  std: str = "unbiased"             # group std: "unbiased" (G − 1) or "biased" (G)
+  eps: float = 1e-6                 # ε added to the group std
   segment: SegmentConfig = SegmentConfig()
 
 
@@ -161,7 +164,8 @@ def collect(sampler: Sampler, params, prompts: Sequence[Sequence[int]],
     mask_BxT[i, :len(t)] = True
   advantages = mrt_advantages(outcome_B, progress, block_ids_BxT, mask_BxT, group_size=G,
                               alpha=cfg.alpha, estimator=cfg.estimator,
-                              outcome_norm=cfg.outcome_norm)
+                              eps=cfg.eps, std=cfg.std, outcome_norm=cfg.outcome_norm,
+                              progress_norm=cfg.progress_norm)
   t4 = time.perf_counter()
   stats.update(_summaries(outcome_B, success, boundary_mask, progress, segs, result))
   stats.update(time_rollout_s=t1 - t0, time_verify_s=t2 - t1, time_segment_s=t3 - t2,

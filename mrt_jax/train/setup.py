@@ -20,6 +20,7 @@ from mrt_jax.learner import losses
 from mrt_jax.learner.optimizer import OptimizerConfig, make_optimizer
 from mrt_jax.learner.step import StepConfig
 from mrt_jax.models import tokenizer as tokenizer_lib
+from mrt_jax.mrt.advantages import AdvantageConfig
 from mrt_jax.mrt.segment import SegmentConfig
 from mrt_jax.rewards import get_verifier, verify_batch
 from mrt_jax.train.multihost import split_over_processes
@@ -150,6 +151,12 @@ def experience_config(config: ConfigDict, tokenizer, model_config) -> Experience
   if adv is not None and adv.estimator == "mrt_prefix":
     raise ValueError("config.advantage.estimator='mrt_prefix' needs stale-prefix sampling, "
                      "which the launch loop does not do; use it through mrt_advantages directly")
+  if adv is not None:
+    try:  # the estimator's own checks, before any training
+      AdvantageConfig(group_size=r.num_generations, std=adv.std, outcome_norm=adv.outcome_norm,
+                      progress_norm=adv.progress_norm)
+    except ValueError as e:
+      raise ValueError(f"config.advantage / config.rollout: {e}") from None
   probing = star is not None or adv.estimator == "mrt"
   suffix = tokenizer.encode(p.termination_suffix, add_special_tokens=False)
   stop = tuple(sorted({tokenizer.eos_token_id, *model_config.eos_token_ids} - {None}))
@@ -162,6 +169,9 @@ def experience_config(config: ConfigDict, tokenizer, model_config) -> Experience
       estimator=adv.estimator if adv is not None else "mrt",
       alpha=adv.alpha if adv is not None else 0.0,
       outcome_norm=adv.outcome_norm if adv is not None else "grpo",
+      progress_norm=adv.progress_norm if adv is not None else "none",
+      std=adv.std if adv is not None else "unbiased",
+      eps=adv.eps if adv is not None else 1e-6,
       segment=segment_config(config))
 
 

@@ -63,6 +63,80 @@ def test_mrt_prefix_hand_computed():
                              rtol=1e-6, atol=1e-6)
 
 
+# PROGRESS's present blocks (a trained token carries the id): rows 0 and 1 both blocks, row 2
+# only block 1 (its block 2 has no token), so the group's blocks are 0.5, −0.25, 0, 0.25, 1.
+P_MEAN = 0.3                                        # 1.5 / 5
+P_STD = np.sqrt((0.04 + 0.3025 + 0.09 + 0.0025 + 0.49) / 4)  # unbiased, squared deviations
+
+
+@pytest.mark.parametrize("progress_norm,p_tilde", [
+    ("center", [[0.5 - P_MEAN, -0.25 - P_MEAN], [-P_MEAN, 0.25 - P_MEAN], [1.0 - P_MEAN, 0.0]]),
+    ("standardize", [[(0.5 - P_MEAN) / P_STD, (-0.25 - P_MEAN) / P_STD],
+                     [-P_MEAN / P_STD, (0.25 - P_MEAN) / P_STD], [(1.0 - P_MEAN) / P_STD, 0.0]]),
+])
+def test_progress_norms_hand_computed(progress_norm, p_tilde):
+  # As test_mrt_hand_computed with p replaced by p̃ (row 2's absent block 2 is never read).
+  a, b = 2 / 3, -1 / 3
+  q = np.array(p_tilde)
+  expected = [[a + q[0, 0] / 2, a + q[0, 0] / 2, a + q[0, 1] / 2, a, a],
+              [b + q[1, 0] / 2, b + q[1, 1] / 2, b + q[1, 1] / 2, b + q[1, 1] / 2, b],
+              [b + q[2, 0] / 2, b + q[2, 0] / 2, b, b, 0.0]]
+  np.testing.assert_allclose(_adv("mrt", outcome_norm="dr_grpo", progress_norm=progress_norm),
+                             expected, rtol=1e-6, atol=1e-6)
+
+
+def _numpy_progress_norm(p, ids, mask, G, norm, eps):
+  """p̃ in float64: statistics over the blocks of a group that own a trained token."""
+  B, N = p.shape
+  present = np.array([[np.any(mask[b] & (ids[b] == j + 1)) for j in range(N)] for b in range(B)])
+  out = p.astype(np.float64).copy()
+  for g in range(B // G):
+    rows = slice(g * G, (g + 1) * G)
+    vals = p[rows][present[rows]].astype(np.float64)
+    out[rows] = p[rows] - vals.mean()
+    if norm == "standardize":
+      out[rows] /= vals.std(ddof=1) + eps
+  return out
+
+
+@pytest.mark.parametrize("norm", ["center", "standardize"])
+def test_progress_norms_match_numpy_reference(norm):
+  rng = np.random.default_rng(5)
+  P, G, N, T = 3, 5, 6, 17
+  B = P * G
+  r = rng.integers(0, 2, size=B).astype(np.float32)
+  p = rng.normal(size=(B, N)).astype(np.float32)
+  ids = np.sort(rng.integers(0, N + 1, size=(B, T)), axis=1).astype(np.int32)
+  mask = rng.random((B, T)) > 0.3
+  adv = mrt_advantages(r, p, ids, mask, group_size=G, alpha=0.4, progress_norm=norm)
+  expected = _numpy_mrt(r, _numpy_progress_norm(p, ids, mask, G, norm, 1e-6), ids, mask, G,
+                        0.4, 1e-6)
+  np.testing.assert_allclose(np.asarray(adv), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_centered_progress_makes_a_zero_progress_block_cost():
+  # One group: rollout 0 checks two useful blocks, rollout 1 a useful block and a re-check
+  # (p = 0); same outcome. Under "none" the re-check gets A_out alone; centered, less.
+  p = np.array([[0.4, 0.4], [0.4, 0.0]], np.float32)
+  ids = np.array([[1, 2, 0], [1, 2, 0]], np.int32)
+  kw = {"group_size": 2, "alpha": 1.0}
+  args = (np.array([1.0, 1.0], np.float32), p, ids, np.ones((2, 3), bool))
+  none = np.asarray(mrt_advantages(*args, **kw))
+  centered = np.asarray(mrt_advantages(*args, progress_norm="center", **kw))
+  assert none[1, 1] == 0.0 and centered[1, 1] == pytest.approx(-0.3)
+  assert centered[0, 1] == pytest.approx(0.1) and centered[1, 2] == 0.0  # answer: A_out only
+
+
+@pytest.mark.parametrize("norm", ["none", "center", "standardize"])
+def test_equal_progress_and_outcome_give_exactly_zero(norm):
+  B, G = 6, 3
+  adv = mrt_advantages(np.ones(B, np.float32), np.full((B, 2), 0.25, np.float32),
+                       np.ones((B, 4), np.int32), np.ones((B, 4), bool), group_size=G,
+                       alpha=1.0, eps=0.0, progress_norm=norm)
+  expected = 0.25 if norm == "none" else 0.0
+  assert np.all(np.asarray(adv) == np.float32(expected))
+
+
 def _numpy_mrt(r, p, ids, mask, G, alpha, eps):
   """DESIGN.md §1 in float64: GRPO outcome advantage (unbiased std) plus α·p of the block."""
   r_PxG = r.astype(np.float64).reshape(-1, G)
@@ -172,6 +246,8 @@ def test_bad_input_errors():
     call(std="sample")
   with pytest.raises(ValueError, match="outcome_norm='z' is unknown"):
     call(outcome_norm="z")
+  with pytest.raises(ValueError, match="progress_norm='z' is unknown"):
+    call(progress_norm="z")
   with pytest.raises(ValueError, match=r"progress has shape \(2, 2\)"):
     call(progress=PROGRESS[:2])
   with pytest.raises(ValueError, match=r"token_block_ids has shape \(3, 4\)"):
