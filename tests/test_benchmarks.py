@@ -1,0 +1,59 @@
+"""Benchmark programs: their byte and bandwidth accounting, and a smoke run of each cheap one."""
+
+import importlib.util
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from mrt_jax import models
+from mrt_jax.models.config import config_from_hf_dict
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _load(name):
+  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "benchmarks",
+                                                                   f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+roofline = _load("decode_roofline")
+
+
+@pytest.mark.parametrize("kind,bandwidth", [
+    ("NVIDIA H100 80GB HBM3", 3.35e12), ("NVIDIA H100 PCIe", 2.0e12), ("NVIDIA H200", 4.8e12),
+    ("NVIDIA GH200 480GB", 4.0e12), ("TPU v5p", 2.765e12), ("TPU v5 lite", 0.819e12),
+])
+def test_peak_bandwidth_by_device_kind(kind, bandwidth):
+  assert roofline.peak_bandwidth(kind, None) == bandwidth
+  assert roofline.peak_bandwidth(kind, 100.0) == 100e9
+
+
+def test_unknown_device_kind_asks_for_the_bandwidth():
+  with pytest.raises(SystemExit, match="'cpu'.*--peak-gbps"):
+    roofline.peak_bandwidth("cpu", None)
+
+
+def test_step_bytes_of_the_1_5b_shapes():
+  # By hand from the architecture: bf16, 28 layers, 2 kv heads of 128.
+  config = config_from_hf_dict(roofline.KNOWN_ARCHITECTURES[roofline.FULL["model"]])
+  params = jax.eval_shape(lambda: models.init_params(config, jax.random.key(0),
+                                                     dtype=np.dtype("bfloat16")))
+  weights, kv = roofline.step_bytes(config, params, batch=64, context=1000.0, itemsize=2)
+  D, F, V, L = 1536, 8960, 151936, 28
+  per_layer = D * D + 2 * D * 256 + D * D + 3 * D * F + (D + 2 * 256) + 2 * D  # q k v o mlp b norms
+  assert weights == 2 * (L * per_layer + D + V * D + 64 * D)  # final norm, head, 64 embed rows
+  assert kv == 64 * 1000.0 * L * 2 * 2 * 128 * 2
+
+
+def test_quick_run_reports_consistent_figures():
+  out = roofline.main(["--quick", "--peak-gbps=20", "--repeats=3"])
+  assert out["decode_s"] > 0 and out["decode_tokens_per_s"] == pytest.approx(
+      out["batch"] * out["new"] / out["decode_s"])
+  steps_bytes = out["new"] * (out["weight_bytes_per_step"] + out["kv_live_bytes_per_step"])
+  assert out["roofline_fraction"] == pytest.approx(steps_bytes / 20e9 / out["decode_s"])
+  assert out["kv_bucket_bytes_per_step"] > out["kv_live_bytes_per_step"]
