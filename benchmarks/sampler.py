@@ -23,7 +23,6 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 
 import numpy as np
 
@@ -34,6 +33,7 @@ import jax.numpy as jnp  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
 
+from benchmarks.timing import best_time  # noqa: E402
 from mrt_jax import models, sampling  # noqa: E402
 from mrt_jax.models.transformer import unstack_params  # noqa: E402
 
@@ -47,17 +47,6 @@ FULL = dict(batch=16, prompt=64, new=256, traces=8, trace_len=512, boundaries=8,
             suffix=8, answer=32)
 QUICK = dict(batch=4, prompt=16, new=32, traces=2, trace_len=64, boundaries=2, probes=2,
              suffix=4, answer=8)
-
-
-def best_time(fn, repeats: int, warmup=None) -> float:
-  """Best wall time of `repeats` calls of fn, after one call of `warmup` (default: fn)."""
-  (warmup or fn)()  # compiles (jax) / allocator and kernel caches (torch)
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return min(times)
 
 
 def build_model(directory: str):

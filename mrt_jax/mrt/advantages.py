@@ -119,35 +119,47 @@ OUTCOME_NORMS: dict[str, Callable[[jax.Array, jax.Array, AdvantageConfig], jax.A
 }
 
 
-def _progress_stats(p_BxN, present_BxN, G: int, ddof: int):
-  """Mean and std of progress over the present blocks of each group, each broadcast to [B, 1]."""
-  B, N = p_BxN.shape
-  p_PxX = jnp.where(present_BxN, p_BxN, 0.0).reshape(B // G, G * N)
-  n_Px1 = jnp.sum(present_BxN.reshape(B // G, G * N), axis=1, keepdims=True)
-  mean_Px1 = jnp.sum(p_PxX, axis=1, keepdims=True) / jnp.maximum(n_Px1, 1)
-  dev_PxX = jnp.where(present_BxN.reshape(B // G, G * N), p_PxX - mean_Px1, 0.0)
-  var_Px1 = jnp.sum(dev_PxX * dev_PxX, axis=1, keepdims=True) / jnp.maximum(n_Px1 - ddof, 1)
+def _progress_stats(x: EstimatorInputs, cfg: AdvantageConfig):
+  """Mean and std of progress over the present blocks of each group, each broadcast to [B, 1].
+
+  Block j is present in row i when a trained token of row i has id j: a scatter, not a
+  [B, N, T] comparison (T is up to 16K at scale). Ids outside [1, N] count for no block.
+  """
+  B, N = x.progress_BxN.shape
+  G = cfg.group_size
+  rows_Bx1 = jnp.arange(B, dtype=jnp.int32).reshape(B, 1)
+  present_BxN1 = jnp.zeros((B, N + 1), jnp.int32).at[rows_Bx1, x.block_ids_BxT].max(
+      x.mask_BxT.astype(jnp.int32), mode="drop", wrap_negative_indices=False)
+  present_PxX = (present_BxN1[:, 1:] > 0).reshape(B // G, G * N)
+  p_PxX = x.progress_BxN.reshape(B // G, G * N)
+  n_Px1 = jnp.sum(present_PxX, axis=1, keepdims=True)
+  mean_Px1 = jnp.sum(jnp.where(present_PxX, p_PxX, 0.0), axis=1, keepdims=True) / jnp.maximum(
+      n_Px1, 1)
+  dev_PxX = jnp.where(present_PxX, p_PxX - mean_Px1, 0.0)
+  var_Px1 = jnp.sum(dev_PxX * dev_PxX, axis=1, keepdims=True) / jnp.maximum(
+      n_Px1 - _STD_DDOF[cfg.std], 1)
   return jnp.repeat(mean_Px1, G, axis=0), jnp.repeat(jnp.sqrt(var_Px1), G, axis=0)
 
 
-def _progress_none(p_BxN, present_BxN, eps, cfg):
-  del present_BxN, eps, cfg
-  return p_BxN
+def _progress_none(x: EstimatorInputs, cfg: AdvantageConfig) -> jax.Array:
+  del cfg
+  return x.progress_BxN
 
 
-def _progress_center(p_BxN, present_BxN, eps, cfg):
-  del eps
-  mean_Bx1, _ = _progress_stats(p_BxN, present_BxN, cfg.group_size, _STD_DDOF[cfg.std])
-  return p_BxN - mean_Bx1
+def _progress_center(x: EstimatorInputs, cfg: AdvantageConfig) -> jax.Array:
+  mean_Bx1, _ = _progress_stats(x, cfg)
+  return x.progress_BxN - mean_Bx1
 
 
-def _progress_standardize(p_BxN, present_BxN, eps, cfg):
-  mean_Bx1, std_Bx1 = _progress_stats(p_BxN, present_BxN, cfg.group_size, _STD_DDOF[cfg.std])
-  denom_Bx1 = std_Bx1 + eps
+def _progress_standardize(x: EstimatorInputs, cfg: AdvantageConfig) -> jax.Array:
+  mean_Bx1, std_Bx1 = _progress_stats(x, cfg)
+  denom_Bx1 = std_Bx1 + x.eps
   # A group whose blocks all made the same progress gets 0, not 0/0 (as for the outcome).
-  return (p_BxN - mean_Bx1) / jnp.where(denom_Bx1 > 0, denom_Bx1, jnp.ones_like(denom_Bx1))
+  return (x.progress_BxN - mean_Bx1) / jnp.where(denom_Bx1 > 0, denom_Bx1,
+                                                 jnp.ones_like(denom_Bx1))
 
 
+# Name -> (estimator inputs, config) -> p̃ [B, N].
 PROGRESS_NORMS: dict[str, Callable[..., jax.Array]] = {
     "none": _progress_none,
     "center": _progress_center,
@@ -174,16 +186,10 @@ def _outcome_estimator(norm: str):
 
 
 def mrt_estimator(x: EstimatorInputs, cfg: AdvantageConfig) -> jax.Array:
-  """A_{i,t} = A^out_i + α·p_{i, block(t)}, with p_{i,0} = 0 for the answer segment."""
+  """A_{i,t} = A^out_i + α·p̃_{i, block(t)}, with p̃_{i,0} = 0 for the answer segment."""
   B, T = x.block_ids_BxT.shape
-  N = x.progress_BxN.shape[1]
   a_out_B = _grouped(cfg.outcome_norm, x.outcome_B, x.eps, cfg)
-  # Block j is present in row i when a trained token of row i has id j (a scatter, not a
-  # [B, N, T] comparison: T is up to 16K at scale). Ids outside [0, N] are dropped here.
-  rows_Bx1 = jnp.arange(B, dtype=jnp.int32).reshape(B, 1)
-  present_BxN1 = jnp.zeros((B, N + 1), jnp.int32).at[rows_Bx1, x.block_ids_BxT].max(
-      x.mask_BxT.astype(jnp.int32), mode="drop", wrap_negative_indices=False)
-  p_BxN = PROGRESS_NORMS[cfg.progress_norm](x.progress_BxN, present_BxN1[:, 1:] > 0, x.eps, cfg)
+  p_BxN = PROGRESS_NORMS[cfg.progress_norm](x, cfg)
   p0_BxN1 = jnp.concatenate([jnp.zeros((B, 1), jnp.float32), p_BxN], axis=1)
   # Block ids outside [0, N] on unmasked tokens read NaN, so a bad id cannot pass silently.
   p_BxT = jnp.take_along_axis(p0_BxN1, x.block_ids_BxT, axis=1, mode="fill",

@@ -128,7 +128,7 @@ def test_centered_progress_makes_a_zero_progress_block_cost():
 
 
 @pytest.mark.parametrize("norm", ["none", "center", "standardize"])
-def test_equal_progress_and_outcome_give_exactly_zero(norm):
+def test_a_group_of_equal_progress_normalizes_to_exactly_zero(norm):
   B, G = 6, 3
   adv = mrt_advantages(np.ones(B, np.float32), np.full((B, 2), 0.25, np.float32),
                        np.ones((B, 4), np.int32), np.ones((B, 4), bool), group_size=G,
