@@ -158,6 +158,10 @@ def experience_config(config: ConfigDict, tokenizer, model_config) -> Experience
     except ValueError as e:
       raise ValueError(f"config.advantage / config.rollout: {e}") from None
   probing = star is not None or adv.estimator == "mrt"
+  # MRT-STaR (no advantage block) reads progress only; the advantages computed for it are unused.
+  advantage = (dict(estimator="mrt", alpha=0.0) if adv is None else
+               dict(estimator=adv.estimator, alpha=adv.alpha, outcome_norm=adv.outcome_norm,
+                    progress_norm=adv.progress_norm, std=adv.std, eps=adv.eps))
   suffix = tokenizer.encode(p.termination_suffix, add_special_tokens=False)
   stop = tuple(sorted({tokenizer.eos_token_id, *model_config.eos_token_ids} - {None}))
   return ExperienceConfig(
@@ -166,13 +170,7 @@ def experience_config(config: ConfigDict, tokenizer, model_config) -> Experience
       num_probes=p.num_probes if probing else 0,
       probe_temperature=p.temperature, probe_top_p=p.top_p,
       probe_max_answer_len=p.max_answer_len, suffix_tokens=tuple(suffix), stop_token_ids=stop,
-      estimator=adv.estimator if adv is not None else "mrt",
-      alpha=adv.alpha if adv is not None else 0.0,
-      outcome_norm=adv.outcome_norm if adv is not None else "grpo",
-      progress_norm=adv.progress_norm if adv is not None else "none",
-      std=adv.std if adv is not None else "unbiased",
-      eps=adv.eps if adv is not None else 1e-6,
-      segment=segment_config(config))
+      segment=segment_config(config), **advantage)
 
 
 def prompt_buckets(max_prompt_len: int) -> tuple[int, ...]:
