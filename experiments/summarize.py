@@ -18,6 +18,7 @@ Figures of a run:
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
@@ -280,10 +281,27 @@ def target_check(figures: Mapping[str, Sequence[dict]], baseline: str = "grpo",
       f"- {method} accuracy ≥ {baseline}'s (means): {yes(acc_ok)}"])
 
 
+def count_parameters(model_dir: str) -> int:
+  """Number of parameters in a Hugging Face checkpoint directory's *.safetensors files."""
+  from safetensors import safe_open
+  files = sorted(glob.glob(os.path.join(model_dir, "*.safetensors")))
+  if not files:
+    raise FileNotFoundError(f"{model_dir}: no *.safetensors files to count parameters in")
+  total = 0
+  for path in files:
+    with safe_open(path, framework="numpy") as f:
+      total += sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())
+  return total
+
+
 def markdown(figures: Mapping[str, Sequence[dict]], seeds: Sequence[int], target: float,
              timings: Mapping[str, float], config, pngs: Mapping[str, str], docs: str,
-             quick: bool) -> str:
-  """The measured section of RESULTS.md: settings, table, target check, per-seed, plots."""
+             quick: bool, parameters: int | None = None) -> str:
+  """The measured section of RESULTS.md: settings, table, target check, per-seed, plots.
+
+  `parameters` is the warm start's parameter count (`count_parameters`), printed with the
+  architecture when given.
+  """
   t, r, e, d = config.train, config.rollout, config.eval, config.demo
   rel = lambda p: os.path.relpath(p, docs)
   minutes = sum(timings.values()) / 60
@@ -298,7 +316,10 @@ def markdown(figures: Mapping[str, Sequence[dict]], seeds: Sequence[int], target
       f"(temperature {e.temperature}), J(c) from m = {e.num_probes} forced answers at budgets "
       f"0, {', '.join(str(b) for b in e.budgets)} and at every block boundary. Task: "
       f"{d.num_candidates} letters, {d.num_clues} clues, waste probability {d.waste_prob} in "
-      f"the warm start's data. Wall time of the whole run: {minutes:.1f} min.",
+      f"the warm start's data. Model: Qwen2-style, {d.num_layers} layers, hidden "
+      f"{d.hidden_size}, FFN {d.intermediate_size}, {d.num_heads} heads / {d.num_kv_heads} kv "
+      f"heads" + ("" if parameters is None else f", {parameters / 1e6:.2f}M parameters") +
+      f". Wall time of the whole run: {minutes:.1f} min.",
       "",
       f"Mean [95% interval over seeds]. Target for *tokens to target*: J = {target:.3f}, 90% "
       f"of the lower of the trained methods' mean J at the largest budget.",

@@ -80,3 +80,14 @@ def test_table_labels_missing_values_by_row():
   assert "(1 of 2 seeds have no such block)" in rows[
       "measured ΔJ of a block that checks a made-up clue"]
   assert "all 1 seeds never reach it" in summarize.table({"grpo": [missing]})
+
+
+def test_count_parameters_sums_every_tensor_of_every_shard(tmp_path):
+  from safetensors.numpy import save_file
+  save_file({"a": np.zeros((3, 4), np.float32), "b": np.zeros((5,), np.float32)},
+            str(tmp_path / "model-00001-of-00002.safetensors"))
+  save_file({"c": np.zeros((2, 2, 2), np.float32)},
+            str(tmp_path / "model-00002-of-00002.safetensors"))
+  assert summarize.count_parameters(str(tmp_path)) == 12 + 5 + 8
+  with pytest.raises(FileNotFoundError, match="no \\*.safetensors files"):
+    summarize.count_parameters(str(tmp_path / "missing"))
