@@ -1,6 +1,6 @@
 """Small-scale reproduction of MRT vs GRPO on the CPU demo's task (issue 7); writes docs/RESULTS.md.
 
-  nice -n 5 python experiments/reproduce_demo.py   # the full run, ~32 min (docs/RESULTS.md)
+  nice -n 5 python experiments/reproduce_demo.py   # the full run, ~40 min (docs/RESULTS.md)
   python experiments/reproduce_demo.py --quick               # smoke run, a few minutes
 
 1. Builds the demo's assets once (configs/demo_cpu.py): elimination problems, tiny tokenizer,
