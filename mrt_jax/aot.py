@@ -187,8 +187,14 @@ def sampler_programs(mc: ModelConfig, config: ConfigDict, mesh, dtype):
              (mc, params, _abstract((P, width), jnp.int32, mesh, ("batch", "seq"), rules),
               _abstract((P,), jnp.int32, mesh, ("batch",), rules)),
              dict(cache_dtype=dtype, cache_len=S, repeats=G, **static))
-  kv = _abstract((mc.num_layers, B, mc.num_kv_heads, S, mc.head_dim), dtype, mesh, CACHE_AXES,
-                 rules)
+  # The cache in the layout the sampler's prefill returns: stacked when it scans the layers,
+  # per-layer buffers when it unrolls them.
+  if static["scan_layers"]:
+    kv = _abstract((mc.num_layers, B, mc.num_kv_heads, S, mc.head_dim), dtype, mesh,
+                   CACHE_AXES, rules)
+  else:
+    kv = (_abstract((B, mc.num_kv_heads, S, mc.head_dim), dtype, mesh, CACHE_AXES[1:],
+                    rules),) * mc.num_layers
   cache = KVCache(kv, kv, _abstract((B,), jnp.int32, mesh, ("batch",), rules))
   sampling = SamplingRules(config.rollout.temperature, config.rollout.top_p,
                            stop_token_ids=mc.eos_token_ids)

@@ -57,3 +57,37 @@ def test_quick_run_reports_consistent_figures():
   steps_bytes = out["new"] * (out["weight_bytes_per_step"] + out["kv_live_bytes_per_step"])
   assert out["roofline_fraction"] == pytest.approx(steps_bytes / 20e9 / out["decode_s"])
   assert out["kv_bucket_bytes_per_step"] > out["kv_live_bytes_per_step"]
+
+
+copies = _load("decode_copies")
+
+
+def test_layer_copy_detector_matches_whole_layer_caches_only():
+  hlo = "\n".join([
+      '  %copy.1 = bf16[1,8,2,64,128]{4,3,2,1,0:T(8,128)(2,1)} copy(%p), metadata={op_name='
+      '"jit(decode)/while/body/dynamic_slice"}',
+      '  ROOT %copy.2 = bf16[8,2,64,128]{3,2,1,0} copy(%q)',
+      '  %copy.3 = bf16[8,2,32,128]{3,2,1,0} copy(%r)',        # half a layer's entries
+      '  %copy.4 = bf16[2,8,2,64,128]{4,3,2,1,0} copy(%s)',    # two layers (a stacked slice)
+      '  %fusion.5 = bf16[8,2,64,128]{3,2,1,0} fusion(%t), kind=kLoop',  # not a copy
+  ])
+  found = copies.layer_copies(hlo, batch=8, kv_heads=2, cache_len=64, head_dim=128)
+  assert [line.split()[0] for line in found] == ["%copy.1", "ROOT"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("libtpu") is None,
+                    reason="libtpu (pip install -e .[test]) compiles for TPUs")
+def test_quick_copy_count_compiles_both_layer_loops_for_a_tpu():
+  import json
+  import subprocess
+  import sys
+  proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "decode_copies.py"),
+                         "--quick"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  out = json.loads(proc.stdout.strip().splitlines()[-1])
+  rows = {r["scan_layers"]: r for r in out["rows"]}
+  assert set(rows) == {True, False} and out["num_layers"] == 2
+  # libtpu materializes the scanned layer's dynamic slice of the stacked cache (K and V):
+  # the copy that the unrolled loop's per-layer buffers were introduced to avoid.
+  assert rows[True]["sources"].get("dynamic_slice", 0) >= 2
+  assert "dynamic_slice" not in rows[False]["sources"]

@@ -178,8 +178,8 @@ def forward(config: ModelConfig, params: Params, tokens: jax.Array,
             positions: jax.Array | None = None, cache: KVCache | None = None, *,
             compute_dtype=None, rules: Rules = TRAIN_RULES, prefix: Prefix | None = None,
             cache_len: int | None = None, logits_at: jax.Array | None = None,
-            return_hidden: bool = False, remat: bool = False,
-            scan_layers: bool = True) -> tuple[jax.Array, KVCache | None]:
+            return_hidden: bool = False, remat: bool = False, scan_layers: bool = True,
+            layer_buffers: bool = False) -> tuple[jax.Array, KVCache | None]:
   """Runs the decoder.
 
   Args:
@@ -212,6 +212,9 @@ def forward(config: ModelConfig, params: Params, tokens: jax.Array,
       [B, T, D] are stored instead of every activation).
     scan_layers: `lax.scan` over the layers (compile time independent of depth); False unrolls
       them (the same numbers; faster decode steps on XLA:CPU).
+    layer_buffers: a prefill (`cache_len`) returns per-layer buffers (`unstack_layers`'s
+      layout) instead of stacked arrays, without building the stacked ones first; needs
+      scan_layers=False.
 
   Returns:
     logits [B, T, V] (or [B, N, V] with `logits_at`) in the compute dtype, and the updated
@@ -225,6 +228,9 @@ def forward(config: ModelConfig, params: Params, tokens: jax.Array,
     raise ValueError("forward: cache_len makes a new cache; it cannot be given with a cache")
   if cache_len is not None and cache_len < T:
     raise ValueError(f"forward: cache_len={cache_len} is shorter than the {T} tokens to write")
+  if layer_buffers and (scan_layers or cache_len is None):
+    raise ValueError("forward: layer_buffers is for a prefill (cache_len) with "
+                     "scan_layers=False")
   offset_B = prefix.boundaries_B if prefix is not None else jnp.zeros((B,), jnp.int32)
   if positions is None:
     start_B = offset_B + cache.lengths_B if cache is not None else offset_B
@@ -238,8 +244,9 @@ def forward(config: ModelConfig, params: Params, tokens: jax.Array,
 
   self_mask_BxTxT = positions_BxT[:, None, :] <= positions_BxT[:, :, None]
   per_layer = cache is not None and isinstance(cache.k_LxBxKxSxE, tuple)
-  if per_layer and scan_layers:
-    raise ValueError("forward: a cache of per-layer buffers (`unstack_layers`) needs "
+  prefix_per_layer = prefix is not None and isinstance(prefix.cache.k_LxBxKxSxE, tuple)
+  if (per_layer or prefix_per_layer) and scan_layers:
+    raise ValueError("forward: a cache or prefix of per-layer buffers (`unstack_layers`) needs "
                      "scan_layers=False")
   cache_mask_BxTxS = None
   if cache is not None:
@@ -314,8 +321,10 @@ def forward(config: ModelConfig, params: Params, tokens: jax.Array,
       new_kv = (tuple(o[0] for o in outs), tuple(o[1] for o in outs))
     elif cache is not None:
       new_kv = kv_all
-    elif cache_len is not None:
+    elif cache_len is not None and not layer_buffers:
       new_kv = jax.tree.map(lambda *a: jnp.stack(a), *outs)
+    elif cache_len is not None:
+      new_kv = (tuple(o[0] for o in outs), tuple(o[1] for o in outs))
 
   if logits_at is not None:
     x_BxTxD = jnp.take_along_axis(x_BxTxD, logits_at.astype(jnp.int32)[:, :, None], axis=1)
@@ -329,12 +338,17 @@ def forward(config: ModelConfig, params: Params, tokens: jax.Array,
   new_cache = None
   if cache_len is not None:
     # Entries 0..T-1 of a fresh cache: one dynamic_update_slice per array (no scatter).
-    k_LxBxKxTxE, v_LxBxKxTxE = (jnp.swapaxes(a, 2, 3) for a in new_kv)
-    shape = k_LxBxKxTxE.shape[:3] + (cache_len, k_LxBxKxTxE.shape[4])
-    dtype_kv = k_LxBxKxTxE.dtype
-    fill = lambda a: jax.lax.dynamic_update_slice(
-        constrain(jnp.zeros(shape, dtype_kv), CACHE_AXES, rules), a, (0,) * 5)
-    new_cache = KVCache(fill(k_LxBxKxTxE), fill(v_LxBxKxTxE), jnp.full((B,), T, jnp.int32))
+    def fill(n_xBxTxKxE):  # [L, B, T, K, E] stacked, or [B, T, K, E] one layer
+      n = jnp.swapaxes(n_xBxTxKxE, -3, -2)
+      axes = CACHE_AXES[-n.ndim:]
+      empty = jnp.zeros(n.shape[:-2] + (cache_len, n.shape[-1]), n.dtype)
+      return jax.lax.dynamic_update_slice(constrain(empty, axes, rules), n, (0,) * n.ndim)
+    k, v = new_kv
+    if layer_buffers:
+      k, v = tuple(map(fill, k)), tuple(map(fill, v))
+    else:
+      k, v = fill(k), fill(v)
+    new_cache = KVCache(k, v, jnp.full((B,), T, jnp.int32))
   elif cache is not None:
     new_cache = KVCache(new_kv[0], new_kv[1], jnp.maximum(cache.lengths_B, slots_BxT[:, -1] + 1))
   return logits_BxTxV, new_cache

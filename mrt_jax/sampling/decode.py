@@ -10,6 +10,12 @@ cache) in the step after it is emitted, so with `feed_last` the loop runs until 
 token is fed: the returned cache is complete, and a fork can branch at any position of it.
 Without it (callers that drop the cache: probes, generation without `keep_cache`) the loop
 ends when the last row emits its last token, one forward pass sooner.
+
+Cache layout: with `scan_layers` the caches are stacked [L, B, K, S, E] arrays; unrolled
+(`scan_layers=False`, the `Sampler`'s default on CPU) they are per-layer buffers [B, K, S, E]
+(`transformer.unstack_layers`) from the prefill on, so that every layer reads and updates its
+own buffer in place and no call splits or restacks the cache. A cache in the other layout is
+converted (one copy) on the way in.
 """
 
 from __future__ import annotations
@@ -47,6 +53,16 @@ class DecodeState:
   logprobs_BxN: jax.Array  # f32: their log-probs (rules.py convention), 0 after the end
 
 
+def _in_layout(cache: KVCache, scan_layers: bool) -> KVCache:
+  """The cache stacked (for a scan) or as per-layer buffers (unrolled), converting if needed."""
+  per_layer = isinstance(cache.k_LxBxKxSxE, tuple)
+  if per_layer and scan_layers:
+    return stack_layers(cache)
+  if not per_layer and not scan_layers:
+    return unstack_layers(cache)
+  return cache
+
+
 def _constrain_cache(cache: KVCache, rules: Rules) -> KVCache:
   def one(a):
     if isinstance(a, tuple):  # per-layer buffers (`unstack_layers`)
@@ -77,20 +93,26 @@ def prefill(config: ModelConfig, params: Params, tokens_BxT: jax.Array, lengths_
     scan_layers: scan (True) or unroll the layer loop (`models.forward`).
 
   Returns:
-    The cache [.., B * repeats, S, ..] holding each row's tokens (lengths = true lengths), and
-    f32 logits [B * repeats, V] of each row's last real token.
+    The cache [.., B * repeats, S, ..] holding each row's tokens (lengths = true lengths;
+    stacked with `scan_layers`, per-layer buffers without), and f32 logits [B * repeats, V] of
+    each row's last real token.
   """
   TRACES["prefill"] += 1
+  if prefix is not None:
+    prefix = prefix.replace(cache=_in_layout(prefix.cache, scan_layers))
   # The tokens attend causally among themselves (and to the prefix), not to an empty cache;
   # their keys/values fill entries 0..T-1 of a cache of S entries.
   logits_Bx1xV, cache = forward(config, params, tokens_BxT, prefix=prefix, cache_len=cache_len,
                                 compute_dtype=compute_dtype, rules=rules,
-                                logits_at=(lengths_B - 1)[:, None], scan_layers=scan_layers)
+                                logits_at=(lengths_B - 1)[:, None], scan_layers=scan_layers,
+                                layer_buffers=not scan_layers)
   # Entries past a row's true length hold right-padding; decoding overwrites them.
-  cache = KVCache(cache.k_LxBxKxSxE.astype(cache_dtype), cache.v_LxBxKxSxE.astype(cache_dtype),
+  cast = lambda a: a.astype(cache_dtype)
+  cache = KVCache(jax.tree.map(cast, cache.k_LxBxKxSxE), jax.tree.map(cast, cache.v_LxBxKxSxE),
                   lengths_B.astype(jnp.int32))
   last_BxV = logits_Bx1xV[:, 0].astype(jnp.float32)
   if repeats > 1:
+    # Stacked [L, B, ..] arrays repeat axis 1; per-layer [B, ..] buffers and lengths axis 0.
     cache = jax.tree.map(lambda a: jnp.repeat(a, repeats, axis=1 if a.ndim == 5 else 0), cache)
     last_BxV = jnp.repeat(last_BxV, repeats, axis=0)
   return _constrain_cache(cache, rules), last_BxV
@@ -132,7 +154,8 @@ def decode(config: ModelConfig, params: Params, cache: KVCache, first_logits_BxV
 
   Args:
     config, params: the model.
-    cache: the prefilled cache (donated: updated in place).
+    cache: the prefilled cache (donated: updated in place; best in the layout of
+      `scan_layers`, module docstring).
     first_logits_BxV: logits of each row's last prefilled token (they choose token 0).
     rule_arrays: sampling rules (`rules.RuleArrays`).
     row_keys_B: one PRNG key per row (see `rules.choose`).
@@ -147,11 +170,15 @@ def decode(config: ModelConfig, params: Params, cache: KVCache, first_logits_BxV
 
   Returns:
     The final `DecodeState`; with `feed_last` its cache holds every row's prefilled and emitted
-    tokens (without, the last emitted token of each row is missing).
+    tokens (without, the last emitted token of each row is missing), in the layout of
+    `scan_layers`.
   """
   TRACES["decode"] += 1
   B = first_logits_BxV.shape[0]
   W = rule_arrays.stops_XxW.shape[1]
+  cache = _constrain_cache(_in_layout(cache, scan_layers), rules)
+  if prefix is not None:
+    prefix = prefix.replace(cache=_constrain_cache(_in_layout(prefix.cache, scan_layers), rules))
   state = DecodeState(
       step=jnp.int32(0), cache=cache, token_B=jnp.zeros((B,), jnp.int32),
       pending_B=jnp.zeros((B,), bool), done_B=~live_B, stopped_B=jnp.zeros((B,), bool),
@@ -170,17 +197,11 @@ def decode(config: ModelConfig, params: Params, cache: KVCache, first_logits_BxV
                  max_new_tokens)
 
   if not scan_layers:
-    # Unrolled layers read and update per-layer buffers in place: split the stacked caches
-    # and weights once per call (XLA copies a slice of a stacked array on every step).
+    # Unrolled layers read and update per-layer buffers in place; split the stacked weights
+    # once per call too (XLA copies a slice of a stacked array on every step).
     params = unstack_params(params)
-    state = state.replace(cache=_constrain_cache(unstack_layers(state.cache), rules))
-    if prefix is not None:
-      prefix = prefix.replace(cache=_constrain_cache(unstack_layers(prefix.cache), rules))
   # With feed_last, run while some row has an emitted token that is not yet in the cache
   # (rows stop emitting on a stop match or at the budget, so this ends one step after the last
   # row finishes); without, while some row will emit another token.
   cond = (lambda s: jnp.any(s.pending_B)) if feed_last else (lambda s: jnp.any(~s.done_B))
-  state = jax.lax.while_loop(cond, body, state)
-  if not scan_layers:
-    state = state.replace(cache=_constrain_cache(stack_layers(state.cache), rules))
-  return state
+  return jax.lax.while_loop(cond, body, state)

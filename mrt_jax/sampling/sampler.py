@@ -46,6 +46,8 @@ class SampleResult:
     finish_reasons: 'stop' (a stop token or sequence was emitted) or 'length' (budget reached).
     cache: with `keep_cache=True`, the KV cache whose row r holds result row r's prompt and all
       its generated tokens (rows past the result are padding): a trunk for `Sampler.fork`.
+      Per-layer buffers (`transformer.unstack_layers`) where the sampler unrolls its layers
+      (CPU), stacked arrays where it scans them.
   """
   tokens: list[list[int]]
   logprobs: list[np.ndarray]
@@ -68,9 +70,11 @@ class Sampler:
     mesh: run sharded on this mesh (params should be placed with the same `rules`); None = the
       default device.
     rules: logical-axis sharding rules (tensor parallel over heads/FFN/vocab, batch over data).
-    scan_layers: scan the layer loop (compile time independent of depth) or unroll it; None =
-      unroll on CPU, where XLA copies a scanned layer's weights and cache slices every decode
-      step (2-3x slower steps for small models), and scan on accelerators.
+    scan_layers: scan the layer loop (compile time independent of depth) or unroll it over
+      per-layer cache buffers; None = unroll on CPU, where XLA copies a scanned layer's
+      weights and cache slices every decode step (2-3x slower steps for small models), and
+      scan on accelerators (`benchmarks/decode_copies.py` shows what libtpu copies either
+      way).
   """
   config: ModelConfig
   prompt_buckets: tuple[int, ...] = (32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384,

@@ -80,11 +80,33 @@ def test_token_by_token_decode_matches_full_forward(arch, fresh, mode):
                              rtol=0, atol=TOL)
 
 
+def test_prefill_into_layer_buffers_equals_the_stacked_prefill():
+  """`layer_buffers=True` builds the per-layer buffers of the stacked prefill directly."""
+  config = _config(architectures=["Qwen3ForCausalLM"])
+  params = _params(config, 0)
+  tokens = jax.random.randint(jax.random.key(2), (2, 7), 0, config.vocab_size)
+  kw = dict(cache_len=11, scan_layers=False)
+  ref_logits, ref = models.forward(config, params, tokens, **kw)
+  logits, got = models.forward(config, params, tokens, layer_buffers=True, **kw)
+  assert isinstance(got.k_LxBxKxSxE, tuple) and len(got.v_LxBxKxSxE) == config.num_layers
+  assert got.k_LxBxKxSxE[0].shape == ref.k_LxBxKxSxE.shape[1:]
+  np.testing.assert_array_equal(logits, ref_logits)
+  for a, b in zip(jax.tree.leaves(transformer.stack_layers(got)), jax.tree.leaves(ref)):
+    np.testing.assert_array_equal(a, b)
+  with pytest.raises(ValueError, match="layer_buffers is for a prefill"):
+    models.forward(config, params, tokens, layer_buffers=True, cache_len=11)
+  with pytest.raises(ValueError, match="layer_buffers is for a prefill"):
+    models.forward(config, params, tokens, layer_buffers=True, scan_layers=False)
+
+
 def test_per_layer_cache_needs_unrolled_layers():
   config = _config()
   cache = transformer.unstack_layers(models.init_cache(config, batch=1, max_len=4))
   with pytest.raises(ValueError, match="scan_layers=False"):
     models.forward(config, _params(config, 0), jnp.zeros((1, 1), jnp.int32), cache=cache)
+  prefix = transformer.Prefix(cache, jnp.ones((1,), jnp.int32))
+  with pytest.raises(ValueError, match="prefix of per-layer buffers"):
+    models.forward(config, _params(config, 0), jnp.zeros((1, 1), jnp.int32), prefix=prefix)
 
 
 def test_cache_len_shorter_than_the_tokens_is_an_error():

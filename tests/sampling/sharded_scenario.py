@@ -23,5 +23,11 @@ def run(sampler: sampling.Sampler, params) -> dict:
     out[f"{name}_tokens"] = r.tokens
     out[f"{name}_reasons"] = r.finish_reasons
     out[f"{name}_logprobs"] = [np.asarray(lp).tolist() for lp in r.logprobs]
-  out["cache_shard_shape"] = list(greedy.cache.k_LxBxKxSxE.addressable_shards[0].data.shape)
+  k = greedy.cache.k_LxBxKxSxE
+  if isinstance(k, tuple):  # per-layer buffers [B, K, S, E]: L, then one layer's shard
+    shards = {tuple(a.addressable_shards[0].data.shape) for a in k}
+    assert len(shards) == 1, shards
+    out["cache_shard_shape"] = [len(k), *shards.pop()]
+  else:
+    out["cache_shard_shape"] = list(k.addressable_shards[0].data.shape)
   return out

@@ -86,20 +86,25 @@ def test_bad_probes_name_the_culprit(trunk):
 
 
 def test_scanned_and_unrolled_layer_loops_agree(trunk):
-  """Accelerators scan the layers, CPUs unroll them: both give the same tokens and log-probs."""
+  """Scanned layers over a stacked cache (accelerators) and unrolled ones over per-layer
+  buffers (CPU) give the same tokens and log-probs, also forking from the other's trunk."""
   config, params, _, seqs = trunk
   prompts = [s[:LENGTHS[i]] for i, s in enumerate(seqs)]
   kwargs = dict(max_new_tokens=24, temperature=1.0, top_k=50, seed=3)
+  probes = [sampling.Probe(0, 4, (7, 8), 2), sampling.Probe(2, 11, (5,), 3)]
+  samplers = {scan: sampling.Sampler(config, scan_layers=scan) for scan in (True, False)}
   out = {}
-  for scan in (True, False):
-    sampler = sampling.Sampler(config, scan_layers=scan)
+  for scan, sampler in samplers.items():
     gen = sampler.generate(params, prompts, num_samples=2, keep_cache=True, **kwargs)
-    probes = [sampling.Probe(0, 4, (7, 8), 2), sampling.Probe(2, 11, (5,), 3)]
-    out[scan] = (gen, sampler.fork(params, gen.cache, probes, **kwargs))
+    assert isinstance(gen.cache.k_LxBxKxSxE, tuple) == (not scan)
+    assert isinstance(gen.cache.v_LxBxKxSxE, tuple) == (not scan)
+    out[scan] = (gen, sampler.fork(params, gen.cache, probes, **kwargs),
+                 samplers[not scan].fork(params, gen.cache, probes, **kwargs))
   for got, ref in zip(out[True], out[False]):
     assert got.tokens == ref.tokens
     for a, b in zip(got.logprobs, ref.logprobs):
       np.testing.assert_allclose(a, b, rtol=0, atol=LOGPROB_TOL)
+  assert out[True][1].tokens == out[True][2].tokens
 
 
 def test_probe_grid_is_padded_finely_and_shares_suffix_prefills():

@@ -1,0 +1,130 @@
+"""KV-cache copies in the compiled decode loop, scanned vs unrolled layers, compiled for a TPU.
+
+Decode is bound by memory traffic: every step reads the weights and the KV cache once. A copy
+of a layer's cache inside the loop adds a write and a read of it on every step. This program
+compiles the sampler's real decode loop (`mrt_jax.sampling.decode.decode`) through libtpu on
+this machine (no TPU needed) for one chip, once with the layers scanned over a stacked cache and
+once unrolled over per-layer buffers (the `Sampler` default), and counts the copies in the
+optimized HLO whose shape is a whole layer's keys or values [B, K, S, E] (with or without a
+leading unit layer axis), by the op that made them, and prints the compiler's temporary
+memory. A copy is counted once however often it runs: one in the layer loop's body runs for
+every layer of every step.
+
+Shapes: DeepSeek-R1-Distill-Qwen-1.5B with bf16 weights, batch 64, a cache of 512 + 1024
+entries (those of `decode_roofline.py`); `--quick`: a 2-layer model of the same family.
+
+  python benchmarks/decode_copies.py             # ~1 min on 2 cores
+  python benchmarks/decode_copies.py --quick     # seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from mrt_jax import aot_topologies  # noqa: E402  (sets no jax state)
+
+FULL = dict(batch=64, prompt=512, new=1024)
+QUICK = dict(batch=8, prompt=32, new=32)
+
+
+def layer_copies(hlo_text: str, batch: int, kv_heads: int, cache_len: int,
+                 head_dim: int) -> list[str]:
+  """Copy instructions of the HLO whose result is one layer's [B, K, S, E] cache array."""
+  dims = f"{batch},{kv_heads},{cache_len},{head_dim}"
+  pattern = re.compile(r"=\s*\w+\[(?:1,)?" + dims + r"\]\S*\s+copy\(")
+  return [line.strip() for line in hlo_text.splitlines() if pattern.search(line)]
+
+
+def compile_decode(config, s: dict, scan_layers: bool, device, hlo_dir: str | None = None
+                   ) -> dict:
+  """Compiles `decode.decode` for one device; returns copies, temp bytes and compile time."""
+  import time
+
+  import jax
+  import jax.numpy as jnp
+  from jax.sharding import SingleDeviceSharding
+
+  from mrt_jax.models import init_params
+  from mrt_jax.models.transformer import KVCache
+  from mrt_jax.sampling import SamplingRules, decode
+
+  B, S = s["batch"], s["prompt"] + s["new"]
+  sharding = SingleDeviceSharding(device)
+  on = lambda tree: jax.tree.map(
+      lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), tree)
+  params = on(jax.eval_shape(lambda: init_params(config, jax.random.key(0),
+                                                 dtype=jnp.bfloat16)))
+  layer = (B, config.num_kv_heads, S, config.head_dim)
+  if scan_layers:
+    kv = jax.ShapeDtypeStruct((config.num_layers,) + layer, jnp.bfloat16, sharding=sharding)
+  else:
+    kv = (jax.ShapeDtypeStruct(layer, jnp.bfloat16, sharding=sharding),) * config.num_layers
+  cache = KVCache(kv, kv, jax.ShapeDtypeStruct((B,), jnp.int32, sharding=sharding))
+  rules = on(jax.eval_shape(lambda: SamplingRules(1.0).to_arrays(config.vocab_size, s["new"])))
+  key_dtype = jax.eval_shape(lambda: jax.random.key(0)).dtype
+  args = (config, params, cache,
+          jax.ShapeDtypeStruct((B, config.vocab_size), jnp.float32, sharding=sharding), rules,
+          jax.ShapeDtypeStruct((B,), key_dtype, sharding=sharding),
+          jax.ShapeDtypeStruct((B,), jnp.bool_, sharding=sharding),
+          jax.ShapeDtypeStruct((), jnp.int32, sharding=sharding))
+  start = time.perf_counter()
+  compiled = decode.decode.lower(*args, rules=(), compute_dtype=jnp.bfloat16,
+                                 new_tokens=s["new"], scan_layers=scan_layers).compile()
+  seconds = time.perf_counter() - start
+  if hlo_dir:
+    name = "scanned" if scan_layers else "unrolled"
+    with open(os.path.join(hlo_dir, f"decode_{name}.hlo.txt"), "w") as f:
+      f.write(compiled.as_text())
+  copies = layer_copies(compiled.as_text(), *layer)
+  # What each copy materializes, from its op_name (e.g. "dynamic_slice", "scatter").
+  sources = {}
+  for line in copies:
+    op = re.search(r'op_name="[^"]*/([^/"]+)"', line)
+    sources[op.group(1) if op else "?"] = sources.get(op.group(1) if op else "?", 0) + 1
+  return {"scan_layers": scan_layers, "layer_cache_copies": len(copies), "sources": sources,
+          "temp_bytes": int(compiled.memory_analysis().temp_size_in_bytes),
+          "layer_cache_bytes": int(2 * B * config.num_kv_heads * S * config.head_dim),
+          "compile_s": round(seconds, 1), "copies": copies[:4]}
+
+
+def main(argv=None) -> list[dict]:
+  ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  ap.add_argument("--quick", action="store_true", help="a 2-layer model, small shapes")
+  ap.add_argument("--topology", default="v5p-8", help="TPU slice whose chip to compile for")
+  ap.add_argument("--hlo-dir", default=None, help="also write the optimized HLO texts here")
+  args = ap.parse_args(argv)
+  topology = aot_topologies.parse(args.topology)
+  aot_topologies.quiet_libtpu_env(topology)  # before libtpu loads
+
+  from mrt_jax.aot import KNOWN_ARCHITECTURES
+  from mrt_jax.models.config import config_from_hf_dict
+
+  hf = dict(KNOWN_ARCHITECTURES["DeepSeek-R1-Distill-Qwen-1.5B"])
+  if args.quick:
+    hf.update(num_hidden_layers=2, vocab_size=1024)
+  config = config_from_hf_dict(hf, where="benchmark shapes")
+  s = QUICK if args.quick else FULL
+  device = aot_topologies.devices(topology)[0]
+  rows = [compile_decode(config, s, scan, device, args.hlo_dir) for scan in (True, False)]
+  print(f"decode loop of {'a 2-layer' if args.quick else 'the 1.5B'} model, batch {s['batch']}, "
+        f"cache {s['prompt']} + {s['new']}, bf16, compiled for one {device.device_kind} chip")
+  print("| layers | copies of one layer's K or V cache (by source op) | temp MiB | compile s |")
+  print("|---|---|---:|---:|")
+  for r in rows:
+    name = "scanned, stacked cache" if r["scan_layers"] else "unrolled, per-layer buffers"
+    sources = ", ".join(f"{n} {op}" for op, n in sorted(r["sources"].items())) or "none"
+    print(f"| {name} | {r['layer_cache_copies']} ({sources}) | {r['temp_bytes'] / 2**20:.1f} | "
+          f"{r['compile_s']} |")
+  print(json.dumps({"device": device.device_kind, **s, "num_layers": config.num_layers,
+                    "rows": rows}))
+  return rows
+
+
+if __name__ == "__main__":
+  main()
