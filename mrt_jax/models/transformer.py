@@ -38,9 +38,14 @@ CACHE_AXES = ("layers", "batch", "kv_heads", "cache_seq", "head_dim")
 class KVCache:
   """Keys/values of every layer; row b holds positions [0, lengths[b]) of its sequence.
 
-  Entry s of row b is the key/value of the token at rope position s. Entries at or beyond
-  `lengths[b]` are garbage (e.g. right-padding of a prefill) and are never attended to, because
-  a query at position p only sees entries s <= p.
+  Entry start[b] + p of row b is the key/value of the token at rope position p (start = 0
+  unless given). Entries before start[b] or at or beyond start[b] + lengths[b] are garbage
+  (e.g. the padding of a prefill) and are never attended to.
+
+  The sampler's prefill aligns every row's prompt to end at the same entry (start[b] = prompt
+  width - prompt length), so that rows decoding in lockstep write each new token at one common
+  entry: one `dynamic_update_slice` per layer instead of a per-row scatter, which libtpu
+  answers by changing the cache's layout, and so copying it, on every step.
 
   `k`/`v` are stacked [L, B, K, S, E] arrays; inside an unrolled decode loop they are tuples of
   L arrays [B, K, S, E] instead (`unstack_layers`), so that each layer reads and updates its
@@ -49,6 +54,7 @@ class KVCache:
   k_LxBxKxSxE: jax.Array | tuple[jax.Array, ...]
   v_LxBxKxSxE: jax.Array | tuple[jax.Array, ...]
   lengths_B: jax.Array  # int32
+  start_B: jax.Array | None = None  # int32: entry of each row's position 0; None = 0
 
   @property
   def max_len(self) -> int:
@@ -83,7 +89,8 @@ class Prefix:
 
   With R = `cache` rows and a batch of B = R * M rows, row b belongs to prefix row b // M and
   sees that row's entries at positions < `boundaries_B[b]`. The row's own cache then holds what
-  follows the boundary: its own entry j is the token at rope position boundaries_B[b] + j.
+  follows the boundary: its own position j (entry start + j) is the token at rope position
+  boundaries_B[b] + j.
   """
   cache: KVCache
   boundaries_B: jax.Array  # int32
@@ -179,7 +186,8 @@ def forward(config: ModelConfig, params: Params, tokens: jax.Array,
             compute_dtype=None, rules: Rules = TRAIN_RULES, prefix: Prefix | None = None,
             cache_len: int | None = None, logits_at: jax.Array | None = None,
             return_hidden: bool = False, remat: bool = False, scan_layers: bool = True,
-            layer_buffers: bool = False) -> tuple[jax.Array, KVCache | None]:
+            layer_buffers: bool = False, start_B: jax.Array | None = None,
+            write_at: jax.Array | None = None) -> tuple[jax.Array, KVCache | None]:
   """Runs the decoder.
 
   Args:
@@ -191,9 +199,9 @@ def forward(config: ModelConfig, params: Params, tokens: jax.Array,
       cache.lengths_B[:, None] + 0..T-1` (or `prefix.boundaries_B[:, None] + 0..T-1` without a
       cache) with a prefix. Positions of one row must increase.
     cache: a `KVCache` or None. With a cache, the new tokens' keys/values are written at their
-      positions and the tokens attend to every cached entry at a position <= their own. Without
-      one, tokens attend causally among themselves (right padding is harmless: padding comes
-      after the real tokens).
+      positions' entries and the tokens attend to every cached entry at a position <= their
+      own. Without one, tokens attend causally among themselves (right padding is harmless:
+      padding comes after the real tokens).
     compute_dtype: dtype activations are computed in; defaults to the params' dtype (each
       layer's weights are cast inside the layer loop, never the whole model at once).
     rules: logical-axis sharding rules for activation constraints under an ambient mesh.
@@ -215,6 +223,14 @@ def forward(config: ModelConfig, params: Params, tokens: jax.Array,
     layer_buffers: a prefill (`cache_len`) returns per-layer buffers (`unstack_layers`'s
       layout) instead of stacked arrays, without building the stacked ones first; needs
       scan_layers=False.
+    start_B: a prefill's int32 [B] entry of each row's position 0 (default 0): row b's first
+      T - start_B[b] tokens (its real ones; the rest is right padding) go to entries
+      [start_B[b], T) of the new cache, so that every row ends at entry T.
+    write_at: with a cache, an int32 [] entry at which every row writes its T new tokens (one
+      `dynamic_update_slice` instead of a scatter at each row's own entries). Only the rows
+      whose next entry (start + length) it is get a correct cache and correct outputs: the
+      rest of the batch must be rows whose outputs and later entries are not used (finished
+      rows of a decode loop in lockstep).
 
   Returns:
     logits [B, T, V] (or [B, N, V] with `logits_at`) in the compute dtype, and the updated
@@ -231,12 +247,20 @@ def forward(config: ModelConfig, params: Params, tokens: jax.Array,
   if layer_buffers and (scan_layers or cache_len is None):
     raise ValueError("forward: layer_buffers is for a prefill (cache_len) with "
                      "scan_layers=False")
+  if start_B is not None and cache_len is None:
+    raise ValueError("forward: start_B places a prefill (cache_len) in its new cache")
+  if write_at is not None and cache is None:
+    raise ValueError("forward: write_at is an entry of the given cache; no cache was given")
   offset_B = prefix.boundaries_B if prefix is not None else jnp.zeros((B,), jnp.int32)
   if positions is None:
-    start_B = offset_B + cache.lengths_B if cache is not None else offset_B
-    positions = start_B[:, None] + jnp.arange(T, dtype=jnp.int32)[None, :]
+    first_B = offset_B + cache.lengths_B if cache is not None else offset_B
+    positions = first_B[:, None] + jnp.arange(T, dtype=jnp.int32)[None, :]
   positions_BxT = positions.astype(jnp.int32)
-  slots_BxT = positions_BxT - offset_B[:, None]  # own-cache entry of each new token
+  zeros_B = jnp.zeros((B,), jnp.int32)
+  cache_start_B = zeros_B
+  if cache is not None and cache.start_B is not None:
+    cache_start_B = cache.start_B
+  slots_BxT = positions_BxT - offset_B[:, None] + cache_start_B[:, None]  # own-cache entries
 
   x_BxTxD = jnp.take(embedding_VxD, tokens, axis=0).astype(dtype)
   x_BxTxD = constrain(x_BxTxD, ("batch", "seq", "act_embed"), rules)
@@ -255,22 +279,37 @@ def forward(config: ModelConfig, params: Params, tokens: jax.Array,
     # read after, a buffer needs no defensive copy (reading a cache that is then updated in
     # place makes XLA copy it).
     cache_slots_S = jnp.arange(cache.max_len, dtype=jnp.int32)
-    cache_mask_BxTxS = cache_slots_S[None, None, :] <= slots_BxT[:, :, None]
+    if write_at is not None:
+      slots_BxT = jnp.broadcast_to(write_at + jnp.arange(T, dtype=jnp.int32), (B, T))
+    cache_mask_BxTxS = ((cache_slots_S[None, None, :] <= slots_BxT[:, :, None])
+                        & (cache_slots_S[None, None, :] >= cache_start_B[:, None, None]))
     rows_Bx1 = jnp.arange(B)[:, None]
   prefix_kv_all, prefix_mask_BxP = None, None
   if prefix is not None:
-    prefix_pos_P = jnp.arange(prefix.cache.max_len, dtype=jnp.int32)
-    prefix_mask_BxP = prefix_pos_P[None, :] < prefix.boundaries_B[:, None]
+    prefix_slots_P = jnp.arange(prefix.cache.max_len, dtype=jnp.int32)
+    prefix_start_B = zeros_B
+    if prefix.cache.start_B is not None:  # prefix row r's start, for its M rows
+      prefix_start_B = jnp.repeat(prefix.cache.start_B, B // prefix.cache.start_B.shape[0])
+    prefix_pos_BxP = prefix_slots_P[None, :] - prefix_start_B[:, None]
+    prefix_mask_BxP = (prefix_pos_BxP >= 0) & (prefix_pos_BxP < prefix.boundaries_B[:, None])
     prefix_kv_all = (prefix.cache.k_LxBxKxSxE, prefix.cache.v_LxBxKxSxE)
 
   def write_layer(c_BxKxSxE, n_BxTxKxE):  # per-layer buffer: stored = view
-    c_BxKxSxE = c_BxKxSxE.at[rows_Bx1, :, slots_BxT].set(n_BxTxKxE.astype(c_BxKxSxE.dtype),
-                                                         mode="drop")
+    n_BxTxKxE = n_BxTxKxE.astype(c_BxKxSxE.dtype)
+    if write_at is not None:
+      c_BxKxSxE = jax.lax.dynamic_update_slice(c_BxKxSxE, jnp.swapaxes(n_BxTxKxE, 1, 2),
+                                               (0, 0, write_at, 0))
+    else:
+      c_BxKxSxE = c_BxKxSxE.at[rows_Bx1, :, slots_BxT].set(n_BxTxKxE, mode="drop")
     return c_BxKxSxE, c_BxKxSxE
 
   def write_stacked(i, c_LxBxKxSxE, n_BxTxKxE):  # every layer's buffer: store all, view one
-    c_LxBxKxSxE = c_LxBxKxSxE.at[i, rows_Bx1, :, slots_BxT].set(
-        n_BxTxKxE.astype(c_LxBxKxSxE.dtype), mode="drop")
+    n_BxTxKxE = n_BxTxKxE.astype(c_LxBxKxSxE.dtype)
+    if write_at is not None:
+      c_LxBxKxSxE = jax.lax.dynamic_update_slice(
+          c_LxBxKxSxE, jnp.swapaxes(n_BxTxKxE, 1, 2)[None], (i, 0, 0, write_at, 0))
+    else:
+      c_LxBxKxSxE = c_LxBxKxSxE.at[i, rows_Bx1, :, slots_BxT].set(n_BxTxKxE, mode="drop")
     return c_LxBxKxSxE, c_LxBxKxSxE[i]
 
   def layer(x_BxTxD, p, kv, prefix_kv, write):
@@ -338,7 +377,14 @@ def forward(config: ModelConfig, params: Params, tokens: jax.Array,
   new_cache = None
   if cache_len is not None:
     # Entries 0..T-1 of a fresh cache: one dynamic_update_slice per array (no scatter).
+    if start_B is not None:
+      # Row b's token t goes to entry t + start_B[b] (mod T: its right padding wraps to the
+      # front, before the row's start, where nothing attends to it).
+      src_BxT = (jnp.arange(T, dtype=jnp.int32)[None, :] - start_B[:, None]) % T
     def fill(n_xBxTxKxE):  # [L, B, T, K, E] stacked, or [B, T, K, E] one layer
+      if start_B is not None:
+        idx = src_BxT.reshape((1,) * (n_xBxTxKxE.ndim - 4) + (B, T, 1, 1))
+        n_xBxTxKxE = jnp.take_along_axis(n_xBxTxKxE, idx, axis=-3)
       n = jnp.swapaxes(n_xBxTxKxE, -3, -2)
       axes = CACHE_AXES[-n.ndim:]
       empty = jnp.zeros(n.shape[:-2] + (cache_len, n.shape[-1]), n.dtype)
@@ -348,7 +394,13 @@ def forward(config: ModelConfig, params: Params, tokens: jax.Array,
       k, v = tuple(map(fill, k)), tuple(map(fill, v))
     else:
       k, v = fill(k), fill(v)
-    new_cache = KVCache(k, v, jnp.full((B,), T, jnp.int32))
+    if start_B is None:
+      new_cache = KVCache(k, v, jnp.full((B,), T, jnp.int32))
+    else:
+      start_B = start_B.astype(jnp.int32)
+      new_cache = KVCache(k, v, T - start_B, start_B)
   elif cache is not None:
-    new_cache = KVCache(new_kv[0], new_kv[1], jnp.maximum(cache.lengths_B, slots_BxT[:, -1] + 1))
+    new_cache = cache.replace(
+        k_LxBxKxSxE=new_kv[0], v_LxBxKxSxE=new_kv[1],
+        lengths_B=jnp.maximum(cache.lengths_B, slots_BxT[:, -1] + 1 - cache_start_B))
   return logits_BxTxV, new_cache

@@ -5,14 +5,17 @@ compiles them once per shape bucket. `TRACES` counts how often each was traced (
 which tests read to show that calls inside a bucket do not recompile.
 
 Cache invariant kept by the loop: row b's cache holds exactly its prompt (or, with a prefix, its
-suffix) and every token it has emitted, `lengths_B[b]` of them. A token is fed (written to the
-cache) in the step after it is emitted, so with `feed_last` the loop runs until every emitted
+suffix) and every token it has emitted, `lengths_B[b]` of them. The prefill aligns every row's
+prompt to end at entry W (the prompt width; `KVCache.start_B`), so all rows write the token
+they feed at step i to the same entry W + i (`forward(write_at=...)`): one
+`dynamic_update_slice` per layer, which every backend does in place. A token is fed (written
+to the cache) in the step after it is emitted, so with `feed_last` the loop runs until every emitted
 token is fed: the returned cache is complete, and a fork can branch at any position of it.
 Without it (callers that drop the cache: probes, generation without `keep_cache`) the loop
 ends when the last row emits its last token, one forward pass sooner.
 
 Cache layout: with `scan_layers` the caches are stacked [L, B, K, S, E] arrays; unrolled
-(`scan_layers=False`, the `Sampler`'s default on CPU) they are per-layer buffers [B, K, S, E]
+(`scan_layers=False`, the `Sampler`'s default) they are per-layer buffers [B, K, S, E]
 (`transformer.unstack_layers`) from the prefill on, so that every layer reads and updates its
 own buffer in place and no call splits or restacks the cache. A cache in the other layout is
 converted (one copy) on the way in.
@@ -68,8 +71,10 @@ def _constrain_cache(cache: KVCache, rules: Rules) -> KVCache:
     if isinstance(a, tuple):  # per-layer buffers (`unstack_layers`)
       return tuple(constrain(x, CACHE_AXES[1:], rules) for x in a)
     return constrain(a, CACHE_AXES, rules)
+  start_B = cache.start_B
   return cache.replace(k_LxBxKxSxE=one(cache.k_LxBxKxSxE), v_LxBxKxSxE=one(cache.v_LxBxKxSxE),
-                       lengths_B=constrain(cache.lengths_B, ("batch",), rules))
+                       lengths_B=constrain(cache.lengths_B, ("batch",), rules),
+                       start_B=None if start_B is None else constrain(start_B, ("batch",), rules))
 
 
 @functools.partial(jax.jit, static_argnames=("config", "rules", "compute_dtype", "cache_dtype",
@@ -93,23 +98,25 @@ def prefill(config: ModelConfig, params: Params, tokens_BxT: jax.Array, lengths_
     scan_layers: scan (True) or unroll the layer loop (`models.forward`).
 
   Returns:
-    The cache [.., B * repeats, S, ..] holding each row's tokens (lengths = true lengths;
-    stacked with `scan_layers`, per-layer buffers without), and f32 logits [B * repeats, V] of
-    each row's last real token.
+    The cache [.., B * repeats, S, ..] holding each row's tokens at entries [T - length, T)
+    (lengths = true lengths, start = T - length; stacked with `scan_layers`, per-layer buffers
+    without), and f32 logits [B * repeats, V] of each row's last real token.
   """
   TRACES["prefill"] += 1
   if prefix is not None:
     prefix = prefix.replace(cache=_in_layout(prefix.cache, scan_layers))
   # The tokens attend causally among themselves (and to the prefix), not to an empty cache;
   # their keys/values fill entries 0..T-1 of a cache of S entries.
+  lengths_B = lengths_B.astype(jnp.int32)
   logits_Bx1xV, cache = forward(config, params, tokens_BxT, prefix=prefix, cache_len=cache_len,
                                 compute_dtype=compute_dtype, rules=rules,
                                 logits_at=(lengths_B - 1)[:, None], scan_layers=scan_layers,
-                                layer_buffers=not scan_layers)
-  # Entries past a row's true length hold right-padding; decoding overwrites them.
+                                layer_buffers=not scan_layers,
+                                start_B=tokens_BxT.shape[1] - lengths_B)
+  # Each row's real tokens end at entry T; its right padding wrapped to the front.
   cast = lambda a: a.astype(cache_dtype)
-  cache = KVCache(jax.tree.map(cast, cache.k_LxBxKxSxE), jax.tree.map(cast, cache.v_LxBxKxSxE),
-                  lengths_B.astype(jnp.int32))
+  cache = cache.replace(k_LxBxKxSxE=jax.tree.map(cast, cache.k_LxBxKxSxE),
+                        v_LxBxKxSxE=jax.tree.map(cast, cache.v_LxBxKxSxE))
   last_BxV = logits_Bx1xV[:, 0].astype(jnp.float32)
   if repeats > 1:
     # Stacked [L, B, ..] arrays repeat axis 1; per-layer [B, ..] buffers and lengths axis 0.
@@ -155,7 +162,8 @@ def decode(config: ModelConfig, params: Params, cache: KVCache, first_logits_BxV
   Args:
     config, params: the model.
     cache: the prefilled cache (donated: updated in place; best in the layout of
-      `scan_layers`, module docstring).
+      `scan_layers`, module docstring). Its last `new_tokens` entries are the decode's, and
+      every live row's prompt ends where they begin (as `prefill` leaves it).
     first_logits_BxV: logits of each row's last prefilled token (they choose token 0).
     rule_arrays: sampling rules (`rules.RuleArrays`).
     row_keys_B: one PRNG key per row (see `rules.choose`).
@@ -187,11 +195,17 @@ def decode(config: ModelConfig, params: Params, cache: KVCache, first_logits_BxV
       logprobs_BxN=jnp.zeros((B, new_tokens), jnp.float32))
   state = _emit(state, first_logits_BxV, rule_arrays, row_keys_B, max_new_tokens)
 
+  if cache.max_len < new_tokens:
+    raise ValueError(f"decode: a cache of {cache.max_len} entries has no room for "
+                     f"{new_tokens} new tokens")
+  width = cache.max_len - new_tokens  # the prompt width: entry of every row's first new token
+
   def body(s: DecodeState) -> DecodeState:
+    # Token `step - 1` of every pending row goes to entry width + step - 1 (rows in lockstep).
     logits_Bx1xV, cache = forward(config, params, s.token_B[:, None], cache=s.cache,
                                   prefix=prefix, compute_dtype=compute_dtype, rules=rules,
-                                  scan_layers=scan_layers)
-    # Finished rows rewrite the garbage entry at their length; only real tokens advance it.
+                                  scan_layers=scan_layers, write_at=width + s.step - 1)
+    # Finished rows write garbage past their last entry; only real tokens advance a length.
     cache = _constrain_cache(cache.replace(lengths_B=s.cache.lengths_B + s.pending_B), rules)
     return _emit(s.replace(cache=cache), logits_Bx1xV[:, 0], rule_arrays, row_keys_B,
                  max_new_tokens)

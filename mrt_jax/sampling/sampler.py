@@ -46,8 +46,7 @@ class SampleResult:
     finish_reasons: 'stop' (a stop token or sequence was emitted) or 'length' (budget reached).
     cache: with `keep_cache=True`, the KV cache whose row r holds result row r's prompt and all
       its generated tokens (rows past the result are padding): a trunk for `Sampler.fork`.
-      Per-layer buffers (`transformer.unstack_layers`) where the sampler unrolls its layers
-      (CPU), stacked arrays where it scans them.
+      Per-layer buffers (`transformer.unstack_layers`) unless the sampler scans its layers.
   """
   tokens: list[list[int]]
   logprobs: list[np.ndarray]
@@ -71,10 +70,10 @@ class Sampler:
       default device.
     rules: logical-axis sharding rules (tensor parallel over heads/FFN/vocab, batch over data).
     scan_layers: scan the layer loop (compile time independent of depth) or unroll it over
-      per-layer cache buffers; None = unroll on CPU, where XLA copies a scanned layer's
-      weights and cache slices every decode step (2-3x slower steps for small models), and
-      scan on accelerators (`benchmarks/decode_copies.py` shows what libtpu copies either
-      way).
+      per-layer cache buffers (None: unroll). A scanned decode step copies each layer's slice
+      of the stacked cache: XLA:CPU copies its weights and cache slices too (2-3x slower
+      steps for small models), and libtpu copies every layer's K and V cache on every step,
+      which the unrolled loop does not (`benchmarks/decode_copies.py`).
   """
   config: ModelConfig
   prompt_buckets: tuple[int, ...] = (32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384,
@@ -94,10 +93,7 @@ class Sampler:
     return self.cache_dtype or self.compute_dtype or params["embed"]["embedding"].dtype
 
   def _scan_layers(self) -> bool:
-    if self.scan_layers is not None:
-      return self.scan_layers
-    devices = self.mesh.devices.flat if self.mesh is not None else jax.devices()
-    return next(iter(devices)).platform != "cpu"
+    return bool(self.scan_layers)
 
   def _batch_multiple(self) -> int:
     """Rows are padded to a multiple of the mesh's batch shards so they split evenly."""

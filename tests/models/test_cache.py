@@ -136,6 +136,49 @@ def test_rows_decode_at_their_own_positions():
     np.testing.assert_allclose(step_logits[i, 0], ref[0, -1], rtol=0, atol=TOL)
 
 
+@pytest.mark.parametrize("scan_layers", [True, False])
+def test_end_aligned_prefill_then_steps_at_a_common_entry(scan_layers):
+  """Rows of lengths 7, 3, 5 prefilled to end at entry 7 (`start_B`) then decode two tokens
+  each at entries 7 and 8 (`write_at`, one dynamic_update_slice): every step equals the full
+  forward of the row's own sequence, and the scatter path (no `write_at`) gives the same."""
+  config = _config()
+  params = _params(config, 2)
+  lengths = np.array([7, 3, 5])
+  rng = np.random.default_rng(1)
+  seqs = [rng.integers(0, config.vocab_size, size=n + 2) for n in lengths]
+  padded = np.zeros((3, 7), np.int32)
+  for i, (s, n) in enumerate(zip(seqs, lengths)):
+    padded[i, :n] = s[:n]
+  kw = dict(scan_layers=scan_layers)
+  p = params if scan_layers else transformer.unstack_params(params)
+  _, cache = models.forward(config, p, jnp.asarray(padded), cache_len=12,
+                            start_B=jnp.asarray(7 - lengths), layer_buffers=not scan_layers, **kw)
+  np.testing.assert_array_equal(cache.start_B, 7 - lengths)
+  np.testing.assert_array_equal(cache.lengths_B, lengths)
+  scattered = cache
+  for j in range(2):
+    nxt = jnp.asarray([[s[n + j]] for s, n in zip(seqs, lengths)], jnp.int32)
+    logits, cache = models.forward(config, p, nxt, cache=cache, write_at=jnp.int32(7 + j), **kw)
+    ref_logits, scattered = models.forward(config, p, nxt, cache=scattered, **kw)
+    np.testing.assert_array_equal(cache.lengths_B, lengths + j + 1)
+    np.testing.assert_allclose(logits, ref_logits, rtol=0, atol=TOL)
+    for i, s in enumerate(seqs):
+      full, _ = models.forward(config, params, jnp.asarray(s[None, :lengths[i] + j + 1]))
+      np.testing.assert_allclose(logits[i, 0], full[0, -1], rtol=0, atol=TOL)
+  for a, b in zip(jax.tree.leaves(cache), jax.tree.leaves(scattered)):
+    np.testing.assert_allclose(a, b, rtol=0, atol=TOL)
+
+
+def test_start_and_write_entry_need_their_kind_of_call():
+  config = _config()
+  params = _params(config, 0)
+  tokens = jnp.zeros((1, 3), jnp.int32)
+  with pytest.raises(ValueError, match="start_B places a prefill"):
+    models.forward(config, params, tokens, start_B=jnp.zeros((1,), jnp.int32))
+  with pytest.raises(ValueError, match="write_at is an entry of the given cache"):
+    models.forward(config, params, tokens, write_at=jnp.int32(0))
+
+
 def test_bf16_forward_is_close_to_f32():
   """The bf16 policy runs end to end and stays near f32 (a smoke bound, not a parity claim)."""
   config = _config()

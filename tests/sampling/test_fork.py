@@ -86,13 +86,14 @@ def test_bad_probes_name_the_culprit(trunk):
 
 
 def test_scanned_and_unrolled_layer_loops_agree(trunk):
-  """Scanned layers over a stacked cache (accelerators) and unrolled ones over per-layer
-  buffers (CPU) give the same tokens and log-probs, also forking from the other's trunk."""
+  """Scanned layers over a stacked cache and unrolled ones over per-layer buffers (the
+  default) give the same tokens and log-probs, also forking from the other's trunk."""
   config, params, _, seqs = trunk
   prompts = [s[:LENGTHS[i]] for i, s in enumerate(seqs)]
   kwargs = dict(max_new_tokens=24, temperature=1.0, top_k=50, seed=3)
   probes = [sampling.Probe(0, 4, (7, 8), 2), sampling.Probe(2, 11, (5,), 3)]
   samplers = {scan: sampling.Sampler(config, scan_layers=scan) for scan in (True, False)}
+  assert not sampling.Sampler(config)._scan_layers()  # pylint: disable=protected-access
   out = {}
   for scan, sampler in samplers.items():
     gen = sampler.generate(params, prompts, num_samples=2, keep_cache=True, **kwargs)
