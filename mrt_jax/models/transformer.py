@@ -223,9 +223,11 @@ def forward(config: ModelConfig, params: Params, tokens: jax.Array,
     layer_buffers: a prefill (`cache_len`) returns per-layer buffers (`unstack_layers`'s
       layout) instead of stacked arrays, without building the stacked ones first; needs
       scan_layers=False.
-    start_B: a prefill's int32 [B] entry of each row's position 0 (default 0): row b's first
-      T - start_B[b] tokens (its real ones; the rest is right padding) go to entries
-      [start_B[b], T) of the new cache, so that every row ends at entry T.
+    start_B: a left-padded prefill (`cache_len`): int32 [B], row b's real tokens are
+      tokens[b, start_B[b]:], at positions 0, 1, ... (after the prefix's boundary, with a
+      prefix); nothing attends to the padding before them. They fill entries
+      [start_B[b], T) of the new cache, whose `start_B` this becomes: every row ends at
+      entry T.
     write_at: with a cache, an int32 [] entry at which every row writes its T new tokens (one
       `dynamic_update_slice` instead of a scatter at each row's own entries). Only the rows
       whose next entry (start + length) it is get a correct cache and correct outputs: the
@@ -254,6 +256,8 @@ def forward(config: ModelConfig, params: Params, tokens: jax.Array,
   offset_B = prefix.boundaries_B if prefix is not None else jnp.zeros((B,), jnp.int32)
   if positions is None:
     first_B = offset_B + cache.lengths_B if cache is not None else offset_B
+    if start_B is not None:  # left padding: the real tokens start at index start_B
+      first_B = first_B - start_B.astype(jnp.int32)
     positions = first_B[:, None] + jnp.arange(T, dtype=jnp.int32)[None, :]
   positions_BxT = positions.astype(jnp.int32)
   zeros_B = jnp.zeros((B,), jnp.int32)
@@ -267,6 +271,9 @@ def forward(config: ModelConfig, params: Params, tokens: jax.Array,
   cos_BxTxE, sin_BxTxE = layers.rope_cos_sin(config, positions_BxT)
 
   self_mask_BxTxT = positions_BxT[:, None, :] <= positions_BxT[:, :, None]
+  if start_B is not None:  # no query attends to left padding
+    self_mask_BxTxT &= (jnp.arange(T, dtype=jnp.int32)[None, None, :]
+                        >= start_B.astype(jnp.int32)[:, None, None])
   per_layer = cache is not None and isinstance(cache.k_LxBxKxSxE, tuple)
   prefix_per_layer = prefix is not None and isinstance(prefix.cache.k_LxBxKxSxE, tuple)
   if (per_layer or prefix_per_layer) and scan_layers:
@@ -377,14 +384,7 @@ def forward(config: ModelConfig, params: Params, tokens: jax.Array,
   new_cache = None
   if cache_len is not None:
     # Entries 0..T-1 of a fresh cache: one dynamic_update_slice per array (no scatter).
-    if start_B is not None:
-      # Row b's token t goes to entry t + start_B[b] (mod T: its right padding wraps to the
-      # front, before the row's start, where nothing attends to it).
-      src_BxT = (jnp.arange(T, dtype=jnp.int32)[None, :] - start_B[:, None]) % T
     def fill(n_xBxTxKxE):  # [L, B, T, K, E] stacked, or [B, T, K, E] one layer
-      if start_B is not None:
-        idx = src_BxT.reshape((1,) * (n_xBxTxKxE.ndim - 4) + (B, T, 1, 1))
-        n_xBxTxKxE = jnp.take_along_axis(n_xBxTxKxE, idx, axis=-3)
       n = jnp.swapaxes(n_xBxTxKxE, -3, -2)
       axes = CACHE_AXES[-n.ndim:]
       empty = jnp.zeros(n.shape[:-2] + (cache_len, n.shape[-1]), n.dtype)

@@ -5,12 +5,14 @@ compiles them once per shape bucket. `TRACES` counts how often each was traced (
 which tests read to show that calls inside a bucket do not recompile.
 
 Cache invariant kept by the loop: row b's cache holds exactly its prompt (or, with a prefix, its
-suffix) and every token it has emitted, `lengths_B[b]` of them. The prefill aligns every row's
-prompt to end at entry W (the prompt width; `KVCache.start_B`), so all rows write the token
-they feed at step i to the same entry W + i (`forward(write_at=...)`): one
-`dynamic_update_slice` per layer, which every backend does in place. A token is fed (written
-to the cache) in the step after it is emitted, so with `feed_last` the loop runs until every emitted
-token is fed: the returned cache is complete, and a fork can branch at any position of it.
+suffix) and every token it has emitted, `lengths_B[b]` of them. Prompts come left-padded to
+the prompt width W, so every row's prompt ends at entry W (`KVCache.start_B`) and all rows
+write the token they feed at step i to the same entry W + i (`forward(write_at=...)`): one
+`dynamic_update_slice` per layer, which every backend does in place (libtpu answers a per-row
+scatter by re-laying-out the whole cache on every step). A token is fed (written to the
+cache) in the step after it is emitted, so with `feed_last` the loop runs until every
+emitted token is fed: the returned cache is complete, and a fork can branch at any position
+of it.
 Without it (callers that drop the cache: probes, generation without `keep_cache`) the loop
 ends when the last row emits its last token, one forward pass sooner.
 
@@ -87,7 +89,7 @@ def prefill(config: ModelConfig, params: Params, tokens_BxT: jax.Array, lengths_
 
   Args:
     config, params: the model.
-    tokens_BxT: right-padded token ids; row b's real tokens are the first `lengths_B[b]`.
+    tokens_BxT: left-padded token ids; row b's real tokens are the last `lengths_B[b]`.
     lengths_B: int32 true lengths (>= 1).
     prefix: with a `Prefix`, the tokens continue the prefix rows at their boundaries (fork).
     rules, compute_dtype: sharding rules and activation dtype of the forward pass.
@@ -107,13 +109,14 @@ def prefill(config: ModelConfig, params: Params, tokens_BxT: jax.Array, lengths_
     prefix = prefix.replace(cache=_in_layout(prefix.cache, scan_layers))
   # The tokens attend causally among themselves (and to the prefix), not to an empty cache;
   # their keys/values fill entries 0..T-1 of a cache of S entries.
+  B, T = tokens_BxT.shape
   lengths_B = lengths_B.astype(jnp.int32)
   logits_Bx1xV, cache = forward(config, params, tokens_BxT, prefix=prefix, cache_len=cache_len,
                                 compute_dtype=compute_dtype, rules=rules,
-                                logits_at=(lengths_B - 1)[:, None], scan_layers=scan_layers,
-                                layer_buffers=not scan_layers,
-                                start_B=tokens_BxT.shape[1] - lengths_B)
-  # Each row's real tokens end at entry T; its right padding wrapped to the front.
+                                logits_at=jnp.full((B, 1), T - 1, jnp.int32),
+                                scan_layers=scan_layers, layer_buffers=not scan_layers,
+                                start_B=T - lengths_B)
+  # Each row's real tokens fill entries [T - length, T); nothing attends to those before.
   cast = lambda a: a.astype(cache_dtype)
   cache = cache.replace(k_LxBxKxSxE=jax.tree.map(cast, cache.k_LxBxKxSxE),
                         v_LxBxKxSxE=jax.tree.map(cast, cache.v_LxBxKxSxE))

@@ -127,11 +127,15 @@ class Sampler:
     return _fold_in_rows(jax.random.key(seed), row_ids, out)
 
   def _pad_rows(self, seqs: list[list[int]], rows: int, width: int):
-    """Right-padded tokens [rows, width] and lengths; padding rows get one token (id 0)."""
+    """Left-padded tokens [rows, width] and lengths; padding rows get one token (id 0).
+
+    Left padding ends every prompt at entry `width` of the cache, so the decode loop writes
+    each step's tokens at one entry common to all rows (`decode.py`).
+    """
     tokens = np.zeros((rows, width), np.int32)
     lengths = np.ones((rows,), np.int32)
     for i, s in enumerate(seqs):
-      tokens[i, :len(s)] = s
+      tokens[i, width - len(s):] = s
       lengths[i] = len(s)
     return tokens, lengths
 

@@ -138,23 +138,28 @@ def test_rows_decode_at_their_own_positions():
 
 @pytest.mark.parametrize("scan_layers", [True, False])
 def test_end_aligned_prefill_then_steps_at_a_common_entry(scan_layers):
-  """Rows of lengths 7, 3, 5 prefilled to end at entry 7 (`start_B`) then decode two tokens
-  each at entries 7 and 8 (`write_at`, one dynamic_update_slice): every step equals the full
-  forward of the row's own sequence, and the scatter path (no `write_at`) gives the same."""
+  """Rows of lengths 7, 3, 5 left-padded to 7 (`start_B`), prefilled, then two tokens each
+  decoded at entries 7 and 8 (`write_at`, one dynamic_update_slice): the prefill and every
+  step equal the full forward of the row's own sequence, and the scatter path (no
+  `write_at`) gives the same."""
   config = _config()
   params = _params(config, 2)
   lengths = np.array([7, 3, 5])
   rng = np.random.default_rng(1)
   seqs = [rng.integers(0, config.vocab_size, size=n + 2) for n in lengths]
-  padded = np.zeros((3, 7), np.int32)
+  padded = np.full((3, 7), 99, np.int32)  # the padding's value must not matter
   for i, (s, n) in enumerate(zip(seqs, lengths)):
-    padded[i, :n] = s[:n]
+    padded[i, 7 - n:] = s[:n]
   kw = dict(scan_layers=scan_layers)
   p = params if scan_layers else transformer.unstack_params(params)
-  _, cache = models.forward(config, p, jnp.asarray(padded), cache_len=12,
-                            start_B=jnp.asarray(7 - lengths), layer_buffers=not scan_layers, **kw)
+  prefill_logits, cache = models.forward(config, p, jnp.asarray(padded), cache_len=12,
+                                         start_B=jnp.asarray(7 - lengths),
+                                         layer_buffers=not scan_layers, **kw)
   np.testing.assert_array_equal(cache.start_B, 7 - lengths)
   np.testing.assert_array_equal(cache.lengths_B, lengths)
+  for i, s in enumerate(seqs):
+    full, _ = models.forward(config, params, jnp.asarray(s[None, :lengths[i]]))
+    np.testing.assert_allclose(prefill_logits[i, 7 - lengths[i]:], full[0], rtol=0, atol=TOL)
   scattered = cache
   for j in range(2):
     nxt = jnp.asarray([[s[n + j]] for s, n in zip(seqs, lengths)], jnp.int32)
