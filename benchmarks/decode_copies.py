@@ -20,14 +20,27 @@ entries (those of `decode_roofline.py`); `--quick`: a 2-layer model of the same 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import re
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mrt_jax import aot_topologies  # noqa: E402  (sets no jax state)
+# Importing jax starts no backend: libtpu reads its environment (`quiet_libtpu_env`, in main)
+# when the first topology is built.
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+from jax.sharding import SingleDeviceSharding  # noqa: E402
+
+from mrt_jax import aot_topologies  # noqa: E402
+from mrt_jax.aot import KNOWN_ARCHITECTURES  # noqa: E402
+from mrt_jax.models import init_params  # noqa: E402
+from mrt_jax.models.config import config_from_hf_dict  # noqa: E402
+from mrt_jax.models.transformer import KVCache  # noqa: E402
+from mrt_jax.sampling import SamplingRules, decode  # noqa: E402
 
 FULL = dict(batch=64, prompt=512, new=1024)
 QUICK = dict(batch=8, prompt=32, new=32)
@@ -44,16 +57,6 @@ def layer_copies(hlo_text: str, batch: int, kv_heads: int, cache_len: int,
 def compile_decode(config, s: dict, scan_layers: bool, device, hlo_dir: str | None = None
                    ) -> dict:
   """Compiles `decode.decode` for one device; returns copies, temp bytes and compile time."""
-  import time
-
-  import jax
-  import jax.numpy as jnp
-  from jax.sharding import SingleDeviceSharding
-
-  from mrt_jax.models import init_params
-  from mrt_jax.models.transformer import KVCache
-  from mrt_jax.sampling import SamplingRules, decode
-
   B, S = s["batch"], s["prompt"] + s["new"]
   sharding = SingleDeviceSharding(device)
   on = lambda tree: jax.tree.map(
@@ -65,7 +68,8 @@ def compile_decode(config, s: dict, scan_layers: bool, device, hlo_dir: str | No
     kv = jax.ShapeDtypeStruct((config.num_layers,) + layer, jnp.bfloat16, sharding=sharding)
   else:
     kv = (jax.ShapeDtypeStruct(layer, jnp.bfloat16, sharding=sharding),) * config.num_layers
-  cache = KVCache(kv, kv, jax.ShapeDtypeStruct((B,), jnp.int32, sharding=sharding))
+  rows = jax.ShapeDtypeStruct((B,), jnp.int32, sharding=sharding)
+  cache = KVCache(kv, kv, rows, rows)
   rules = on(jax.eval_shape(lambda: SamplingRules(1.0).to_arrays(config.vocab_size, s["new"])))
   key_dtype = jax.eval_shape(lambda: jax.random.key(0)).dtype
   args = (config, params, cache,
@@ -83,11 +87,10 @@ def compile_decode(config, s: dict, scan_layers: bool, device, hlo_dir: str | No
       f.write(compiled.as_text())
   copies = layer_copies(compiled.as_text(), *layer)
   # What each copy materializes, from its op_name (e.g. "dynamic_slice", "scatter").
-  sources = {}
-  for line in copies:
-    op = re.search(r'op_name="[^"]*/([^/"]+)"', line)
-    sources[op.group(1) if op else "?"] = sources.get(op.group(1) if op else "?", 0) + 1
-  return {"scan_layers": scan_layers, "layer_cache_copies": len(copies), "sources": sources,
+  ops = (re.search(r'op_name="[^"]*/([^/"]+)"', line) for line in copies)
+  sources = collections.Counter(op.group(1) if op else "?" for op in ops)
+  return {"scan_layers": scan_layers, "layer_cache_copies": len(copies),
+          "sources": dict(sources),
           "temp_bytes": int(compiled.memory_analysis().temp_size_in_bytes),
           "layer_cache_bytes": int(2 * B * config.num_kv_heads * S * config.head_dim),
           "compile_s": round(seconds, 1), "copies": copies[:4]}
@@ -101,9 +104,6 @@ def main(argv=None) -> list[dict]:
   args = ap.parse_args(argv)
   topology = aot_topologies.parse(args.topology)
   aot_topologies.quiet_libtpu_env(topology)  # before libtpu loads
-
-  from mrt_jax.aot import KNOWN_ARCHITECTURES
-  from mrt_jax.models.config import config_from_hf_dict
 
   hf = dict(KNOWN_ARCHITECTURES["DeepSeek-R1-Distill-Qwen-1.5B"])
   if args.quick:

@@ -181,8 +181,7 @@ def sampler_programs(mc: ModelConfig, config: ConfigDict, mesh, dtype):
   # pylint: enable=protected-access
   B, S = P * G, width + new_tokens
   params = abstract_params(mc, mesh, rules, dtype)
-  # pylint: disable-next=protected-access
-  static = dict(rules=rules, compute_dtype=dtype, scan_layers=sampler._scan_layers())
+  static = dict(rules=rules, compute_dtype=dtype, scan_layers=sampler.scan_layers)
   prefill = (decode.prefill,
              (mc, params, _abstract((P, width), jnp.int32, mesh, ("batch", "seq"), rules),
               _abstract((P,), jnp.int32, mesh, ("batch",), rules)),
@@ -195,7 +194,8 @@ def sampler_programs(mc: ModelConfig, config: ConfigDict, mesh, dtype):
   else:
     kv = (_abstract((B, mc.num_kv_heads, S, mc.head_dim), dtype, mesh, CACHE_AXES[1:],
                     rules),) * mc.num_layers
-  cache = KVCache(kv, kv, _abstract((B,), jnp.int32, mesh, ("batch",), rules))
+  rows = _abstract((B,), jnp.int32, mesh, ("batch",), rules)
+  cache = KVCache(kv, kv, rows, rows)
   sampling = SamplingRules(config.rollout.temperature, config.rollout.top_p,
                            stop_token_ids=mc.eos_token_ids)
   rule_arrays = _replicated(jax.eval_shape(lambda: sampling.to_arrays(mc.vocab_size, new_tokens)),

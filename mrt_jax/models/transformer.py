@@ -38,14 +38,14 @@ CACHE_AXES = ("layers", "batch", "kv_heads", "cache_seq", "head_dim")
 class KVCache:
   """Keys/values of every layer; row b holds positions [0, lengths[b]) of its sequence.
 
-  Entry start[b] + p of row b is the key/value of the token at rope position p (start = 0
-  unless given). Entries before start[b] or at or beyond start[b] + lengths[b] are garbage
-  (e.g. the padding of a prefill) and are never attended to.
+  Entry start[b] + p of row b is the key/value of the token at rope position p. Entries before
+  start[b] or at or beyond start[b] + lengths[b] are garbage (e.g. the padding of a prefill)
+  and are never attended to.
 
-  The sampler's prefill aligns every row's prompt to end at the same entry (start[b] = prompt
-  width - prompt length), so that rows decoding in lockstep write each new token at one common
-  entry: one `dynamic_update_slice` per layer instead of a per-row scatter, which libtpu
-  answers by changing the cache's layout, and so copying it, on every step.
+  The sampler left-pads its prompts, so every row's prompt ends at the same entry (start[b] =
+  prompt width - prompt length) and rows decoding in lockstep write each new token at one
+  common entry: one `dynamic_update_slice` per layer instead of a per-row scatter, which
+  libtpu answers by changing the cache's layout, and so copying it, on every step.
 
   `k`/`v` are stacked [L, B, K, S, E] arrays; inside an unrolled decode loop they are tuples of
   L arrays [B, K, S, E] instead (`unstack_layers`), so that each layer reads and updates its
@@ -54,7 +54,7 @@ class KVCache:
   k_LxBxKxSxE: jax.Array | tuple[jax.Array, ...]
   v_LxBxKxSxE: jax.Array | tuple[jax.Array, ...]
   lengths_B: jax.Array  # int32
-  start_B: jax.Array | None = None  # int32: entry of each row's position 0; None = 0
+  start_B: jax.Array  # int32: entry of each row's position 0
 
   @property
   def max_len(self) -> int:
@@ -99,7 +99,9 @@ class Prefix:
 def init_cache(config: ModelConfig, batch: int, max_len: int, dtype=jnp.float32) -> KVCache:
   """An empty cache for `batch` rows of up to `max_len` positions."""
   shape = (config.num_layers, batch, config.num_kv_heads, max_len, config.head_dim)
-  return KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype), jnp.zeros((batch,), jnp.int32))
+  # Distinct buffers for lengths and starts: a caller may donate the whole cache.
+  return KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype),
+                 jnp.zeros((batch,), jnp.int32), jnp.zeros((batch,), jnp.int32))
 
 
 def _layer(config: ModelConfig, rules: Rules, p: dict[str, jax.Array], x_BxTxD: jax.Array,
@@ -251,20 +253,21 @@ def forward(config: ModelConfig, params: Params, tokens: jax.Array,
                      "scan_layers=False")
   if start_B is not None and cache_len is None:
     raise ValueError("forward: start_B places a prefill (cache_len) in its new cache")
+  if start_B is not None:
+    start_B = start_B.astype(jnp.int32)
   if write_at is not None and cache is None:
     raise ValueError("forward: write_at is an entry of the given cache; no cache was given")
   offset_B = prefix.boundaries_B if prefix is not None else jnp.zeros((B,), jnp.int32)
   if positions is None:
     first_B = offset_B + cache.lengths_B if cache is not None else offset_B
     if start_B is not None:  # left padding: the real tokens start at index start_B
-      first_B = first_B - start_B.astype(jnp.int32)
+      first_B = first_B - start_B
     positions = first_B[:, None] + jnp.arange(T, dtype=jnp.int32)[None, :]
   positions_BxT = positions.astype(jnp.int32)
-  zeros_B = jnp.zeros((B,), jnp.int32)
-  cache_start_B = zeros_B
-  if cache is not None and cache.start_B is not None:
-    cache_start_B = cache.start_B
+  cache_start_B = cache.start_B if cache is not None else jnp.zeros((B,), jnp.int32)
   slots_BxT = positions_BxT - offset_B[:, None] + cache_start_B[:, None]  # own-cache entries
+  if write_at is not None:  # every row writes at the common entry
+    slots_BxT = jnp.broadcast_to(write_at + jnp.arange(T, dtype=jnp.int32), (B, T))
 
   x_BxTxD = jnp.take(embedding_VxD, tokens, axis=0).astype(dtype)
   x_BxTxD = constrain(x_BxTxD, ("batch", "seq", "act_embed"), rules)
@@ -273,7 +276,7 @@ def forward(config: ModelConfig, params: Params, tokens: jax.Array,
   self_mask_BxTxT = positions_BxT[:, None, :] <= positions_BxT[:, :, None]
   if start_B is not None:  # no query attends to left padding
     self_mask_BxTxT &= (jnp.arange(T, dtype=jnp.int32)[None, None, :]
-                        >= start_B.astype(jnp.int32)[:, None, None])
+                        >= start_B[:, None, None])
   per_layer = cache is not None and isinstance(cache.k_LxBxKxSxE, tuple)
   prefix_per_layer = prefix is not None and isinstance(prefix.cache.k_LxBxKxSxE, tuple)
   if (per_layer or prefix_per_layer) and scan_layers:
@@ -286,17 +289,14 @@ def forward(config: ModelConfig, params: Params, tokens: jax.Array,
     # read after, a buffer needs no defensive copy (reading a cache that is then updated in
     # place makes XLA copy it).
     cache_slots_S = jnp.arange(cache.max_len, dtype=jnp.int32)
-    if write_at is not None:
-      slots_BxT = jnp.broadcast_to(write_at + jnp.arange(T, dtype=jnp.int32), (B, T))
     cache_mask_BxTxS = ((cache_slots_S[None, None, :] <= slots_BxT[:, :, None])
                         & (cache_slots_S[None, None, :] >= cache_start_B[:, None, None]))
     rows_Bx1 = jnp.arange(B)[:, None]
   prefix_kv_all, prefix_mask_BxP = None, None
   if prefix is not None:
     prefix_slots_P = jnp.arange(prefix.cache.max_len, dtype=jnp.int32)
-    prefix_start_B = zeros_B
-    if prefix.cache.start_B is not None:  # prefix row r's start, for its M rows
-      prefix_start_B = jnp.repeat(prefix.cache.start_B, B // prefix.cache.start_B.shape[0])
+    # Prefix row r's start, for its M rows.
+    prefix_start_B = jnp.repeat(prefix.cache.start_B, B // prefix.cache.start_B.shape[0])
     prefix_pos_BxP = prefix_slots_P[None, :] - prefix_start_B[:, None]
     prefix_mask_BxP = (prefix_pos_BxP >= 0) & (prefix_pos_BxP < prefix.boundaries_B[:, None])
     prefix_kv_all = (prefix.cache.k_LxBxKxSxE, prefix.cache.v_LxBxKxSxE)
@@ -394,11 +394,8 @@ def forward(config: ModelConfig, params: Params, tokens: jax.Array,
       k, v = tuple(map(fill, k)), tuple(map(fill, v))
     else:
       k, v = fill(k), fill(v)
-    if start_B is None:
-      new_cache = KVCache(k, v, jnp.full((B,), T, jnp.int32))
-    else:
-      start_B = start_B.astype(jnp.int32)
-      new_cache = KVCache(k, v, T - start_B, start_B)
+    start_B = jnp.zeros((B,), jnp.int32) if start_B is None else start_B
+    new_cache = KVCache(k, v, T - start_B, start_B)
   elif cache is not None:
     new_cache = cache.replace(
         k_LxBxKxSxE=new_kv[0], v_LxBxKxSxE=new_kv[1],

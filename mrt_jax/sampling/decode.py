@@ -58,7 +58,7 @@ class DecodeState:
   logprobs_BxN: jax.Array  # f32: their log-probs (rules.py convention), 0 after the end
 
 
-def _in_layout(cache: KVCache, scan_layers: bool) -> KVCache:
+def in_layout(cache: KVCache, scan_layers: bool) -> KVCache:
   """The cache stacked (for a scan) or as per-layer buffers (unrolled), converting if needed."""
   per_layer = isinstance(cache.k_LxBxKxSxE, tuple)
   if per_layer and scan_layers:
@@ -73,10 +73,9 @@ def _constrain_cache(cache: KVCache, rules: Rules) -> KVCache:
     if isinstance(a, tuple):  # per-layer buffers (`unstack_layers`)
       return tuple(constrain(x, CACHE_AXES[1:], rules) for x in a)
     return constrain(a, CACHE_AXES, rules)
-  start_B = cache.start_B
   return cache.replace(k_LxBxKxSxE=one(cache.k_LxBxKxSxE), v_LxBxKxSxE=one(cache.v_LxBxKxSxE),
                        lengths_B=constrain(cache.lengths_B, ("batch",), rules),
-                       start_B=None if start_B is None else constrain(start_B, ("batch",), rules))
+                       start_B=constrain(cache.start_B, ("batch",), rules))
 
 
 @functools.partial(jax.jit, static_argnames=("config", "rules", "compute_dtype", "cache_dtype",
@@ -106,7 +105,7 @@ def prefill(config: ModelConfig, params: Params, tokens_BxT: jax.Array, lengths_
   """
   TRACES["prefill"] += 1
   if prefix is not None:
-    prefix = prefix.replace(cache=_in_layout(prefix.cache, scan_layers))
+    prefix = prefix.replace(cache=in_layout(prefix.cache, scan_layers))
   # The tokens attend causally among themselves (and to the prefix), not to an empty cache;
   # their keys/values fill entries 0..T-1 of a cache of S entries.
   B, T = tokens_BxT.shape
@@ -187,9 +186,9 @@ def decode(config: ModelConfig, params: Params, cache: KVCache, first_logits_BxV
   TRACES["decode"] += 1
   B = first_logits_BxV.shape[0]
   W = rule_arrays.stops_XxW.shape[1]
-  cache = _constrain_cache(_in_layout(cache, scan_layers), rules)
+  cache = _constrain_cache(in_layout(cache, scan_layers), rules)
   if prefix is not None:
-    prefix = prefix.replace(cache=_constrain_cache(_in_layout(prefix.cache, scan_layers), rules))
+    prefix = prefix.replace(cache=_constrain_cache(in_layout(prefix.cache, scan_layers), rules))
   state = DecodeState(
       step=jnp.int32(0), cache=cache, token_B=jnp.zeros((B,), jnp.int32),
       pending_B=jnp.zeros((B,), bool), done_B=~live_B, stopped_B=jnp.zeros((B,), bool),

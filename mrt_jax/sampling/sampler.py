@@ -70,7 +70,7 @@ class Sampler:
       default device.
     rules: logical-axis sharding rules (tensor parallel over heads/FFN/vocab, batch over data).
     scan_layers: scan the layer loop (compile time independent of depth) or unroll it over
-      per-layer cache buffers (None: unroll). A scanned decode step copies each layer's slice
+      per-layer cache buffers (the default). A scanned decode step copies each layer's slice
       of the stacked cache: XLA:CPU copies its weights and cache slices too (2-3x slower
       steps for small models), and libtpu copies every layer's K and V cache on every step,
       which the unrolled loop does not (`benchmarks/decode_copies.py`).
@@ -85,15 +85,12 @@ class Sampler:
   cache_dtype: Any = None
   mesh: Mesh | None = None
   rules: Rules = SAMPLE_RULES
-  scan_layers: bool | None = None
+  scan_layers: bool = False
 
   # --- helpers shared with fork.py ------------------------------------------------------------
 
   def _cache_dtype(self, params: Params):
     return self.cache_dtype or self.compute_dtype or params["embed"]["embedding"].dtype
-
-  def _scan_layers(self) -> bool:
-    return bool(self.scan_layers)
 
   def _batch_multiple(self) -> int:
     """Rows are padded to a multiple of the mesh's batch shards so they split evenly."""
@@ -151,7 +148,7 @@ class Sampler:
         self.config, params, self._put(tokens, ("batch", "seq")), self._put(lengths, ("batch",)),
         prefix, rules=self.rules, compute_dtype=self.compute_dtype,
         cache_dtype=self._cache_dtype(params), cache_len=width + extra, repeats=repeats,
-        scan_layers=self._scan_layers())
+        scan_layers=self.scan_layers)
 
   def _decode(self, params: Params, cache: KVCache, first_logits: jax.Array,
               rules: SamplingRules, row_ids: np.ndarray, live: np.ndarray,
@@ -161,7 +158,7 @@ class Sampler:
         self.config, params, cache, first_logits,
         rules.to_arrays(self.config.vocab_size, new_tokens), self._row_keys(seed, row_ids),
         self._put(live, ("batch",)), jnp.int32(max_new_tokens), prefix, rules=self.rules,
-        compute_dtype=self.compute_dtype, new_tokens=new_tokens, scan_layers=self._scan_layers(),
+        compute_dtype=self.compute_dtype, new_tokens=new_tokens, scan_layers=self.scan_layers,
         feed_last=feed_last)
 
   @staticmethod
@@ -258,6 +255,9 @@ class Sampler:
                           suppress_token_ids, forced)
     n = layout.samples_per_slot  # each probe's suffix is prefilled once for its n samples
     with self._context():
+      # A trunk from a sampler with the other layer loop is converted once, here, not by both
+      # the suffix prefill and the decode.
+      trunk = decode.in_layout(trunk, self.scan_layers)
       prefix = Prefix(trunk, self._put(layout.boundaries_B, ("batch",)))
       slot_prefix = Prefix(trunk, self._put(layout.boundaries_B[::n], ("batch",)))
       cache, first_logits = self._prefill(params, layout.suffixes[::n], new_tokens,

@@ -93,7 +93,7 @@ def test_scanned_and_unrolled_layer_loops_agree(trunk):
   kwargs = dict(max_new_tokens=24, temperature=1.0, top_k=50, seed=3)
   probes = [sampling.Probe(0, 4, (7, 8), 2), sampling.Probe(2, 11, (5,), 3)]
   samplers = {scan: sampling.Sampler(config, scan_layers=scan) for scan in (True, False)}
-  assert not sampling.Sampler(config)._scan_layers()  # pylint: disable=protected-access
+  assert not sampling.Sampler(config).scan_layers
   out = {}
   for scan, sampler in samplers.items():
     gen = sampler.generate(params, prompts, num_samples=2, keep_cache=True, **kwargs)
