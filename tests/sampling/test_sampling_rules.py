@@ -59,6 +59,55 @@ def test_truncate_keeps_ties_and_at_least_one_token():
   assert np.isfinite(np.asarray(kept)).sum() == 2  # the top logit (tied) always survives
 
 
+def _sorted_cut(logits_V, top_k, top_p):
+  """Reference truncation by a descending sort (f64): the kept mask, ties at a cut kept."""
+  z = np.asarray(logits_V, np.float64)
+  desc = np.sort(z)[::-1]
+  k = min(top_k, len(z)) if top_k > 0 else len(z)
+  in_k = z >= desc[k - 1]
+  w = np.where(in_k, np.exp(z - z.max()), 0.0)
+  w_desc = np.sort(w)[::-1] / w.sum()
+  # The smallest prefix of the sorted (renormalized) weights whose mass reaches top_p.
+  rank = min(int(np.searchsorted(np.cumsum(w_desc), top_p)), int(in_k.sum()) - 1)
+  return z >= desc[rank] if top_p < 1 else in_k
+
+
+@pytest.mark.parametrize("top_k,top_p", [(0, 0.9), (40, 1.0), (40, 0.5), (3, 0.99), (0, 0.3),
+                                         (1000, 0.95), (1, 1e-6)])
+def test_truncate_equals_a_sort(top_k, top_p):
+  # 64 rows of 500 logits, with ties (rounded values) and suppressed (-inf) entries.
+  rng = np.random.default_rng(7)
+  logits_BxV = np.round(rng.normal(size=(64, 500)) * 3, 1).astype(np.float32)
+  logits_BxV[rng.random(logits_BxV.shape) < 0.1] = -np.inf
+  kept = np.isfinite(np.asarray(jax.jit(rules_lib.truncate)(
+      jnp.asarray(logits_BxV), jnp.int32(top_k), jnp.float32(top_p))))
+  want = np.stack([_sorted_cut(row, top_k, top_p) & np.isfinite(row) for row in logits_BxV])
+  np.testing.assert_array_equal(kept, want)
+  assert kept.sum(axis=1).min() >= 1
+
+
+def test_inverse_cdf_over_several_blocks():
+  # Blocks of 4 over 11 tokens (the last block padded), a zero-weight token and a whole
+  # zero-weight block: frequencies follow the weights and zero weights are never drawn.
+  weights_V = np.random.default_rng(5).random(V).astype(np.float32) + 0.2
+  weights_V[[1, 4, 5, 6, 7]] = 0.0
+  keys_B = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.key(2), jnp.arange(DRAWS))
+  weights_BxV = jnp.broadcast_to(jnp.asarray(weights_V)[None], (DRAWS, V))
+  tokens = np.asarray(jax.jit(rules_lib.inverse_cdf_sample, static_argnames="block")(
+      keys_B, weights_BxV, block=4))
+  counts = np.bincount(tokens, minlength=V)
+  assert counts[weights_V == 0].sum() == 0
+  support = weights_V > 0
+  expected = weights_V[support].astype(np.float64)
+  _, p = stats.chisquare(counts[support], DRAWS * expected / expected.sum())
+  assert p > P_VALUE, counts
+
+
+def test_argmax_is_the_first_maximum():
+  x = jnp.asarray([[1.0, 3.0, 3.0, 0.0], [-np.inf, -np.inf, -1.0, -1.0], [2.0, 2.0, 2.0, 2.0]])
+  assert np.asarray(rules_lib._argmax(x)).tolist() == [1, 2, 0]
+
+
 def test_stop_matching_uses_the_newest_tokens():
   arrays = SamplingRules(stop_token_ids=[7], stop_sequences=[[3, 4, 5]]).to_arrays(V, 8)
   windows = jnp.asarray([[-1, 3, 4, 5], [3, 4, 5, 1], [-1, -1, -1, 7], [-1, -1, -1, -1],
