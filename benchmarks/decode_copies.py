@@ -89,8 +89,10 @@ def compile_decode(config, s: dict, scan_layers: bool, device, hlo_dir: str | No
   # What each copy materializes, from its op_name (e.g. "dynamic_slice", "scatter").
   ops = (re.search(r'op_name="[^"]*/([^/"]+)"', line) for line in copies)
   sources = collections.Counter(op.group(1) if op else "?" for op in ops)
+  # Sort ops anywhere in the program: choosing tokens must not sort the vocab (`rules.truncate`).
+  sorts = len(re.findall(r"\ssort\(", compiled.as_text()))
   return {"scan_layers": scan_layers, "layer_cache_copies": len(copies),
-          "sources": dict(sources),
+          "sources": dict(sources), "sort_ops": sorts,
           "temp_bytes": int(compiled.memory_analysis().temp_size_in_bytes),
           "layer_cache_bytes": int(2 * B * config.num_kv_heads * S * config.head_dim),
           "compile_s": round(seconds, 1), "copies": copies[:4]}
