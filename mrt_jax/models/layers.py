@@ -23,6 +23,8 @@ from mrt_jax.models.config import ModelConfig
 # Large negative bias for masked attention logits; finite so fully masked rows (padding) give a
 # uniform distribution instead of NaN.
 _MASK_VALUE = -0.7 * float(np.finfo(np.float32).max)
+# Queries per chunk of `attention` over long sequences (prefills, training forward passes).
+QUERY_CHUNK = 1024
 
 
 def rms_norm(x: jax.Array, scale: jax.Array, eps: float) -> jax.Array:
@@ -77,8 +79,33 @@ def apply_rope(x_BxTxNxE: jax.Array, cos_BxTxE: jax.Array, sin_BxTxE: jax.Array)
 
 
 def attention(q_BxTxHxE: jax.Array, k_BxSxKxE: jax.Array, v_BxSxKxE: jax.Array,
-              mask_BxTxS: jax.Array) -> jax.Array:
-  """Grouped-query attention; `mask` is True where a query may attend to a key."""
+              mask_BxTxS: jax.Array, query_chunk: int = QUERY_CHUNK) -> jax.Array:
+  """Grouped-query attention; `mask` is True where a query may attend to a key.
+
+  With more than `query_chunk` queries, the queries are processed `query_chunk` at a time
+  in a `lax.map` whose body is rematerialized in the backward pass: the [B, H, T, S] f32
+  logits and probabilities of a long sequence are never live at once, only those of one
+  chunk (a 4096-token prefill of the 7B config held 14 GiB of them per device). Every query
+  still sees every key, so the results are those of one pass. The last chunk is padded with
+  queries that see nothing and are dropped.
+  """
+  B, T, H, E = q_BxTxHxE.shape
+  if T <= query_chunk:
+    return _attention(q_BxTxHxE, k_BxSxKxE, v_BxSxKxE, mask_BxTxS)
+  n, S = -(-T // query_chunk), k_BxSxKxE.shape[1]
+  pad = n * query_chunk - T
+  q_BxPxHxE = jnp.pad(q_BxTxHxE, ((0, 0), (0, pad), (0, 0), (0, 0)))
+  mask_BxPxS = jnp.pad(mask_BxTxS, ((0, 0), (0, pad), (0, 0)))
+  q_NxBxCxHxE = jnp.moveaxis(q_BxPxHxE.reshape(B, n, query_chunk, H, E), 1, 0)
+  mask_NxBxCxS = jnp.moveaxis(mask_BxPxS.reshape(B, n, query_chunk, S), 1, 0)
+  chunk = jax.checkpoint(lambda qm: _attention(qm[0], k_BxSxKxE, v_BxSxKxE, qm[1]))
+  out_NxBxCxHxE = jax.lax.map(chunk, (q_NxBxCxHxE, mask_NxBxCxS))
+  return jnp.moveaxis(out_NxBxCxHxE, 0, 1).reshape(B, n * query_chunk, H, E)[:, :T]
+
+
+def _attention(q_BxTxHxE: jax.Array, k_BxSxKxE: jax.Array, v_BxSxKxE: jax.Array,
+               mask_BxTxS: jax.Array) -> jax.Array:
+  """`attention` in one pass over all queries."""
   B, T, H, E = q_BxTxHxE.shape
   K = k_BxSxKxE.shape[2]
   q_BxTxKxGxE = q_BxTxHxE.reshape(B, T, K, H // K, E)
