@@ -215,16 +215,17 @@ def inverse_cdf_sample(keys_B: jax.Array, weights_BxV: jax.Array,
   num_blocks = -(-V // block)
   weights_BxNxC = jnp.pad(weights_BxV, ((0, 0), (0, num_blocks * block - V))).reshape(
       B, num_blocks, block)
-  cdf_BxN = jnp.cumsum(jnp.sum(weights_BxNxC, axis=-1), axis=-1)
+  sums_BxN = jnp.sum(weights_BxNxC, axis=-1)
+  cdf_BxN = jnp.cumsum(sums_BxN, axis=-1)
   u_B = jax.vmap(jax.random.uniform)(keys_B) * cdf_BxN[:, -1]
   # Rounding can leave u at the very top of the cdf: then the last block (and the last token)
   # of positive weight.
   last_positive = lambda positive_BxX: (positive_BxX.shape[1] - 1 - jnp.argmax(
       positive_BxX[:, ::-1], axis=-1)).astype(jnp.int32)
   block_B = jnp.sum(cdf_BxN <= u_B[:, None], axis=-1, dtype=jnp.int32)
-  block_B = jnp.minimum(block_B, last_positive(jnp.diff(cdf_BxN, prepend=0.0, axis=-1) > 0))
-  before_B = jnp.where(block_B > 0, jnp.take_along_axis(
-      cdf_BxN, jnp.maximum(block_B - 1, 0)[:, None], axis=-1)[:, 0], 0.0)
+  block_B = jnp.minimum(block_B, last_positive(sums_BxN > 0))
+  before_BxN = jnp.pad(cdf_BxN[:, :-1], ((0, 0), (1, 0)))  # the weight of earlier blocks
+  before_B = jnp.take_along_axis(before_BxN, block_B[:, None], axis=-1)[:, 0]
   weights_BxC = jnp.take_along_axis(weights_BxNxC, block_B[:, None, None], axis=1)[:, 0]
   cdf_BxC = before_B[:, None] + jnp.cumsum(weights_BxC, axis=-1)
   within_B = jnp.sum(cdf_BxC <= u_B[:, None], axis=-1, dtype=jnp.int32)
