@@ -136,8 +136,8 @@ def main(argv=None) -> None:
 
 def write_results(out: str, docs: str, seeds, config, timings: dict, quick: bool) -> None:
   """docs/RESULTS.md's measured part and the PNGs (see `summarize`)."""
-  from mrt_jax.evaluation.runner import read_jsonl
-  problems = {p["id"]: p for p in read_jsonl(config.eval.data_path)}
+  from mrt_jax.evaluation.runner import eval_problems
+  problems = {p["id"]: p for p in eval_problems(config)[0]}
   base_dirs = [os.path.join(out, "base", f"seed{s}") for s in seeds]
   # Target success for tokens-to-target: 90% of the lower of the two trained methods' mean J
   # at the largest budget, so every trained run's curve can reach it; the figure is how many

@@ -74,7 +74,11 @@ def base(name: str, model_path: str) -> ConfigDict:
   c.eval.temperature = 0.6  # paper evaluation: 0.6
   c.eval.top_p = 0.95  # paper evaluation: 0.95
   c.eval.budgets = (2048, 4096, 8192, 16384)  # thinking budgets c where J(c) is measured
-  c.eval.data_path = ""  # evaluation problems (jsonl); "" = data.path
+  # evaluation problems (a file like data.path's); "" = the held-out split of data.path below
+  c.eval.data_path = ""  # see the line above
+  # with eval.data_path "": the share of data.path's problems (chosen by a hash of each problem's
+  # text) held out of training and evaluated instead, so no run evaluates on its training data
+  c.eval.holdout_fraction = 0.1  # see the two lines above
   c.eval.num_probes = 4  # m: forced-answer probes per budget cut when measuring J(c)
   c.eval.num_problems = 0  # cap on evaluated problems; 0 = all
   c.eval.extrapolation_budgets = (32768,)  # beyond the trained budget: suppress </think>, "Wait"
@@ -195,7 +199,7 @@ def demo() -> ConfigDict:
   c = ConfigDict()
   c.seed = 0  # seeds the problems, the tokenizer corpus, the init and the SFT (not the runs)
   c.num_problems = 256  # synthetic elimination problems written to data.path (RL prompts)
-  c.num_test_problems = 128  # held-out problems written to eval.data_path when that is set
+  c.num_test_problems = 128  # held-out problems written to eval.data_path (none seen in SFT or RL)
   c.num_candidates = 6  # letters per puzzle; a blind forced answer is right w.p. 1/6 (J_0)
   c.num_clues = 3  # clues per puzzle; each useful block checks one and strikes letters
   c.indirect_prob = 0.0  # chance a clue names a letter by a neighbour ("after A"); 0: easy copies

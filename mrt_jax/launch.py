@@ -59,6 +59,9 @@ def main(config) -> None:
     _build_demo_assets(config, demo)
   metrics = loop.train(config)
   if jax.process_index() == 0:
+    table = loop.evaluation_table(config.workdir)
+    if table is not None:
+      print("\n" + table, flush=True)
     print(json.dumps({"step": config.train.total_steps, **metrics}))
 
 

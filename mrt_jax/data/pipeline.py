@@ -22,6 +22,7 @@ import grain
 import numpy as np
 
 from mrt_jax.data.sources import DataError, Record, load_records
+from mrt_jax.data.split import split_records
 from mrt_jax.models.tokenizer import Tokenizer, render_prompt
 
 Example = dict[str, Any]
@@ -158,20 +159,40 @@ def prompt_pipeline(path: str, tokenizer: Tokenizer, *, batch_size: int, max_pro
   return dataset, prompts
 
 
-def pipeline_from_config(config, tokenizer: Tokenizer, *, shard_index: int = 0,
-                         shard_count: int = 1) -> tuple[grain.IterDataset, PromptSet]:
-  """`prompt_pipeline` from an experiment config (`configs/*.py`).
+def training_records(config) -> tuple[list[Record], str]:
+  """The records a run trains on, and their source's name.
 
-  Reads `data.path`, `data.problem_field`, `data.answer_field`, `data.max_prompt_len`,
-  `train.global_batch_prompts` and `seed`, and the optional `data.prompt_template`,
-  `data.system`, `data.shuffle`, `data.num_epochs` and `data.split` (defaults as in
-  `prompt_pipeline`).
+  With no evaluation file (`eval.data_path` empty) the held-out side of
+  `split.split_records(data.path, eval.holdout_fraction)` is left out, so evaluation never
+  scores a problem training saw.
   """
   data = config.data
-  return prompt_pipeline(
-      data.path, tokenizer, batch_size=config.train.global_batch_prompts,
-      max_prompt_len=data.max_prompt_len, seed=config.seed, problem_field=data.problem_field,
-      answer_field=data.answer_field, prompt_template=data.get("prompt_template", "{problem}"),
-      system=data.get("system", None), shuffle=data.get("shuffle", True),
-      num_epochs=data.get("num_epochs", None), split=data.get("split", "train"),
-      shard_index=shard_index, shard_count=shard_count)
+  records = load_records(data.path, problem_field=data.problem_field,
+                         answer_field=data.answer_field, split=data.get("split", "train"))
+  if config.eval.data_path:
+    return records, data.path
+  held = split_records(records, problem_field=data.problem_field,
+                       fraction=float(config.eval.holdout_fraction), source=data.path)
+  return held.train, held.description.replace("held-out split", "training side of the split")
+
+
+def pipeline_from_config(config, tokenizer: Tokenizer, *, shard_index: int = 0,
+                         shard_count: int = 1) -> tuple[grain.IterDataset, PromptSet]:
+  """`prompt_pipeline` from an experiment config (`configs/*.py`), over `training_records`.
+
+  Reads `data.path`, `data.problem_field`, `data.answer_field`, `data.max_prompt_len`,
+  `eval.data_path`, `eval.holdout_fraction`, `train.global_batch_prompts` and `seed`, and the
+  optional `data.prompt_template`, `data.system`, `data.shuffle`, `data.num_epochs` and
+  `data.split` (defaults as in `prompt_pipeline`).
+  """
+  data = config.data
+  records, source = training_records(config)
+  prompts = render_prompts(records, tokenizer, max_prompt_len=data.max_prompt_len,
+                           problem_field=data.problem_field, answer_field=data.answer_field,
+                           prompt_template=data.get("prompt_template", "{problem}"),
+                           system=data.get("system", None), source=source)
+  dataset = batch_dataset(prompts, batch_size=config.train.global_batch_prompts,
+                          seed=config.seed, shuffle=data.get("shuffle", True),
+                          num_epochs=data.get("num_epochs", None), shard_index=shard_index,
+                          shard_count=shard_count)
+  return dataset, prompts

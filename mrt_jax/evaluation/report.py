@@ -169,3 +169,51 @@ def summary_line(record: Mapping[str, Any]) -> str:
   summary.update({name: value for name, value in to_jsonable(metrics).items()
                   if value is None or isinstance(value, (int, float))})
   return json.dumps(summary, allow_nan=False)
+
+
+def _label(record: Mapping[str, Any], first: bool) -> str:
+  step = record.get("step")
+  if step is None:
+    return str(record.get("name", "?"))
+  return f"warm start (step {step})" if first and step == 0 else f"trained (step {step})"
+
+
+def _interval(metrics: Mapping[str, Any], name: str) -> str:
+  low, high = metrics.get(f"{name}_ci") or (None, None)
+  value = metrics.get(name)
+  if value is None:
+    return "n/a"
+  return f"{value:.3f}" if low is None else f"{value:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def before_after_table(before: Mapping[str, Any], after: Mapping[str, Any], *, run_dir: str,
+                       plots_dir: str) -> str:
+  """The table a training run ends with: two evaluations (eval.json records) side by side.
+
+  Args:
+    before: the first evaluation (e.g. the warm start, step 0).
+    after: the last one (the trained model).
+    run_dir: the run's directory (metrics, checkpoints, evaluations).
+    plots_dir: where the plots comparing the evaluations are.
+
+  Returns:
+    Lines of text: the dataset, pass@1 with its 95% interval, mean thinking tokens, normalized
+    regret, then where the plots and the run are.
+  """
+  rows = [("", _label(before, True), _label(after, False))]
+  for title, name, fmt in (("pass@1 [95% interval]", "pass@1", None),
+                           ("mean thinking tokens", "mean_thinking_tokens", "{:.1f}"),
+                           ("normalized regret", "normalized_regret", "{:.3f}")):
+    cells = []
+    for record in (before, after):
+      m = record["metrics"]
+      cells.append(_interval(m, name) if fmt is None else
+                   "n/a" if m.get(name) is None else fmt.format(m[name]))
+    rows.append((title, *cells))
+  widths = [max(len(r[i]) for r in rows) for i in range(3)]
+  lines = [f"Evaluated on {after.get('dataset', '?')}: {after.get('num_problems', '?')} problems "
+           f"x {after.get('num_samples', '?')} samples each"]
+  lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+  lines.append(f"plots: {plots_dir} (each evaluation's own: {run_dir}/eval/step_*/)")
+  lines.append(f"run:   {run_dir} (metrics.jsonl, TensorBoard events, checkpoints/)")
+  return "\n".join(lines)

@@ -13,13 +13,15 @@ For every problem (issue 6; REFERENCE.md, evaluation conventions):
   - extrapolation past the trained budget (`budget.extend_thinking`): the thinking is extended
     with "Wait" to each of eval.extrapolation_budgets and forced there; the accuracy is compared
     with J at the largest budget of eval.budgets.
-Problems are processed eval.problems_per_batch at a time (that bounds the KV caches).
+Problems are processed eval.problems_per_batch at a time (that bounds the KV caches). They come
+from eval.data_path, or, when that is empty, from the held-out split of data.path that training
+leaves out (`data.split`); eval.json's "dataset" names which.
 
 Outputs in `out_dir`: eval.json (`report.eval_record`), samples.jsonl (one line per sample) and
 the PNGs accuracy_vs_tokens.png, j_curves.png, regret.png. `compare` plots several eval.json.
 
 Optional config fields, read with defaults (the `eval` block of `config_defaults.base`):
-  eval.data_path (data.path), eval.num_problems (all), eval.k_values (powers of 2 <= n),
+  eval.num_problems (all), eval.k_values (powers of 2 <= n),
   eval.max_new_tokens (rollout.max_completion_len), eval.problems_per_batch (8),
   eval.extrapolation_budgets ((2 * max(eval.budgets),); () turns it off), eval.max_waits (4),
   eval.wait_text ("Wait"), eval.num_resamples (1000, bootstrap).
@@ -38,6 +40,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from mrt_jax import models
+from mrt_jax.data.sources import load_records
+from mrt_jax.data.split import split_records
 from mrt_jax.evaluation import budget, metrics, plots, regret, report
 from mrt_jax.mrt.segment import SegmentConfig, segment
 from mrt_jax.rewards import answer_segment, last_boxed, verify_batch
@@ -57,7 +61,6 @@ def _increasing(values, field: str, above: int = 0) -> tuple[int, ...]:
 @dataclasses.dataclass(frozen=True)
 class EvalSettings:
   """The evaluation's knobs, validated (module docstring names the config fields)."""
-  data_path: str
   num_problems: int | None
   num_samples: int
   temperature: float
@@ -89,7 +92,6 @@ class EvalSettings:
                         "eval.extrapolation_budgets (past the largest of eval.budgets)",
                         above=budgets[-1])
     settings = cls(
-        data_path=str(e.get("data_path", None) or config.data.path),
         num_problems=e.get("num_problems", None) or None, num_samples=n,
         temperature=float(e.temperature), top_p=float(e.top_p),
         max_new_tokens=int(e.get("max_new_tokens", None) or config.rollout.max_completion_len),
@@ -139,20 +141,17 @@ def _model(config, sampler, params, model_config, tokenizer, s: EvalSettings) ->
       verifier=config.reward.verifier)
 
 
-def read_jsonl(path: str) -> list[dict]:
-  """Records of a JSON-lines file (blank lines skipped); errors name the file and line."""
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"evaluation data {path!r} does not exist (eval.data_path, default "
-                            "data.path); expected a JSON-lines file of problems")
-  with open(path, encoding="utf-8") as f:
-    lines = [(i, line) for i, line in enumerate(f, start=1) if line.strip()]
-  records = []
-  for i, line in lines:
-    try:
-      records.append(json.loads(line))
-    except json.JSONDecodeError as e:
-      raise ValueError(f"{path}:{i}: invalid JSON ({e.msg}); expected one object per line") from e
-  return records
+def eval_problems(config) -> tuple[list[dict], str]:
+  """The evaluation's problem records and the name of where they come from (eval.json's
+  "dataset"): eval.data_path, or the held-out split of data.path when that is empty."""
+  data = config.data
+  fields = dict(problem_field=data.problem_field, answer_field=data.answer_field)
+  if config.eval.data_path:
+    return load_records(config.eval.data_path, **fields), config.eval.data_path
+  records = load_records(data.path, split=data.get("split", "train"), **fields)
+  held = split_records(records, problem_field=data.problem_field,
+                       fraction=float(config.eval.holdout_fraction), source=data.path)
+  return held.heldout, held.description
 
 
 def problem_records(records: Sequence[Mapping[str, Any]], problem_field: str, answer_field: str,
@@ -317,7 +316,7 @@ def evaluate(config, params, model_config, tokenizer, out_dir: str, *,
     name: the short label of plot legends and of `compare` (eval.json "name"); default: the
       last component of `checkpoint`.
     sampler: the sampler to use (e.g. the training loop's, sharded); None = a default one.
-    records: problems to use instead of reading eval.data_path; answers under the configured
+    records: problems to use instead of `eval_problems(config)`; answers under the configured
       answer field.
     extra: more top-level fields for eval.json (e.g. {"step": 100}).
     make_plots: write the PNGs.
@@ -327,9 +326,10 @@ def evaluate(config, params, model_config, tokenizer, out_dir: str, *,
     "normalized_regret"), "budget_forcing", "extrapolation", "plots", ...}.
   """
   s = EvalSettings.from_config(config)
-  source = "records" if records is not None else s.data_path
   if records is None:
-    records = read_jsonl(s.data_path)
+    records, source = eval_problems(config)
+  else:
+    source = "records"
   problems = problem_records(records, config.data.problem_field, config.data.answer_field,
                              s.num_problems, source)
   m = _model(config, sampler or Sampler(model_config), params, model_config, tokenizer, s)

@@ -1,11 +1,12 @@
 """Builds the CPU demo's assets: synthetic problems, a tiny tokenizer, and a tiny model
-warm-started by SFT on traces that mix useful and wasteful blocks (DESIGN.md §1, issue 7).
+warm-started by SFT on traces that mix useful and wasteful blocks.
 
 Everything is derived from the config's `demo` block (with its own `demo.seed`, so runs that
 differ in `seed` share one warm start) and the termination suffix; an asset that already exists
 is reused, so re-running the demo command resumes instead of rebuilding. Problems: training
 (data.path, stream demo.seed), warm start (stream demo.seed + 1) and held-out evaluation
-(eval.data_path when set, stream demo.seed + 2) never share a generator stream. The model
+(eval.data_path when set, stream demo.seed + 2) never share a generator stream, and the held-out
+problems skip every puzzle the other two contain (`heldout_problems`). The model
 directory records what it was built from (`demo.json`); a model built from other settings is
 an error naming the differing fields, never silently reused.
 
@@ -161,21 +162,49 @@ def check_manifest(config: ConfigDict) -> None:
                    "rebuild, or point config.model.path elsewhere")
 
 
-def _write_problems(path: str, num: int, seed: int, task) -> None:
-  """Writes problems unless `path` exists; atomically, for runs that build at the same time."""
+def _write_problems(path: str, make_records) -> None:
+  """Writes `make_records()` unless `path` exists; atomically, for runs that build at once."""
   if os.path.exists(path):
     return
-  write_jsonl(f"{path}.{os.getpid()}.tmp", elimination.generate_problems(num, seed, task))
+  write_jsonl(f"{path}.{os.getpid()}.tmp", make_records())
   os.replace(f"{path}.{os.getpid()}.tmp", path)
+
+
+def heldout_problems(config: ConfigDict) -> list[elimination.Record]:
+  """`demo.num_test_problems` problems of stream demo.seed + 2 that neither the RL prompts nor
+  the SFT warm start contain (the puzzle space is small enough for the streams to collide),
+  numbered after the training problems' ids.
+
+  Raises:
+    ValueError: the puzzle space has too few unseen problems for `demo.num_test_problems`.
+  """
+  d = config.demo
+  task = _task(config)
+  seen = {p["problem"] for p in elimination.generate_problems(d.num_problems, d.seed, task)}
+  seen |= {p["problem"] for p in elimination.generate_problems(d.sft_problems, d.seed + 1, task)}
+  out = []
+  for index in range(100 * d.num_test_problems):
+    if len(out) == d.num_test_problems:
+      break
+    problem = elimination.generate_problem(d.seed + 2, index, task)
+    if problem["problem"] not in seen:
+      seen.add(problem["problem"])
+      out.append({**problem, "id": d.num_problems + len(out)})
+  if len(out) < d.num_test_problems:
+    raise ValueError(f"demo.num_test_problems = {d.num_test_problems}: only {len(out)} puzzles of "
+                     f"{d.num_candidates} letters and {d.num_clues} clues are unseen by training "
+                     "and SFT; ask for fewer, or for more letters or clues")
+  return out
 
 
 def build_assets(config: ConfigDict) -> None:
   """Writes the problems, the tokenizer and the warm-started model where they are missing."""
   d = config.demo
   task = _task(config)
-  _write_problems(config.data.path, d.num_problems, d.seed, task)
-  if config.eval.get("data_path"):
-    _write_problems(config.eval.data_path, d.num_test_problems, d.seed + 2, task)
+  _write_problems(config.data.path,
+                  lambda: elimination.generate_problems(d.num_problems, d.seed, task))
+  if config.eval.data_path:
+    _write_problems(config.eval.data_path, lambda: heldout_problems(config))
   if not os.path.exists(os.path.join(config.model.tokenizer_path, "tokenizer.json")):
     corpus = elimination.tokenizer_corpus(200, d.seed, task, config.probe.termination_suffix)
     tokenizer_lib.build_tiny_tokenizer(config.model.tokenizer_path, corpus,

@@ -10,6 +10,7 @@ and recomputed identically.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import tempfile
@@ -182,15 +183,34 @@ def _evaluate(config: ConfigDict, run, params, step: int, writer: MetricsWriter)
   writer.write_scalars(step, scalars)
 
 
+def _eval_paths(workdir: str) -> list[str]:
+  """The run's eval.json files (workdir/eval/step_<N>), by step."""
+  root = os.path.join(workdir, "eval")
+  if not os.path.isdir(root):
+    return []
+  paths = [os.path.join(root, d, "eval.json") for d in os.listdir(root) if d.startswith("step_")]
+  return sorted((p for p in paths if os.path.exists(p)),
+                key=lambda p: int(p.split("step_")[-1].split(os.sep)[0]))
+
+
 def _compare_evals(workdir: str) -> None:
   """Plots every evaluation of the run together (e.g. the warm start against the end)."""
   from mrt_jax.evaluate import compare
-  root = os.path.join(workdir, "eval")
-  paths = sorted((os.path.join(root, d, "eval.json") for d in os.listdir(root)
-                  if os.path.exists(os.path.join(root, d, "eval.json"))),
-                 key=lambda p: int(p.split("step_")[-1].split(os.sep)[0]))
+  paths = _eval_paths(workdir)
   if jax.process_index() == 0 and len(paths) > 1:
-    compare(paths, os.path.join(root, "compare"))
+    compare(paths, os.path.join(workdir, "eval", "compare"))
+
+
+def evaluation_table(workdir: str) -> str | None:
+  """The run's first and last evaluations side by side (`report.before_after_table`), or None
+  with fewer than two."""
+  paths = _eval_paths(workdir)
+  if len(paths) < 2:
+    return None
+  from mrt_jax.evaluation import report  # Imported lazily, as the evaluation is.
+  first, last = (json.load(open(p, encoding="utf-8")) for p in (paths[0], paths[-1]))
+  return report.before_after_table(first, last, run_dir=workdir,
+                                   plots_dir=os.path.join(workdir, "eval", "compare"))
 
 
 def _length(exp, cap: int) -> int:

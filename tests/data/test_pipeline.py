@@ -130,6 +130,7 @@ def test_pipeline_from_file_and_config(tmp_path, records, prompts, tiny_tokenize
   config.data.path = path
   config.data.problem_field = "question"
   config.data.answer_field = "gold"
+  config.eval.data_path = path  # an evaluation file of its own: training reads every record
   config.data.max_prompt_len = max(len(e["prompt_ids"]) for e in prompts.examples
                                    if e["index"] not in (4, 17))
   config.train.global_batch_prompts = 4

@@ -174,8 +174,10 @@ def test_missing_checkpoint_and_data_name_the_path(tiny):
     load_checkpoint(config, f"{tiny.dir}/nowhere")
   with pytest.raises(FileNotFoundError, match=r"holds neither config.json nor an Orbax step"):
     load_checkpoint(config, f"{tiny.dir}/tokenizer")
-  with pytest.raises(FileNotFoundError, match=r"evaluation data '.*/none.jsonl' does not exist"):
-    runner.read_jsonl(f"{tiny.dir}/none.jsonl")
+  with config.unlocked():
+    config.eval.data_path = f"{tiny.dir}/none.jsonl"
+  with pytest.raises(FileNotFoundError, match=r"dataset '.*/none.jsonl' does not exist"):
+    runner.eval_problems(config)
 
 
 def test_training_checkpoint_restores_the_trained_params(tiny, tmp_path):

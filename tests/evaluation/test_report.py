@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from mrt_jax.evaluation import report
 from mrt_jax.evaluation import (Estimate, eval_record, regret_metrics, sample_record,
                                 summary_line, write_eval_json, write_samples_jsonl)
 
@@ -75,3 +76,23 @@ def test_bad_input():
   with pytest.raises(TypeError, match="cannot write set"):
     eval_record(config={"x": {1, 2}}, checkpoint="c",
                 metrics={"pass@1": 0.5, "normalized_regret": 0.1})
+
+
+def test_before_after_table_names_the_data_figures_and_paths():
+  def record(step, p, ci, think, regret):
+    return {"step": step, "dataset": "test.jsonl", "num_problems": 16, "num_samples": 2,
+            "metrics": {"pass@1": p, "pass@1_ci": ci, "mean_thinking_tokens": think,
+                        "normalized_regret": regret}}
+  table = report.before_after_table(record(0, 0.5, [0.25, 0.75], 144.06, 0.4781),
+                                    record(20, 0.625, [0.375, 0.8125], 119.0, None),
+                                    run_dir="/w", plots_dir="/w/eval/compare")
+  lines = table.splitlines()
+  assert lines[0] == "Evaluated on test.jsonl: 16 problems x 2 samples each"
+  assert lines[1].split() == ["warm", "start", "(step", "0)", "trained", "(step", "20)"]
+  assert lines[2].split("  ")[0] == "pass@1 [95% interval]"
+  assert "0.500 [0.250, 0.750]" in lines[2] and "0.625 [0.375, 0.812]" in lines[2]
+  assert lines[3].split()[-2:] == ["144.1", "119.0"]
+  assert lines[4].split()[-2:] == ["0.478", "n/a"]  # a null (non-finite) figure stays visible
+  # Columns line up: each figure starts where its header does.
+  assert lines[2].index("0.625") == lines[1].index("trained")
+  assert lines[5].startswith("plots: /w/eval/compare") and lines[6].startswith("run:   /w ")

@@ -9,7 +9,8 @@ from subprocess_util import ROOT
 
 # Tiny everything: 2-layer width-32 model, short traces, 2 probes of 4 tokens.
 TINY = [
-    "--config.demo.num_problems=32", "--config.demo.hidden_size=32",
+    "--config.demo.num_problems=32", "--config.demo.num_test_problems=8",
+    "--config.demo.hidden_size=32",
     "--config.demo.intermediate_size=64", "--config.demo.sft_trace_steps=0",
     "--config.demo.sft_answer_steps=0",
     "--config.rollout.max_completion_len=24", "--config.probe.max_answer_len=4",
@@ -28,12 +29,21 @@ REF_DEVICES = 2
 REF_EXTRA = ("--config.mesh.fsdp=2", "--config.train.eval_every=0")
 
 
-def launch_cmd(config: str, workdir: str, assets: str, steps: int, extra=()) -> list[str]:
+def asset_flags(assets: str, held_out_file: bool = True) -> list[str]:
+  """Points a config at demo assets in `assets` (model, tokenizer, problems), so no test writes
+  the real demo's directory; `held_out_file=False` keeps eval.data_path empty (the config then
+  evaluates on the held-out split of data.path)."""
+  flags = [f"--config.model.path={assets}/model",
+           f"--config.model.tokenizer_path={assets}/tokenizer",
+           f"--config.data.path={assets}/train.jsonl"]
+  return flags + ([f"--config.eval.data_path={assets}/test.jsonl"] if held_out_file else [])
+
+
+def launch_cmd(config: str, workdir: str, assets: str, steps: int, extra=(),
+               held_out_file: bool = True) -> list[str]:
   return [sys.executable, "-m", "mrt_jax.launch", f"--config={config}",
-          f"--config.workdir={workdir}", f"--config.model.path={assets}/model",
-          f"--config.model.tokenizer_path={assets}/tokenizer",
-          f"--config.data.path={assets}/train.jsonl", f"--config.train.total_steps={steps}",
-          *TINY, *extra]
+          f"--config.workdir={workdir}", *asset_flags(assets, held_out_file),
+          f"--config.train.total_steps={steps}", *TINY, *extra]
 
 
 def env(cache_dir: str, devices: int | None = None) -> dict:

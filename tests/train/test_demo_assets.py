@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from launch_fixtures import TINY
+from launch_fixtures import TINY, asset_flags
 from model_fixtures import tiny_config
 from mrt_jax import config_cli, models
 from mrt_jax.data import elimination
@@ -29,8 +29,7 @@ def tokenizer(tmp_path_factory):
 
 def _config(assets, *extra):
   overrides = [o.removeprefix("--config.") for o in TINY] + [
-      f"model.path={assets}/model", f"model.tokenizer_path={assets}/tokenizer",
-      f"data.path={assets}/train.jsonl", *extra]
+      *[o.removeprefix("--config.") for o in asset_flags(assets)], *extra]
   return config_cli.load_config("configs/demo_cpu.py", overrides)
 
 

@@ -43,7 +43,9 @@ def test_grpo_runs_without_probes_with_several_updates_per_batch(shared):
            "--config.train.eval_every=2", "--config.eval.num_problems=4",
            "--config.eval.budgets=(8, 16)", "--config.eval.extrapolation_budgets=(32,)",
            "--config.eval.num_resamples=20"]
-  run(launch_cmd("configs/grpo_7b.py:cpu", workdir, shared["assets"], 2, extra), shared["cache"])
+  # No eval.data_path: the evaluation reads the held-out split of data.path that training skips.
+  proc = run(launch_cmd("configs/grpo_7b.py:cpu", workdir, shared["assets"], 2, extra,
+                        held_out_file=False), shared["cache"])
   lines = metrics(workdir)
   assert [l["step"] for l in lines] == [1, 2]
   assert all(l["num_probes"] == 0 and "J_1" not in l for l in lines)
@@ -52,7 +54,14 @@ def test_grpo_runs_without_probes_with_several_updates_per_batch(shared):
   for step in (0, 2):
     record = json.load(open(os.path.join(workdir, "eval", f"step_{step}", "eval.json")))
     assert record["step"] == step and "pass@1" in record["metrics"]
+    assert record["dataset"].startswith(f"{shared['assets']}/train.jsonl (held-out split: ")
   assert os.path.exists(os.path.join(workdir, "eval", "compare", "j_curves.png"))
+  # The run ends with the before/after table, then the JSON line of the last step's metrics.
+  out = proc.stdout.strip().splitlines()[-8:]
+  assert out[0].startswith(f"Evaluated on {shared['assets']}/train.jsonl (held-out split: ")
+  assert out[1].split() == ["warm", "start", "(step", "0)", "trained", "(step", "2)"]
+  assert [l.split()[0] for l in out[2:7]] == ["pass@1", "mean", "normalized", "plots:", "run:"]
+  assert out[-1].startswith('{"step": 2')
 
 
 def test_export_writes_a_directory_transformers_loads(shared):

@@ -5,7 +5,7 @@ import dataclasses
 import jax
 import pytest
 
-from launch_fixtures import TINY
+from launch_fixtures import TINY, asset_flags
 from mrt_jax import config_cli, models
 from mrt_jax.data.sources import DataError
 from mrt_jax.models.tokenizer import TokenizerError
@@ -22,8 +22,8 @@ def assets(tmp_path_factory):
 
 def _config(assets, workdir, *extra):
   overrides = [o.removeprefix("--config.") for o in TINY] + [
-      f"workdir={workdir}", f"model.path={assets}/model",
-      f"model.tokenizer_path={assets}/tokenizer", f"data.path={assets}/train.jsonl", *extra]
+      f"workdir={workdir}", *[o.removeprefix("--config.") for o in asset_flags(assets)],
+      *extra]
   return config_cli.load_config("configs/demo_cpu.py", overrides)
 
 
