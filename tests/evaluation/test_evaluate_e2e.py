@@ -35,6 +35,7 @@ def get_config(arg=None):
   c.model.path = "{d}/model"  # the cpu variant points at the demo's model
   c.model.tokenizer_path = "{d}/tokenizer"
   c.data.path = "{d}/problems.jsonl"
+  c.eval.data_path = "{d}/problems.jsonl"  # three problems: too few for a held-out split
   c.data.max_prompt_len = 256
   c.reward.verifier = "elimination"
   c.rollout.max_completion_len = 16  # samples of 16 tokens: budgets 4, 8, 16 cut them
