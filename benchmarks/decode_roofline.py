@@ -1,4 +1,4 @@
-"""Decode speed on an accelerator against its HBM-bandwidth roofline (issue 3).
+"""Decode speed on an accelerator against its HBM-bandwidth roofline.
 
 DeepSeek-R1-Distill-Qwen-1.5B shapes (`mrt_jax.aot.KNOWN_ARCHITECTURES`) with random bf16
 weights, batch 64, prompt 512, 1024 new tokens at temperature 1 with no stop token: every row
@@ -11,7 +11,7 @@ decodes the full budget.
   bytes/step    = every weight read once (the embedding table: only the batch's rows) + the KV
                   cache of the live context, averaged over the steps (context 512 … 1535);
   roofline s    = steps × bytes/step / peak HBM bandwidth;
-  fraction      = roofline s / decode s (issue 3's target: >= 50%).
+  fraction      = roofline s / decode s (target: >= 50%).
 
 A second fraction counts the KV bytes of the whole cache bucket (prompt bucket + new-token
 bucket), which is what the decode attention reads every step: the gap between the two is the
@@ -20,7 +20,7 @@ cost of reading unused cache slots.
 The peak bandwidth comes from the device kind (table below) or --peak-gbps. One JSON line at
 the end holds every figure.
 
-  python benchmarks/decode_roofline.py              # on a GPU/TPU: the issue's figure
+  python benchmarks/decode_roofline.py              # on a GPU/TPU: the roofline figure
   python benchmarks/decode_roofline.py --quick --peak-gbps=20   # CPU smoke run (seconds)
 """
 

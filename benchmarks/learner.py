@@ -1,6 +1,6 @@
 """A full MRT step (rollouts + probes + update) against a plain GRPO step, same G, same model.
 
-  python benchmarks/learner.py            # the issue's setting: 8 blocks, 4 probes per boundary
+  python benchmarks/learner.py            # the default: 8 blocks, 4 probes per boundary
   python benchmarks/learner.py --quick    # smoke run
 
 Both steps sample the same prompts with the same tiny random Qwen2 model (which never stops, so

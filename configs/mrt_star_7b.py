@@ -2,7 +2,7 @@
 
 Each step samples G traces per problem, estimates J at every block boundary with m probes, keeps
 the correct traces whose progress is maximal in their group (ties: fewer tokens), then takes one
-SFT step on them (DESIGN.md §1).
+SFT step on them (docs/method.md, MRT-STaR).
 Launch on a TPU v5p-64 slice (run on every worker):
   python -m mrt_jax.launch --config=configs/mrt_star_7b.py
 Tiny local run of the same pipeline on a CPU:

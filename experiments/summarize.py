@@ -8,7 +8,7 @@ on purpose: they are intervals over training seeds, not over problems.
 Figures of a run:
   accuracy            pass@1 (n samples per problem, the evaluation's temperature).
   thinking tokens     mean thinking tokens per trace (the tokens before "</think>").
-  normalized regret   1 − (1/C0)·∫_0^C0 J(c) dc at the largest budget C0 (DESIGN.md §1).
+  normalized regret   1 − (1/C0)·∫_0^C0 J(c) dc at the largest budget C0 (docs/method.md).
   tokens to target    thinking tokens spent at the smallest budget where the budget-forced
                       success J(c) reaches the target accuracy (linear between budgets).
   wasteful blocks     blocks per trace that re-check a clue already checked.
@@ -258,7 +258,7 @@ def _ratio(a: float, b: float) -> float:
 
 def target_check(figures: Mapping[str, Sequence[dict]], baseline: str = "grpo",
                  method: str = "mrt", token_ratio: float = 1.2) -> str:
-  """Markdown lines: does `method` meet issue 7's target against `baseline`, item by item."""
+  """Markdown lines: does `method` meet the reproduction's target against `baseline`, item by item."""
   g, m = figures[baseline], figures[method]
   col = lambda runs, k: [r[k] for r in runs]
   regret_ok = (interval(col(m, "regret"))[0] < interval(col(g, "regret"))[0]
@@ -326,7 +326,7 @@ def markdown(figures: Mapping[str, Sequence[dict]], seeds: Sequence[int], target
       "",
       table(figures),
       "",
-      "Issue 7's target, checked on these numbers:",
+      "The reproduction's target, checked on these numbers:",
       "",
       target_check(figures),
       "",

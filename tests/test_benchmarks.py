@@ -93,6 +93,6 @@ def test_quick_copy_count_compiles_both_layer_loops_for_a_tpu():
   # (with a per-row scatter, libtpu re-laid-out every layer's K and V on every step).
   assert rows[True]["sources"].get("dynamic_slice", 0) >= 2
   assert rows[False]["layer_cache_copies"] == 0, rows[False]["copies"]
-  # Top-k/top-p cut by bisection: no sort of the vocab per step (until session 9, a sort in
-  # each token choice, 2 per program, cost most of a probe decode step on CPU).
+  # Top-k/top-p cut by bisection: no sort of the vocab per step (a sort in each token choice
+  # would cost most of a probe decode step on CPU).
   assert rows[True]["sort_ops"] == rows[False]["sort_ops"] == 0

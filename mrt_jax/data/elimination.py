@@ -1,4 +1,4 @@
-"""An elimination puzzle with graded progress: the synthetic task of the CPU demo (issue 7).
+"""An elimination puzzle with graded progress: the synthetic task of the CPU demo.
 
 N candidate letters (A, B, ...), one hidden; each of C clues strikes some wrong candidates,
 directly ("E") or through a one-step lookup ("after A" strikes B, "before C" strikes B). A

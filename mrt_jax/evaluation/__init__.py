@@ -4,7 +4,7 @@ Public API (numpy in, numpy/float out; no model or JAX needed):
   pass_at_k(n_P, c_P, k) / pass_at_1(correct_PxR)            # per problem, Chen et al. 2021
   maj_at_k(answers_PxR, correct_PxR, k) / maj_at_k_ci(...)    # majority vote, bootstrap interval
   bootstrap_ci(per_problem_P, seed=0)                         # mean over problems with interval
-  normalized_regret(budgets_C, j_XxC, horizons_H)             # DESIGN.md §1, exact integral
+  normalized_regret(budgets_C, j_XxC, horizons_H)             # docs/method.md, exact integral
   resample_curve / resample_traces / curve_from_boundaries    # J(c) curves on a common grid
   plot_accuracy_vs_tokens / plot_j_curves / plot_regret       # PNGs, several models per plot
   eval_record / write_eval_json / sample_record / write_samples_jsonl / summary_line

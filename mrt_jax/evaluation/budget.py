@@ -1,6 +1,6 @@
 """Budget forcing: forced answers after c thinking tokens, and thinking extended with "Wait".
 
-Forcing at a cut (`forced_success`). The meta-prover μ of DESIGN.md §1 at a cut c of a trace is
+Forcing at a cut (`forced_success`). The meta-prover μ (docs/method.md) at a cut c of a trace is
 the policy fed the prompt, the first c thinking tokens and the termination suffix, decoding a
 short answer; J = the mean verdict of its m probes. The probes fork the trace's KV cache in place
 (`Sampler.fork`): nothing is re-prefilled. Cuts repeated within a trace (e.g. every budget past

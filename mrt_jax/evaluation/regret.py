@@ -1,15 +1,15 @@
-"""J(c) curves and the normalized regret of MRT (DESIGN.md §1).
+"""J(c) curves and the normalized regret of MRT (docs/method.md).
 
 J(c) is the meta-prover success after c thinking tokens. A curve is known at budgets
 c_0 < c_1 < ... < c_{C-1} (token counts); it is linear between budgets and held flat after the last.
 
 Below the first budget. A curve must start at budget c_0 = 0 with J(0) = J_0, the empty-thinking
-success (DESIGN.md §1: J_0 uses the empty thinking prefix; block boundaries start at b_0 = 0). A
+success (docs/method.md: J_0 uses the empty thinking prefix; block boundaries start at b_0 = 0). A
 first budget other than 0 is an error, not an extrapolation: any J on [0, c_0) (flat, zero, a line
 to the origin) would be an invented value that moves the regret. Measure budget 0.
 
 Normalized regret at horizon C0, with the comparator (oracle) succeeding with probability 1
-(MRT paper, Qu et al. 2025, cumulative regret against an oracle; normalized form of DESIGN.md §1):
+(MRT paper, Qu et al. 2025, cumulative regret against an oracle; normalized form in docs/method.md):
   regret(C0) = (1/C0)·∫_0^C0 (1 − J(c)) dc = 1 − (1/C0)·∫_0^C0 J(c) dc.
 The integral is exact for the piecewise-linear curve: per segment [c_i, c_{i+1}] the trapezoid of
 its part inside [0, C0], plus the flat tail J_{C-1}·max(C0 − c_{C-1}, 0). Computed in float64.
@@ -74,7 +74,7 @@ def _check_knots(budgets_XxC: np.ndarray, j_XxC: np.ndarray) -> None:
   if np.any(budgets_XxC[..., 0] != 0):
     bad = tuple(int(i) for i in np.argwhere(budgets_XxC[..., 0] != 0)[0])
     raise ValueError(f"budgets{list(bad + (0,))} = {budgets_XxC[bad + (0,)]:g}; expected 0: a curve "
-                     "starts at the empty-thinking success J_0 at budget 0 (DESIGN.md §1)")
+                     "starts at the empty-thinking success J_0 at budget 0 (docs/method.md)")
   step_XxC = np.diff(budgets_XxC, axis=-1)
   if np.any(step_XxC <= 0):
     bad = tuple(int(i) for i in np.argwhere(step_XxC <= 0)[0])
@@ -130,7 +130,7 @@ def resample_curve(budgets, j, grid, num_points=None) -> np.ndarray:
 def normalized_regret(budgets, j, horizons, num_points=None) -> np.ndarray:
   """Normalized regret 1 − (1/C0)·∫_0^C0 J(c) dc of every curve at every horizon C0.
 
-  Exact piecewise-linear integral (MRT paper; DESIGN.md §1): see the module docstring.
+  Exact piecewise-linear integral (MRT paper; docs/method.md): see the module docstring.
 
   Args:
     budgets: [C] knots shared by all curves, or [X..., C] one row per curve; c_0 = 0, increasing.
@@ -160,7 +160,7 @@ def mean_normalized_regret(budgets, j, horizons, num_points=None) -> np.ndarray:
   """Normalized regret averaged over problems and traces (all leading axes), per horizon.
 
   With j of shape [P, R, C] (R traces per problem) this is the mean over problems of the mean
-  over each problem's traces, as reported in DESIGN.md §1.
+  over each problem's traces, as docs/method.md defines it.
 
   Args:
     budgets, j, horizons, num_points: as in `normalized_regret`.

@@ -1,6 +1,6 @@
 """The evaluation of a policy on a local dataset: one call, from the CLI or the training loop.
 
-For every problem (issue 6; REFERENCE.md, evaluation conventions):
+For every problem (the evaluation conventions of the MRT and DeepSeek-R1 papers):
   - n samples (eval.num_samples, eval.temperature, eval.top_p; stop on end of sequence), graded
     by the config's verifier: pass@1 averaged over samples (bootstrap interval), unbiased
     pass@k and maj@k (bootstrap interval) for k in eval.k_values (default: powers of 2 <= n),
@@ -8,7 +8,7 @@ For every problem (issue 6; REFERENCE.md, evaluation conventions):
   - budget forcing on each sample: the termination suffix forced after min(c, end of thinking)
     tokens for c in (0,) + eval.budgets gives J(c) on the budget grid, and forced at the trace's
     episode boundaries b_0..b_N (`mrt.segment`) gives its own J curve; m = eval.num_probes
-    probes each (`budget.forced_success`). Normalized regret (DESIGN.md §1) at every horizon
+    probes each (`budget.forced_success`). Normalized regret (docs/method.md) at every horizon
     C0 in eval.budgets, from both kinds of curve (`regret.mean_normalized_regret`);
   - extrapolation past the trained budget (`budget.extend_thinking`): the thinking is extended
     with "Wait" to each of eval.extrapolation_budgets and forced there; the accuracy is compared

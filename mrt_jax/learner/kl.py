@@ -1,7 +1,7 @@
 """Per-token KL estimators of KL(π_θ ‖ π_ref), registered by name in `KL_ESTIMATORS`.
 
 With δ = log π_θ(y_t) − log π_ref(y_t) on the sampled token (Schulman 2020, "Approximating KL
-divergence"; REFERENCE.md):
+divergence"):
   k1 = δ                    unbiased, high variance, can be negative
   k2 = δ² / 2               biased, low variance
   k3 = e^{−δ} + δ − 1       unbiased, low variance, >= 0 (GRPO, Shao et al. 2024, eq. 4)

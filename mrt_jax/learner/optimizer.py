@@ -1,6 +1,6 @@
 """AdamW with warmup + decay schedules and global-norm clipping (optax).
 
-Schedules are registered by name. The paper's settings (DESIGN.md §1): lr 1e-6, cosine decay,
+Schedules are registered by name. The MRT paper's settings (Qu et al. 2025): lr 1e-6, cosine decay,
 warmup ratio 0.1, weight decay 0.01.
 """
 

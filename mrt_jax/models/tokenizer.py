@@ -1,6 +1,6 @@
 """Tokenizers for R1-style reasoners: load, render chat prompts, check against the model vocab.
 
-MRT needs two renderings (DESIGN.md §1): the generation prompt a rollout starts from (user turn,
+MRT needs two renderings (docs/method.md): the generation prompt a rollout starts from (user turn,
 assistant turn, then the thinking opener "<think>\\n"), and the continuation of a partial assistant
 message, which is how a meta-prover probe appends its forced termination suffix to a thinking
 prefix. Both return token ids, and the continuation always starts with the generation prompt's

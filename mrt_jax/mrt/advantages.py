@@ -3,7 +3,7 @@
 Letters: B rollouts, P prompts (groups), G rollouts per group (B = P·G, group-major: rows
 [p·G, (p+1)·G) share a prompt), T completion tokens, N blocks (the paper's K).
 
-Outcome normalizations (REFERENCE.md; rewards r_i of one group), in `OUTCOME_NORMS`:
+Outcome normalizations (rewards r_i of one group), in `OUTCOME_NORMS`:
   grpo     (r_i − mean_g r) / (std_g r + ε)    (Shao et al. 2024, DeepSeekMath §4.1)
   dr_grpo  r_i − mean_g r                      (Liu et al. 2025, Dr. GRPO)
   rloo     r_i − mean_{j≠i} r_j = G/(G−1)·(r_i − mean_g r)   (Ahmadian et al. 2024)
@@ -13,14 +13,14 @@ subtract to exact zeros before any rounding (a mean computed as Σr·(1/G) is no
 
 Estimators, in `ESTIMATORS` (every one returns exactly 0 on masked tokens):
   grpo, dr_grpo, rloo  the outcome advantage on every token of the rollout.
-  mrt         (default, DESIGN.md §1) A_{i,t} = A^out_i + α·p̃_{i,j} for a thinking token t in
+  mrt         (default, docs/method.md) A_{i,t} = A^out_i + α·p̃_{i,j} for a thinking token t in
               block j = token_block_ids[i, t] >= 1; answer tokens (block id 0) get A^out_i.
               A^out uses `outcome_norm`. The progress term is Setlur et al. 2024's "effective
               reward" with the policy as prover; p̃ = p by default (`progress_norm="none"`).
 
 Progress normalizations (mrt only), in `PROGRESS_NORMS`; statistics over the blocks of one group
 (the G rollouts of a prompt), a block counting when at least one of its tokens is in the mask:
-  none         p̃ = p, DESIGN.md §1 exactly. A block that makes no progress (p = 0, e.g. a
+  none         p̃ = p, docs/method.md exactly. A block that makes no progress (p = 0, e.g. a
                re-check) gets the outcome advantage alone, like a block under GRPO.
   center       p̃ = p − mean_g p. A block that makes less progress than the group's average
                block is pushed down, so zero-progress blocks cost tokens.

@@ -1,6 +1,6 @@
 """The progress reward of MRT: how much each block raises the meta-prover's success rate.
 
-DESIGN.md §1: J_j is the success rate of m forced-answer probes after the prefix up to b_j
+docs/method.md: J_j is the success rate of m forced-answer probes after the prefix up to b_j
 (J_0: empty thinking) and the progress of block j is p_j = J_j − J_{j−1}, j = 1..N.
 
 Letters: B rollouts, N blocks (the paper's K), N1 = N + 1 boundaries b_0..b_N, M probes per
@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 @jax.jit
 def progress_reward(success: jax.Array, num_blocks: jax.Array) -> jax.Array:
-  """Per-block progress p_j = J_j − J_{j−1} (MRT, DESIGN.md §3).
+  """Per-block progress p_j = J_j − J_{j−1} (MRT; docs/method.md).
 
   Args:
     success: f32 [B, N+1], J_0..J_N; column 0 is the empty-thinking success J_0.

@@ -1,7 +1,7 @@
 """Episode segmentation of a reasoning trace, in token space.
 
 A completion is split into blocks z_1..z_N at token offsets b_0 = 0 < b_1 < ... < b_N, where b_N is
-the end of thinking (DESIGN.md §1). Block j holds the tokens [b_{j-1}, b_j); the tokens from b_N
+the end of thinking (docs/method.md). Block j holds the tokens [b_{j-1}, b_j); the tokens from b_N
 on (the end-of-thinking tag and the answer) form the answer segment, block id 0.
 
 Letters (added to the legend of `mrt_jax.models.config`): T completion tokens, N blocks (the paper's

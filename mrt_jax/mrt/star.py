@@ -1,4 +1,4 @@
-"""MRT-STaR trace selection (DESIGN.md §1): keep correct traces of maximal progress per group.
+"""MRT-STaR trace selection (docs/method.md): keep correct traces of maximal progress per group.
 
 Letters: B traces (P groups × G), N blocks.
 

@@ -2,8 +2,8 @@
 
 math-verify (Hugging Face) extracts LaTeX or plain expressions from the prediction (a \\boxed{}
 answer first) and compares them with the gold answer in SymPy. Its own timeouts use SIGALRM,
-which raises in any thread but the main one (REFERENCE.md: in worker threads every score silently
-became 0 in one peer), so they are switched off here and the verifier is registered `isolated`:
+which raises in any thread but the main one (in worker threads every score would
+silently become 0), so they are switched off here and the verifier is registered `isolated`:
 `VerifierPool` runs it in worker processes and kills a worker that passes the hard timeout.
 `raise_on_error=True` lets internal math-verify failures reach the pool, which counts them,
 instead of being silently scored 0.

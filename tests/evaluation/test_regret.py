@@ -1,4 +1,4 @@
-"""Normalized regret (DESIGN.md §1) against hand-computed piecewise-linear integrals and an
+"""Normalized regret (docs/method.md) against hand-computed piecewise-linear integrals and an
 independent np.interp + trapezoid reference; curve resampling; bad budgets."""
 
 import numpy as np

@@ -6,7 +6,7 @@ import pytest
 from mrt_jax import sampling
 from sampling_reference import random_prompts
 
-LOGPROB_TOL = 1e-5  # f32, issue 3. Never loosen.
+LOGPROB_TOL = 1e-5  # f32. Never loosen.
 LENGTHS = (5, 13, 9)
 
 

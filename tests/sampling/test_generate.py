@@ -15,7 +15,7 @@ from mrt_jax import models, sampling
 from sampling_reference import (first_stop, full_forward_logprobs, processed_probs,
                                 random_prompts)
 
-LOGPROB_TOL = 1e-5  # Max |Δ log-prob| vs a full forward, f32 (issue 3). Never loosen.
+LOGPROB_TOL = 1e-5  # Max |Δ log-prob| vs a full forward, f32. Never loosen.
 LENGTHS = (5, 13, 9)
 
 
