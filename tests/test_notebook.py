@@ -1,7 +1,11 @@
-"""notebooks/mrt_demo.ipynb runs clean, top to bottom, in its short mode (MRT_DEMO_SHORT=1)."""
+"""notebooks/mrt_demo.ipynb runs clean, top to bottom, in its short mode (MRT_DEMO_SHORT=1), and its
+install cell installs the checkout it sits in."""
 
+import importlib.util
 import json
 import os
+import subprocess
+import sys
 
 import nbformat
 import pytest
@@ -20,11 +24,15 @@ def test_notebook_runs_in_short_mode(tmp_path, monkeypatch):
   monkeypatch.setenv("JAX_PLATFORMS", "cpu")
   monkeypatch.setenv("PYTHONPATH", os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
   nb = nbformat.read(NOTEBOOK, as_version=4)
+  # The kernel starts in the notebook's directory, as Jupyter starts it.
   NotebookClient(nb, timeout=600, kernel_name="python3",
-                 resources={"metadata": {"path": str(tmp_path)}}).execute()
+                 resources={"metadata": {"path": os.path.dirname(NOTEBOOK)}}).execute()
   errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
             if o.get("output_type") == "error"]
   assert not errors
+  # mrt_jax imports from this checkout here, so the install cell finds it and installs nothing.
+  install_output = "".join(o.get("text", "") for o in _install_cell(nb).get("outputs", []))
+  assert f"mrt_jax is already importable from {os.path.realpath(ROOT)}" in install_output
   work = tmp_path / "work"
   for method in ("grpo", "mrt"):
     lines = (work / method / "metrics.jsonl").read_text().splitlines()
@@ -42,3 +50,37 @@ def test_notebook_is_stored_without_outputs():
   nbformat.validate(nb)
   assert all(not c.get("outputs") and c.get("execution_count") is None
              for c in nb.cells if c.cell_type == "code")
+
+
+def _install_cell(nb):
+  (cell,) = [c for c in nb.cells if c.cell_type == "code" and "def find_checkout" in c.source]
+  return cell
+
+
+def test_install_cell_installs_the_checkout_it_sits_in(tmp_path):
+  """Where mrt_jax does not import (a fresh Colab runtime), the cell runs pip on the checkout.
+
+  The cell's code runs as it is, under `python -S` (no site-packages, so no installed mrt_jax)
+  from the notebook's directory; pip is made a dry run without dependencies or an index through
+  its environment, so nothing is installed and nothing is downloaded.
+  """
+  source = _install_cell(nbformat.read(NOTEBOOK, as_version=4)).source
+  env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+  env.update(PIP_DRY_RUN="1", PIP_NO_DEPS="1", PIP_NO_INDEX="1", PIP_LOG=str(tmp_path / "pip.log"))
+  if importlib.util.find_spec("setuptools") is not None:
+    env["PIP_NO_BUILD_ISOLATION"] = "0"  # pip reads "0" as --no-build-isolation
+  out = subprocess.run([sys.executable, "-S", "-c", source], cwd=os.path.dirname(NOTEBOOK),
+                       env=env, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr
+  assert f"installing mrt_jax from {os.path.realpath(ROOT)}" in out.stdout
+  log = (tmp_path / "pip.log").read_text()
+  assert os.path.realpath(ROOT) in log and "Would install mrt_jax" in log, log[-2000:]
+
+
+def test_install_cell_names_what_is_missing_outside_a_checkout(tmp_path):
+  source = _install_cell(nbformat.read(NOTEBOOK, as_version=4)).source
+  env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+  out = subprocess.run([sys.executable, "-S", "-c", source], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=60)
+  assert out.returncode != 0
+  assert "no mrt_jax checkout" in out.stderr and "clone the repository first" in out.stderr
