@@ -39,7 +39,7 @@ METHODS = ("grpo", "mrt")
 EVAL = ["eval.num_problems=32", "eval.num_samples=4", "eval.num_probes=4",
         "eval.budgets=(32,64,96,128,160,192)", "eval.extrapolation_budgets=()",
         "eval.num_resamples=200"]
-# The reproduction's model: a model of about 1-10M parameters is the aim. 4 layers and FFN 384 at the
+# The reproduction's model: about 1-10M parameters is the aim. 4 layers and FFN 384 at the
 # demo's width 128 make 0.84M. configs/demo_cpu.py keeps 2 layers and FFN 256 (0.35M): that warm
 # start builds in half the time (5 min against 9.5 on 2 cores), so the demo fits its 10 minutes.
 MODEL = ["demo.num_layers=4", "demo.intermediate_size=384"]

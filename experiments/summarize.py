@@ -258,7 +258,7 @@ def _ratio(a: float, b: float) -> float:
 
 def target_check(figures: Mapping[str, Sequence[dict]], baseline: str = "grpo",
                  method: str = "mrt", token_ratio: float = 1.2) -> str:
-  """Markdown lines: does `method` meet the reproduction's target against `baseline`, item by item."""
+  """Markdown lines: does `method` meet the reproduction's target against `baseline`, per item."""
   g, m = figures[baseline], figures[method]
   col = lambda runs, k: [r[k] for r in runs]
   regret_ok = (interval(col(m, "regret"))[0] < interval(col(g, "regret"))[0]

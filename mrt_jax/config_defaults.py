@@ -1,4 +1,4 @@
-"""Shared blocks of the experiment configs in `configs/` (ml-collections; the method in docs/method.md).
+"""Shared blocks of the experiment configs in `configs/` (ml-collections; method: docs/method.md).
 
 Each config file composes these blocks and changes what differs. Paper symbols: G samples per
 prompt, α progress weight, β KL weight, ε clip range, m probes per boundary, K max blocks.
@@ -56,7 +56,7 @@ def base(name: str, model_path: str) -> ConfigDict:
   c.probe.max_answer_len = 512  # tokens μ may write after the termination suffix
   c.probe.termination_suffix = TERMINATION_SUFFIX  # appended at boundary b_j to force an answer
 
-  c.segment = ConfigDict()  # splitting the thinking into blocks z_1..z_K (docs/method.md, segmentation)
+  c.segment = ConfigDict()  # splitting the thinking into blocks z_1..z_K (docs/method.md)
   c.segment.method = "paragraph"  # restart-marker paragraphs; "fixed_chunk" for models without
   c.segment.restart_markers = RESTART_MARKERS  # a paragraph starting with one opens a block
   c.segment.min_paragraphs = 3  # a block holds at least this many paragraphs before a restart

@@ -2,7 +2,7 @@
 
 The CLI runs in a subprocess (it configures libtpu's environment before the plugin loads).
 A tiny Qwen2 (prime vocab) stands in for the 7B, whose v5p-64 figures are a benchmark
-(benchmarks/aot_7b.sh, BENCHMARKS.md): compiling it takes minutes.
+(benchmarks/aot_7b.py, BENCHMARKS.md): compiling it takes minutes.
 """
 
 import importlib.util

@@ -1,8 +1,9 @@
 """Sample-based metrics: pass@k, pass@1, maj@k with bootstrap intervals, token counts and efficiency.
 
-Conventions (those of the MRT and DeepSeek-R1 papers): pass@1 averaged over n samples per problem; unbiased
-pass@k = 1 − C(n−c, k)/C(n, k) for n ≥ k (Chen et al. 2021, "Evaluating Large Language Models
-Trained on Code", eq. 1 and its numerically stable product form); maj@k with bootstrap error bars.
+Conventions (those of the MRT and DeepSeek-R1 papers): pass@1 averaged over n samples per
+problem; unbiased pass@k = 1 − C(n−c, k)/C(n, k) for n ≥ k (Chen et al. 2021, "Evaluating Large
+Language Models Trained on Code", eq. 1 and its numerically stable product form); maj@k with
+bootstrap error bars.
 
 maj@k. Each sample's final answer is mapped to a key by a configurable answer-normalizing function
 (`default_answer_key` strips whitespace and a trailing period); a sample with no answer (None)

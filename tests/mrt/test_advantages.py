@@ -138,7 +138,7 @@ def test_a_group_of_equal_progress_normalizes_to_exactly_zero(norm):
 
 
 def _numpy_mrt(r, p, ids, mask, G, alpha, eps):
-  """docs/method.md's advantage in float64: GRPO outcome advantage (unbiased std) plus α·p of the block."""
+  """The dense MRT advantage in float64: GRPO outcome advantage (unbiased std) + α·p of the block."""
   r_PxG = r.astype(np.float64).reshape(-1, G)
   a_out = ((r_PxG - r_PxG.mean(1, keepdims=True)) / (r_PxG.std(1, ddof=1, keepdims=True) + eps))
   a_out = a_out.reshape(-1)
