@@ -63,6 +63,8 @@ def main(config) -> None:
   out_dir = _OUT.value or os.path.join(config.workdir, "eval", name)
   record = evaluate(config, params, model_config, tokenizer, out_dir,
                     checkpoint=os.path.abspath(_CHECKPOINT.value), name=name)
+  print(f"evaluated on {record['dataset']}: {record['num_problems']} problems x "
+        f"{record['num_samples']} samples each", flush=True)
   print(f"wrote {out_dir}/eval.json, samples.jsonl and plots", flush=True)
   print(report.summary_line(record), flush=True)
 
