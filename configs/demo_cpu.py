@@ -12,7 +12,7 @@ from mrt_jax import config_defaults as defaults
 def get_config(arg=None):
   c = defaults.base("demo_cpu", model_path=f"{defaults.DEMO_DIR}/model")
   c = defaults.rl(c, estimator="mrt", alpha=1.0)  # α = 1
-  c = defaults.finish(c, arg or "cpu")  # the demo is tiny in every variant
+  c = defaults.finish(c, arg or "cpu", demo_assets=True)  # the demo is tiny in every variant
   c.eval.data_path = f"{defaults.DEMO_DIR}/test.jsonl"  # held-out problems the demo writes
   c.train.total_steps = 20  # enough steps to watch the reward move
   c.train.eval_every = 20  # evaluate the warm start (step 0) and the trained model (step 20)

@@ -15,6 +15,6 @@ def get_config(arg=None):
   c = defaults.rl(c, estimator="grpo", alpha=0.0)  # α = 0: outcome reward only
   # 16 rows x 20480 tokens per micro-batch: fits v5p HBM with layer remat (python -m mrt_jax.aot).
   c.train.micro_batch_prompts = 4  # prompts (x G rows) per accumulation micro-batch
-  c = defaults.finish(c, arg)
+  c = defaults.finish(c, arg, demo_assets=True)  # :cpu runs on the CPU demo's tiny model
   c.probe.num_probes = 0  # m = 0: no meta-prover probes during training
   return c

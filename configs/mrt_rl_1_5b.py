@@ -16,4 +16,4 @@ def get_config(arg=None):
   c.mesh.data = 2  # two replicas: a 1.5B model fits 16 chips
   c.mesh.fsdp = 8  # params and optimizer state sharded 8 ways per replica
   c.mesh.tensor = 2  # heads sharded 2 ways
-  return defaults.finish(c, arg)
+  return defaults.finish(c, arg, demo_assets=True)  # :cpu runs on the CPU demo's tiny model

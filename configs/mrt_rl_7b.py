@@ -17,4 +17,4 @@ def get_config(arg=None):
   c.mesh.tensor = 4  # heads sharded 4 ways
   # 16 rows x 20480 tokens per micro-batch: fits v5p HBM with layer remat (python -m mrt_jax.aot).
   c.train.micro_batch_prompts = 4  # prompts (x G rows) per accumulation micro-batch
-  return defaults.finish(c, arg)
+  return defaults.finish(c, arg, demo_assets=True)  # :cpu runs on the CPU demo's tiny model

@@ -18,4 +18,4 @@ def get_config(arg=None):
   c.optimizer = defaults.optimizer(learning_rate=1e-6)  # the RL runs' lr; not fixed by the paper
   c.train = defaults.train(total_steps=200)  # sample → select → SFT steps
   c.train.global_batch_prompts = 64  # selected traces per SFT step
-  return defaults.finish(c, arg)
+  return defaults.finish(c, arg, demo_assets=True)  # :cpu runs on the CPU demo's tiny model

@@ -4,7 +4,9 @@ Entry points call `run(main)`; `main(config)` gets the locked `ml_collections.Co
 Overrides are `--config.a.b=value`, parsed to the field's type by `ml_collections.config_flags`.
 A field the config does not have is an error naming it (ml_collections locks the config; this
 module turns its KeyError/AttributeError into one clear line). `load_config` gives the same
-semantics without a command line, for tests and notebooks.
+semantics without a command line, for tests and notebooks. Both import the config's
+`plugins` (user modules that register verifiers; `mrt_jax.plugins`), resolved against the
+config file's folder first.
 
 Print a resolved config:
   python -m mrt_jax.config_cli --config=configs/mrt_rl_7b.py:cpu --config.train.total_steps=3
@@ -19,6 +21,8 @@ from typing import Callable, Sequence
 
 from absl import app, flags
 from ml_collections import ConfigDict, config_flags
+
+from mrt_jax import plugins
 
 _FLAG = "config"
 _OVERRIDE = re.compile(rf"^--?(?:no)?{_FLAG}\.([^=]+)")
@@ -83,6 +87,12 @@ def _check_file(spec: str | None) -> None:
     raise ConfigOverrideError(f"config file {path!r} (from --{_FLAG}={spec}) does not exist")
 
 
+def _import_plugins(config: ConfigDict, spec: str) -> None:
+  """Imports `config.plugins`, searching the config file's folder first."""
+  plugins.import_plugins(config.get("plugins", ()),
+                         os.path.dirname(os.path.abspath(spec.split(":", 1)[0])))
+
+
 def load_config(spec: str, overrides: Sequence[str] = ()) -> ConfigDict:
   """Loads a config as `--config=spec` followed by `overrides` would on the command line.
 
@@ -102,6 +112,7 @@ def load_config(spec: str, overrides: Sequence[str] = ()) -> ConfigDict:
   flag_values = flags.FlagValues()
   holder = _define(flag_values, argv)
   _parse(flag_values, ["load_config", *argv])
+  _import_plugins(holder.value, spec)
   return holder.value
 
 
@@ -115,10 +126,12 @@ def run(main: Callable[[ConfigDict], None]) -> None:
     main: the entry point's body, called with the locked config.
   """
   holder = _define(flags.FLAGS, None)
+  spec = []  # the --config value, for the plugins' folder
 
   def parse(argv: list[str]) -> list[str]:
+    spec.append(_spec(argv))
     try:
-      _check_file(_spec(argv))
+      _check_file(spec[-1])
       return _parse(flags.FLAGS, argv)
     except ConfigOverrideError as e:
       sys.exit(f"FATAL config error: {e}")
@@ -126,6 +139,7 @@ def run(main: Callable[[ConfigDict], None]) -> None:
   def body(argv: list[str]) -> None:
     if len(argv) > 1:
       raise app.UsageError(f"unexpected positional arguments: {argv[1:]}")
+    _import_plugins(holder.value, spec[-1])
     main(holder.value)
 
   app.run(body, flags_parser=parse)

@@ -12,7 +12,7 @@ from ml_collections import ConfigDict
 
 VARIANTS = ("cpu",)
 # Where the CPU demo (configs/demo_cpu.py) writes its tiny checkpoint, tokenizer and problems;
-# every config's `cpu` variant reads them from there.
+# the `cpu` variants of the built-in configs read them from there (`use_demo`).
 DEMO_DIR = "/tmp/mrt_jax/demo_cpu"
 
 # Forced termination suffix of the meta-prover μ: ends the thinking and asks for the answer.
@@ -28,6 +28,9 @@ def base(name: str, model_path: str) -> ConfigDict:
   c.name = name  # run name; also the subdirectory of workdir
   c.seed = 0  # seeds data order, rollout and probe sampling, and any random init
   c.workdir = f"workdir/{name}"  # checkpoints, metrics and eval outputs go here
+  # Modules imported before the run (they register verifiers): names or .py paths, looked up in
+  # the config file's folder first (mrt_jax.plugins).
+  c.plugins = ()  # e.g. ("my_task",) for my_task.py next to the config file
 
   c.model = ConfigDict()  # the policy π (also π_ref and the meta-prover μ)
   c.model.path = model_path  # local Hugging Face checkpoint dir (config.json, *.safetensors)
@@ -39,9 +42,13 @@ def base(name: str, model_path: str) -> ConfigDict:
   c.data.problem_field = "problem"  # field holding the problem text x
   c.data.answer_field = "answer"  # field holding the reference answer the verifier checks
   c.data.max_prompt_len = 4096  # tokens of the rendered prompt x (paper: 4096)
+  c.data.thinking_opener = "<think>\n"  # ends the generation prompt (unless the template has it)
 
   c.reward = ConfigDict()  # the outcome verifier r(x, z) ∈ {0, 1}
   c.reward.verifier = "math"  # registered verifier (mrt_jax.rewards): "math", "elimination", ...
+  # A step whose verifier calls (rollouts and probes) fail (raise, bad value, timeout) at a
+  # higher rate stops the run with the first failure's traceback; 1.0 never stops.
+  c.reward.max_error_rate = 0.5  # fraction of one step's verifier calls
 
   c.rollout = ConfigDict()  # sampling of training traces z
   c.rollout.num_generations = 4  # G: traces sampled per prompt, one advantage group
@@ -63,6 +70,7 @@ def base(name: str, model_path: str) -> ConfigDict:
   c.segment.episodes_per_block = 1  # consecutive episodes grouped into one block z_j
   c.segment.max_blocks = 6  # K: at most this many blocks (6 as in the MRT authors' recipe)
   c.segment.chunk_tokens = 1024  # block length for method "fixed_chunk"
+  c.segment.end_think = "</think>"  # end of thinking; decoding must keep it (a non-special token)
 
   c.mesh = ConfigDict()  # device mesh axes (`data`, `fsdp`, `tensor`)
   c.mesh.data = 1  # data-parallel replicas; data * fsdp * tensor == jax.device_count()
@@ -111,6 +119,9 @@ def train(total_steps: int) -> ConfigDict:
   c.log_every = 1  # steps between metric lines
   c.max_bad_steps = 5  # stop after this many NaN/inf steps in a row (each one is skipped)
   c.eval_every = 0  # run mrt_jax.evaluate at step 0, every this many steps and at the end; 0 = off
+  # Warn when this many steps in a row have all-zero advantages (every group's outcomes equal,
+  # no progress): their policy-gradient update is exactly zero. 0 = never warn.
+  c.zero_advantage_warn_steps = 3  # consecutive steps
   return c
 
 
@@ -148,12 +159,15 @@ def star() -> ConfigDict:
   return c
 
 
-def finish(c: ConfigDict, arg: str | None) -> ConfigDict:
+def finish(c: ConfigDict, arg: str | None, *, demo_assets: bool = False) -> ConfigDict:
   """Applies the variant named by `--config=configs/x.py:<arg>`.
 
   Args:
     c: the full-size config.
-    arg: None for the full run, or "cpu" for a tiny local run of the same pipeline.
+    arg: None for the full run, or "cpu" for a tiny local run of the same pipeline (`tiny`).
+    demo_assets: with "cpu", also run on the CPU demo's task and assets (`use_demo`): the
+      built-in paper configs, whose models are too large for a CPU. A config of another task
+      keeps its own model, data and verifier.
 
   Returns:
     The config of that variant.
@@ -165,14 +179,17 @@ def finish(c: ConfigDict, arg: str | None) -> ConfigDict:
     return c
   if arg not in VARIANTS:
     raise ValueError(f"unknown config variant {arg!r} of {c.name!r}; expected one of {VARIANTS}")
+  c = tiny(c)
+  return use_demo(c) if demo_assets else c
+
+
+def tiny(c: ConfigDict) -> ConfigDict:
+  """Sizes of a tiny run on one CPU device; the task (model, data, verifier) is left alone."""
   c.workdir = f"/tmp/mrt_jax/{c.name}"  # keep tiny runs out of the real workdir
-  c.model.path = f"{DEMO_DIR}/model"  # the tiny checkpoint the CPU demo builds
-  c.model.tokenizer_path = f"{DEMO_DIR}/tokenizer"  # the demo's tiny BPE tokenizer
   c.model.dtype = "float32"  # CPUs have no fast bf16
-  c.data.path = f"{DEMO_DIR}/train.jsonl"  # synthetic problems the CPU demo writes
   c.data.max_prompt_len = 64  # tiny prompts
   c.rollout.num_generations = 2  # G
-  c.rollout.max_completion_len = 192  # the demo task's traces are ~120-170 tokens
+  c.rollout.max_completion_len = 192  # short traces (the demo task's are ~120-170 tokens)
   c.probe.num_probes = 2  # m
   c.probe.max_answer_len = 8  # short answers
   c.segment.chunk_tokens = 16  # tiny fixed chunks
@@ -189,6 +206,15 @@ def finish(c: ConfigDict, arg: str | None) -> ConfigDict:
   c.train.global_batch_prompts = 4  # prompts per step
   c.train.micro_batch_prompts = 2  # two accumulation micro-batches
   c.train.checkpoint_every = 1  # exercise checkpointing every step
+  return c
+
+
+def use_demo(c: ConfigDict) -> ConfigDict:
+  """Runs `c` on the CPU demo's task: its problems, tokenizer and warm-started tiny model, built
+  under DEMO_DIR on first use (the `demo` block asks `mrt_jax.launch` to build them)."""
+  c.model.path = f"{DEMO_DIR}/model"  # the tiny checkpoint the CPU demo builds
+  c.model.tokenizer_path = f"{DEMO_DIR}/tokenizer"  # the demo's tiny BPE tokenizer
+  c.data.path = f"{DEMO_DIR}/train.jsonl"  # synthetic problems the CPU demo writes
   c.reward.verifier = "elimination"  # the demo's synthetic task (mrt_jax.data.elimination)
   c.demo = demo()  # assets built under DEMO_DIR on first use
   return c

@@ -19,7 +19,7 @@ import os
 import sys
 from typing import Sequence
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from mrt_jax import config_cli, models
 from mrt_jax.evaluation import report
@@ -55,6 +55,7 @@ def compare(eval_paths: Sequence[str], out_dir: str) -> dict[str, str]:
 
 
 def main(config) -> None:
+  logging.set_verbosity(logging.WARNING)  # As launch: no Orbax INFO line per restore phase.
   if not _CHECKPOINT.value:
     raise app.UsageError("--checkpoint=DIR is required (or --compare=a/eval.json,b/eval.json)")
   model_config, params, name = load_checkpoint(config, _CHECKPOINT.value)

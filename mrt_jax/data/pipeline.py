@@ -9,8 +9,10 @@ batched across epoch boundaries. Its iterator's `get_state()` is a small JSON-re
 
 Each batch is a list of `batch_size // shard_count` examples (the process's slice of the
 global batch); the launch loop repeats each prompt G times. An example is a dict:
-  "prompt_ids": int32 [P] token ids; "problem": str; "answer": str (the gold answer, what
-  verifiers read); "record": the source record; "index": its row in the source.
+  "prompt_ids": int32 [P] token ids; "problem": str; "answer": the gold answer as the file
+  holds it (a string, a number, ...); "record": what verifiers receive
+  (`mrt_jax.task.verifier_record`: the source record with "problem", "answer" and "id");
+  "index": its row in the source.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 from mrt_jax.data.sources import DataError, Record, load_records
 from mrt_jax.data.split import split_records
 from mrt_jax.models.tokenizer import Tokenizer, render_prompt
+from mrt_jax.task import verifier_record
 
 Example = dict[str, Any]
 
@@ -56,10 +59,18 @@ class PromptSet:
     return len(self.too_long)
 
 
+def render_problem(tokenizer: Tokenizer, problem: str, *, prompt_template: str = "{problem}",
+                   system: str | None = None, thinking_opener: str = "<think>\n") -> list[int]:
+  """The generation prompt of one problem: the template's user turn, the system prompt and the
+  thinking opener (`render_prompt`). Training, evaluation and warm starts all render with it."""
+  return render_prompt(tokenizer, prompt_template.replace("{problem}", problem), system=system,
+                       thinking_opener=thinking_opener)
+
+
 def render_prompts(records: Sequence[Record], tokenizer: Tokenizer, *, max_prompt_len: int,
                    problem_field: str = "problem", answer_field: str = "answer",
                    prompt_template: str = "{problem}", system: str | None = None,
-                   source: str = "records") -> PromptSet:
+                   source: str = "records", thinking_opener: str = "<think>\n") -> PromptSet:
   """Renders every record's prompt and skips (and counts) those longer than `max_prompt_len`.
 
   Args:
@@ -68,10 +79,11 @@ def render_prompts(records: Sequence[Record], tokenizer: Tokenizer, *, max_promp
       opener.
     max_prompt_len: longest prompt kept, in tokens.
     problem_field: field holding the problem text.
-    answer_field: field holding the reference answer (converted with `str`).
+    answer_field: field holding the reference answer (kept as the file's type).
     prompt_template: user turn, with "{problem}" replaced by the problem text.
     system: optional system prompt.
     source: name of the data in error messages (the file path).
+    thinking_opener: text the assistant turn starts with (`render_prompt`).
 
   Returns:
     The `PromptSet`.
@@ -85,12 +97,15 @@ def render_prompts(records: Sequence[Record], tokenizer: Tokenizer, *, max_promp
     if not isinstance(problem, str):
       raise DataError(f"{source}: record {i} field {problem_field!r} is a "
                       f"{type(problem).__name__}; expected the problem text (a string)")
-    ids = render_prompt(tokenizer, prompt_template.replace("{problem}", problem), system=system)
+    ids = render_problem(tokenizer, problem, prompt_template=prompt_template, system=system,
+                         thinking_opener=thinking_opener)
     if len(ids) > max_prompt_len:
       too_long.append(i)
       continue
     examples.append({"prompt_ids": np.asarray(ids, np.int32), "problem": problem,
-                     "answer": str(record[answer_field]), "record": record, "index": i})
+                     "answer": record[answer_field],
+                     "record": verifier_record(record, i, problem_field, answer_field),
+                     "index": i})
   if not examples:
     raise DataError(f"{source}: all {len(records)} prompts are longer than max_prompt_len="
                     f"{max_prompt_len} tokens; expected at least one that fits")
@@ -138,8 +153,8 @@ def prompt_pipeline(path: str, tokenizer: Tokenizer, *, batch_size: int, max_pro
                     seed: int, problem_field: str = "problem", answer_field: str = "answer",
                     prompt_template: str = "{problem}", system: str | None = None,
                     shuffle: bool = True, num_epochs: int | None = None, split: str = "train",
-                    shard_index: int = 0, shard_count: int = 1
-                    ) -> tuple[grain.IterDataset, PromptSet]:
+                    shard_index: int = 0, shard_count: int = 1,
+                    thinking_opener: str = "<think>\n") -> tuple[grain.IterDataset, PromptSet]:
   """Loads a local dataset and returns its batch dataset and rendered prompts.
 
   Iterate with `it = iter(dataset)`; checkpoint `it.get_state()` and resume with
@@ -153,7 +168,8 @@ def prompt_pipeline(path: str, tokenizer: Tokenizer, *, batch_size: int, max_pro
                          split=split)
   prompts = render_prompts(records, tokenizer, max_prompt_len=max_prompt_len,
                            problem_field=problem_field, answer_field=answer_field,
-                           prompt_template=prompt_template, system=system, source=path)
+                           prompt_template=prompt_template, system=system, source=path,
+                           thinking_opener=thinking_opener)
   dataset = batch_dataset(prompts, batch_size=batch_size, seed=seed, shuffle=shuffle,
                           num_epochs=num_epochs, shard_index=shard_index, shard_count=shard_count)
   return dataset, prompts
@@ -181,7 +197,7 @@ def pipeline_from_config(config, tokenizer: Tokenizer, *, shard_index: int = 0,
   """`prompt_pipeline` from an experiment config (`configs/*.py`), over `training_records`.
 
   Reads `data.path`, `data.problem_field`, `data.answer_field`, `data.max_prompt_len`,
-  `eval.data_path`, `eval.holdout_fraction`, `train.global_batch_prompts` and `seed`, and the
+  `data.thinking_opener`, `eval.data_path`, `eval.holdout_fraction`, `train.global_batch_prompts` and `seed`, and the
   optional `data.prompt_template`, `data.system`, `data.shuffle`, `data.num_epochs` and
   `data.split` (defaults as in `prompt_pipeline`).
   """
@@ -190,7 +206,8 @@ def pipeline_from_config(config, tokenizer: Tokenizer, *, shard_index: int = 0,
   prompts = render_prompts(records, tokenizer, max_prompt_len=data.max_prompt_len,
                            problem_field=data.problem_field, answer_field=data.answer_field,
                            prompt_template=data.get("prompt_template", "{problem}"),
-                           system=data.get("system", None), source=source)
+                           system=data.get("system", None), source=source,
+                           thinking_opener=data.thinking_opener)
   dataset = batch_dataset(prompts, batch_size=config.train.global_batch_prompts,
                           seed=config.seed, shuffle=data.get("shuffle", True),
                           num_epochs=data.get("num_epochs", None), shard_index=shard_index,

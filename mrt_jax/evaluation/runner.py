@@ -3,8 +3,9 @@
 For every problem (the evaluation conventions of the MRT and DeepSeek-R1 papers):
   - n samples (eval.num_samples, eval.temperature, eval.top_p; stop on end of sequence), graded
     by the config's verifier: pass@1 averaged over samples (bootstrap interval), unbiased
-    pass@k and maj@k (bootstrap interval) for k in eval.k_values (default: powers of 2 <= n),
-    mean thinking and answer tokens;
+    pass@k and maj@k (bootstrap interval; the vote is over the answers of the task's answer
+    extractor, `mrt_jax.task.answer_extractor`) for k in eval.k_values (default: powers of
+    2 <= n), mean thinking and answer tokens;
   - budget forcing on each sample: the termination suffix forced after min(c, end of thinking)
     tokens for c in (0,) + eval.budgets gives J(c) on the budget grid, and forced at the trace's
     episode boundaries b_0..b_N (`mrt.segment`) gives its own J curve; m = eval.num_probes
@@ -39,12 +40,13 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from mrt_jax import models
+from mrt_jax import task
+from mrt_jax.data.pipeline import render_problem
 from mrt_jax.data.sources import load_records
 from mrt_jax.data.split import split_records
 from mrt_jax.evaluation import budget, metrics, plots, regret, report
 from mrt_jax.mrt.segment import SegmentConfig, segment
-from mrt_jax.rewards import answer_segment, last_boxed, verify_batch
+from mrt_jax.rewards import verify_batch
 from mrt_jax.sampling import FINISH_STOP, Sampler
 
 PLOTS = ("accuracy_vs_tokens.png", "j_curves.png", "regret.png")
@@ -117,28 +119,25 @@ class _Model:
   probe: budget.ProbeSettings
   seg: SegmentConfig
   verifier: str
+  extract_answer: Any  # text -> final answer or None (the task's, `task.answer_extractor`)
 
   def decode(self, ids: Sequence[int]) -> str:
-    return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+    return task.decode_text(self.tokenizer, ids)
 
 
 def _model(config, sampler, params, model_config, tokenizer, s: EvalSettings) -> _Model:
   encode = lambda text: tuple(tokenizer.encode(text, add_special_tokens=False))
   stop_ids = tuple(model_config.eos_token_ids) + (
       (tokenizer.eos_token_id,) if tokenizer.eos_token_id is not None else ())
-  seg = config.segment
   return _Model(
       sampler=sampler, params=params, tokenizer=tokenizer, stop_ids=tuple(dict.fromkeys(stop_ids)),
-      end_think=encode(seg.get("end_think", "</think>")), wait=encode(s.wait_text),
+      end_think=encode(config.segment.end_think), wait=encode(s.wait_text),
       probe=budget.ProbeSettings(
           encode(config.probe.termination_suffix), _eval_probes(config),
           int(config.probe.max_answer_len), float(config.probe.temperature),
           float(config.probe.top_p), tuple(dict.fromkeys(stop_ids))),
-      seg=SegmentConfig(method=seg.method, markers=tuple(seg.restart_markers),
-                        min_paragraphs=seg.min_paragraphs,
-                        episodes_per_block=seg.episodes_per_block, max_blocks=seg.max_blocks,
-                        chunk_tokens=seg.chunk_tokens),
-      verifier=config.reward.verifier)
+      seg=task.segment_config(config), verifier=config.reward.verifier,
+      extract_answer=task.answer_extractor(config.reward.verifier))
 
 
 def eval_problems(config) -> tuple[list[dict], str]:
@@ -156,7 +155,7 @@ def eval_problems(config) -> tuple[list[dict], str]:
 
 def problem_records(records: Sequence[Mapping[str, Any]], problem_field: str, answer_field: str,
                     limit: int | None, source: str) -> list[dict]:
-  """The first `limit` records, with the problem under "problem" and the gold under "answer"."""
+  """The first `limit` records as verifiers receive them (`mrt_jax.task.verifier_record`)."""
   records = list(records)[:limit]
   if not records:
     raise ValueError(f"{source} holds no problems; expected at least one record")
@@ -166,8 +165,7 @@ def problem_records(records: Sequence[Mapping[str, Any]], problem_field: str, an
     if missing:
       raise ValueError(f"{source}: record {i} lacks {missing} (data.problem_field / "
                        f"data.answer_field); its fields: {sorted(r)}")
-    out.append({**r, "id": r.get("id", i), "problem": r[problem_field],
-                "answer": r[answer_field]})
+    out.append(task.verifier_record(r, i, problem_field, answer_field))
   return out
 
 
@@ -193,16 +191,15 @@ def _run_batch(m: _Model, s: EvalSettings, records, prompts, seed: int, counts) 
   counts["verifier_errors"] += stats["errors"]
   counts["verifier_timeouts"] += stats["timeouts"]
   piece = {}
-  decode_one = lambda t: piece.setdefault(t, m.tokenizer.decode([t]))
+  decode_one = lambda t: piece.setdefault(t, m.decode([t]))
   traces = []
   for i, (tokens, reason) in enumerate(zip(out.tokens, out.finish_reasons)):
     stopped = reason == FINISH_STOP and tokens and tokens[-1] in m.stop_ids
     body = tokens[:-1] if stopped else tokens  # The stop token is neither thinking nor a cut.
     seg = segment(body, decode_one, m.seg)
-    answer = answer_segment(texts[i])
     traces.append(dict(
         problem=i // n, sample=i % n, tokens=tokens, text=texts[i], verdict=float(verdicts[i]),
-        answer=None if answer is None else last_boxed(answer), finish=reason,
+        answer=m.extract_answer(texts[i]), finish=reason,
         think_end=seg.think_end, boundaries=[0, *seg.boundaries],
         ended=reason == FINISH_STOP or seg.think_end < len(body),
         budget_cuts=[min(c, seg.think_end) for c in (0, *s.budgets)]))
@@ -332,8 +329,9 @@ def evaluate(config, params, model_config, tokenizer, out_dir: str, *,
     source = "records"
   problems = problem_records(records, config.data.problem_field, config.data.answer_field,
                              s.num_problems, source)
+  task.check_thinking_tokens(tokenizer, config.segment.end_think, config.probe.termination_suffix)
   m = _model(config, sampler or Sampler(model_config), params, model_config, tokenizer, s)
-  prompts = [render(tokenizer, r, config.data.max_prompt_len, source) for r in problems]
+  prompts = [render(tokenizer, r, config.data, source) for r in problems]
   counts = {"verifier_errors": 0, "verifier_timeouts": 0}
   traces = []
   for start in range(0, len(problems), s.problems_per_batch):
@@ -363,9 +361,13 @@ def evaluate(config, params, model_config, tokenizer, out_dir: str, *,
   return record
 
 
-def render(tokenizer, record: Mapping[str, Any], max_prompt_len: int, source: str) -> list[int]:
-  """The generation prompt of a problem; longer than data.max_prompt_len is an error."""
-  prompt = models.render_prompt(tokenizer, record["problem"])
+def render(tokenizer, record: Mapping[str, Any], data, source: str) -> list[int]:
+  """The generation prompt of a problem, rendered as in training from the config's `data`
+  block; longer than data.max_prompt_len is an error."""
+  prompt = render_problem(tokenizer, record["problem"],
+                          prompt_template=data.get("prompt_template", "{problem}"),
+                          system=data.get("system", None), thinking_opener=data.thinking_opener)
+  max_prompt_len = data.max_prompt_len
   if len(prompt) > max_prompt_len:
     raise ValueError(f"{source}: problem {record['id']!r} renders to {len(prompt)} prompt tokens; "
                      f"expected at most data.max_prompt_len = {max_prompt_len}")

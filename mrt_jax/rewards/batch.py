@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import math
+import traceback
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -38,8 +39,8 @@ def _run_inline(fn, args_list) -> list[Outcome]:
   for args in args_list:
     try:
       outcomes.append(Outcome(OK, float(fn(*args))))
-    except Exception as e:  # pylint: disable=broad-except  # a failure costs only this sample
-      outcomes.append(Outcome(ERROR, 0.0, f"{type(e).__name__}: {e}"))
+    except Exception:  # pylint: disable=broad-except  # a failure costs only this sample
+      outcomes.append(Outcome(ERROR, 0.0, traceback.format_exc().rstrip()))
   return outcomes
 
 
@@ -61,7 +62,8 @@ def verify_batch(name: str, records: Sequence[Mapping[str, Any]], texts: Sequenc
 
   Returns:
     rewards: float32 [B] in [0, 1].
-    stats: {"errors": int, "timeouts": int, "details": list of (index, message) of failures}.
+    stats: {"errors": int, "timeouts": int, "details": list of (index, message) of failures;
+      a raised exception's message is its traceback}.
 
   Raises:
     ValueError: unknown verifier, or the three sequences differ in length.

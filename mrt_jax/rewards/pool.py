@@ -7,8 +7,9 @@ it. A worker that dies (segfault, OOM kill) costs its item an error and is repla
 
 Workers are started by "forkserver" where available (else "spawn"), never plain "fork": the
 parent may run JAX threads, and forking a multithreaded process can deadlock. The forkserver
-preloads this package, so a replacement worker starts in milliseconds instead of re-importing
-JAX and SymPy.
+preloads this package and the config's plugins imported so far (`mrt_jax.plugins`, where user
+verifiers live), so a replacement worker starts in milliseconds instead of re-importing JAX,
+SymPy and the user's module.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.connection
 import time
+import traceback
 from typing import Any, Callable, NamedTuple, Sequence
+
+from mrt_jax import plugins
 
 OK, ERROR, TIMEOUT = "ok", "error", "timeout"
 _READY = "ready"
@@ -42,8 +46,8 @@ def _worker_main(conn: multiprocessing.connection.Connection) -> None:
     try:
       fn, args = item
       outcome = Outcome(OK, float(fn(*args)))
-    except Exception as e:  # pylint: disable=broad-except  # any failure costs only this item
-      outcome = Outcome(ERROR, 0.0, f"{type(e).__name__}: {e}")
+    except Exception:  # pylint: disable=broad-except  # any failure costs only this item
+      outcome = Outcome(ERROR, 0.0, traceback.format_exc().rstrip())
     conn.send(outcome)
 
 
@@ -108,7 +112,7 @@ class VerifierPool:
     self._ctx = multiprocessing.get_context(start_method or _default_start_method())
     if self._ctx.get_start_method() == "forkserver":
       # Takes effect only if this process has not started its forkserver yet.
-      self._ctx.set_forkserver_preload(["mrt_jax.rewards"])
+      self._ctx.set_forkserver_preload(["mrt_jax.rewards", *plugins.imported()])
     self._workers = [_Worker(self._ctx, startup_timeout_s) for _ in range(num_workers)]
 
   def _replace(self, worker: _Worker) -> _Worker:

@@ -5,7 +5,11 @@ problem record the data pipeline yields (at least the gold answer under "answer"
 decoded completion (thinking, "</think>", answer) and `token_ids` its token ids (int32 [T]
 array). Verifiers that may hang or crash (anything built on SymPy) are registered
 `isolated=True` and run in worker processes under a hard timeout (`VerifierPool`); cheap
-pure-Python ones run inline.
+pure-Python ones run inline. `mrt_jax.task` says exactly what the three arguments hold.
+
+A verifier may come with an answer extractor, `extract_answer(text) -> str | None`: the final
+answer of a completion as a string (None: no answer), which maj@k votes on and samples.jsonl
+records. Without one, the last \\boxed{} after the thinking is the answer.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 VerifierFn = Callable[[Mapping[str, Any], str, np.ndarray], float]
+AnswerFn = Callable[[str], "str | None"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,15 +31,19 @@ class Verifier:
     fn: `fn(record, text, token_ids) -> float`; for isolated verifiers a function of an
       importable module, not `__main__` (workers unpickle it by its qualified name).
     isolated: run it in a worker process with a hard timeout instead of inline.
+    extract_answer: `extract_answer(text) -> str | None`, the final answer of a completion
+      (maj@k, samples.jsonl); None means the last \\boxed{} after the thinking.
   """
   fn: VerifierFn
   isolated: bool
+  extract_answer: AnswerFn | None = None
 
 
 VERIFIERS: dict[str, Verifier] = {}
 
 
-def register_verifier(name: str, fn: VerifierFn, *, isolated: bool = True) -> VerifierFn:
+def register_verifier(name: str, fn: VerifierFn, *, isolated: bool = True,
+                      extract_answer: AnswerFn | None = None) -> VerifierFn:
   """Registers `fn` under `name`; returns `fn` unchanged.
 
   Args:
@@ -42,6 +51,7 @@ def register_verifier(name: str, fn: VerifierFn, *, isolated: bool = True) -> Ve
     fn: `fn(record, text, token_ids) -> float in [0, 1]`.
     isolated: run in worker processes with a hard timeout; False only for verifiers that cannot
       hang (no SymPy, no unbounded loops).
+    extract_answer: optional `extract_answer(text) -> str | None` (module docstring).
 
   Raises:
     ValueError: `name` is already registered to another function.
@@ -50,7 +60,7 @@ def register_verifier(name: str, fn: VerifierFn, *, isolated: bool = True) -> Ve
   if existing is not None and existing.fn is not fn:
     raise ValueError(f"verifier {name!r} is already registered to {existing.fn.__qualname__}; "
                      "expected a new name")
-  VERIFIERS[name] = Verifier(fn, isolated)
+  VERIFIERS[name] = Verifier(fn, isolated, extract_answer)
   return fn
 
 

@@ -11,9 +11,10 @@ directory records what it was built from (`demo.json`); a model built from other
 an error naming the differing fields, never silently reused.
 
 The warm start must make the meta-prover μ meaningful, so its SFT data mirrors how the probes
-are built token for token (`warm_start_pools`): a forced answer is trained after the trace's own
-tokens cut at a boundary (or at any token, as the evaluation's budget cuts are), followed by the
-separately tokenized termination suffix, exactly the sequence `Sampler.fork` feeds the model.
+are built token for token (`warm_start_pools`, through the public `mrt_jax.train.warm_start`):
+a forced answer is trained after the trace's own tokens cut at a boundary (or at any token, as
+the evaluation's budget cuts are), followed by the separately tokenized termination suffix,
+exactly the sequence `Sampler.fork` feeds the model.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from mrt_jax.data.sources import write_jsonl
 from mrt_jax.models import tokenizer as tokenizer_lib
 from mrt_jax.mrt.segment import SegmentConfig, segment
 from mrt_jax.train.sft import Example, example, train_sft
+from mrt_jax.train.warm_start import forced_answer_example, trace_example
 
 MANIFEST = "demo.json"  # in the model directory: the settings the assets were built from
 
@@ -84,8 +86,7 @@ def forced_example(prompt: Sequence[int], ids: Sequence[int], cut: int, left: st
   """
   guess = left[rng.integers(len(left))]
   answer = tokenizer.encode(f"\\boxed{{{guess}}}", add_special_tokens=False)
-  return example((list(prompt) + list(ids[:cut]) + list(suffix), False),
-                 (answer + [tokenizer.eos_token_id], True))
+  return forced_answer_example(prompt, ids, cut, suffix, answer, tokenizer.eos_token_id)
 
 
 def warm_start_pools(config: ConfigDict, tokenizer, problems
@@ -112,7 +113,7 @@ def warm_start_pools(config: ConfigDict, tokenizer, problems
     prompt = tokenizer_lib.render_prompt(tokenizer, problem["problem"])
     order = elimination.sample_clue_order(problem, rng, task)
     ids, bounds, weights = trace_tokens(tokenizer, problem, order, d.sft_clue_weight)
-    traces.append(example((prompt, False), (ids, weights), (eos, True)))
+    traces.append(trace_example(prompt, ids, tokenizer.eos_token_id, weights))
     # The answer letter is the third token from the end of "\boxed{X}" + eos.
     answers.append(example((prompt + ids[:-2], False), (ids[-2:-1], True), (ids[-1:] + eos,
                                                                             False)))

@@ -28,10 +28,10 @@ from mrt_jax.models.sharding import SAMPLE_RULES
 from mrt_jax.mrt import star
 from mrt_jax.sampling import Sampler
 from mrt_jax.sampling.buckets import pow2_at_least
-from mrt_jax.train import multihost, setup
+from mrt_jax.train import failures, multihost, setup
 from mrt_jax.train.checkpoint import Checkpointer, abstract_train_state
 from mrt_jax.train.metrics import MetricsWriter
-from mrt_jax.train.rollout import collect, learner_batch
+from mrt_jax.train.rollout import collect, learner_batch, token_pieces
 
 
 class TooManyBadSteps(RuntimeError):
@@ -92,6 +92,7 @@ def train(config: ConfigDict) -> dict[str, Any]:
   sampler = Sampler(run.model_config, mesh=mesh, rules=SAMPLE_RULES,
                     prompt_buckets=run.prompt_buckets)
   stop = _Stop()
+  zero_watch = failures.ZeroAdvantageWatch(config.train.zero_advantage_warn_steps)
   values: dict[str, Any] = {}
   total = config.train.total_steps
   try:
@@ -102,6 +103,7 @@ def train(config: ConfigDict) -> dict[str, Any]:
         _evaluate(config, run, sampler_params, step, writer)
       exp = collect(sampler, sampler_params, prompts, records, run.experience,
                     run.reward_fn, run.decode, _step_seed(config.seed, step))
+      _check_experience(config, run, exp, step == start, zero_watch, step + 1)
       if run.star_selection is not None:
         batch, selected = star_batch(exp, run.star_selection, run.experience.num_generations,
                                      run.max_length)
@@ -138,6 +140,23 @@ def train(config: ConfigDict) -> dict[str, Any]:
     ckpt.close()
     writer.close()
   return values
+
+
+def _check_experience(config: ConfigDict, run, exp, first: bool, zero_watch, step: int) -> None:
+  """Loud failures (`failures`): the verifier's error rate, all-zero advantages, and on the
+  first step the segmentation settings with the blocks of the first trace."""
+  failures.check_verifier_errors(exp.stats, len(exp.completions) + exp.stats["num_probes"],
+                                 config.reward.max_error_rate, config.reward.verifier)
+  exp.stats.update(failures.zero_advantage_metrics(exp.advantages_BxT,
+                                                   run.experience.num_generations))
+  if jax.process_index() != 0:
+    return
+  if first:
+    print(failures.describe_segmentation(run.experience.segment,
+                                         token_pieces(run.decode, exp.completions[0]),
+                                         exp.segments[0]), flush=True)
+  if run.star_selection is None:  # MRT-STaR reports its selections instead (star_selected).
+    zero_watch.update(step, exp.stats)
 
 
 def _mini_batches(batch: dict, config: ConfigDict):

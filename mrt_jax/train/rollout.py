@@ -68,7 +68,8 @@ class Experience:
   stats: dict[str, float]
 
 
-def _pieces(decode: Callable[[Sequence[int]], str], ids: Sequence[int]) -> list[str]:
+def token_pieces(decode: Callable[[Sequence[int]], str], ids: Sequence[int]) -> list[str]:
+  """Per-token texts of a completion, as the segmenter reads them."""
   return [decode([t]) for t in ids]
 
 
@@ -143,7 +144,7 @@ def collect(sampler: Sampler, params, prompts: Sequence[Sequence[int]],
   t2 = time.perf_counter()
   outcome_B = np.asarray(outcome_B, np.float32)
   stats = {f"verify_{k}": v for k, v in stats.items()}
-  segs = [segment(t, _pieces(decode, t), cfg.segment) for t in result.tokens]
+  segs = [segment(t, token_pieces(decode, t), cfg.segment) for t in result.tokens]
   T = max(1, max(len(t) for t in result.tokens))
   t3 = time.perf_counter()
   if probing:

@@ -14,14 +14,13 @@ import jax.numpy as jnp
 import numpy as np
 from ml_collections import ConfigDict
 
-from mrt_jax import models
+from mrt_jax import models, plugins, task
 from mrt_jax.data.pipeline import pipeline_from_config
 from mrt_jax.learner import losses
 from mrt_jax.learner.optimizer import OptimizerConfig, make_optimizer
 from mrt_jax.learner.step import StepConfig
 from mrt_jax.models import tokenizer as tokenizer_lib
 from mrt_jax.mrt.advantages import AdvantageConfig
-from mrt_jax.mrt.segment import SegmentConfig
 from mrt_jax.rewards import get_verifier, verify_batch
 from mrt_jax.train.multihost import split_over_processes
 from mrt_jax.train.rollout import ExperienceConfig
@@ -42,7 +41,7 @@ class PromptData:
 
   def next_batch(self) -> tuple[list[dict], list[list[int]]]:
     batch = next(self._it)
-    records = [{**ex["record"], "answer": ex["answer"], "problem": ex["problem"]} for ex in batch]
+    records = [ex["record"] for ex in batch]  # What verifiers receive (`mrt_jax.task`).
     return records, [np.asarray(ex["prompt_ids"]).tolist() for ex in batch]
 
   def get_state(self) -> dict:
@@ -134,13 +133,6 @@ def step_config(config: ConfigDict, objective: str = "policy") -> StepConfig:
                     temperature=config.rollout.temperature, loss=loss_config)
 
 
-def segment_config(config: ConfigDict) -> SegmentConfig:
-  s = config.segment
-  return SegmentConfig(method=s.method, markers=tuple(s.restart_markers),
-                       min_paragraphs=s.min_paragraphs, episodes_per_block=s.episodes_per_block,
-                       max_blocks=s.max_blocks, chunk_tokens=s.chunk_tokens)
-
-
 def experience_config(config: ConfigDict, tokenizer, model_config) -> ExperienceConfig:
   p, r = config.probe, config.rollout
   adv = config.get("advantage")
@@ -170,7 +162,7 @@ def experience_config(config: ConfigDict, tokenizer, model_config) -> Experience
       num_probes=p.num_probes if probing else 0,
       probe_temperature=p.temperature, probe_top_p=p.top_p,
       probe_max_answer_len=p.max_answer_len, suffix_tokens=tuple(suffix), stop_token_ids=stop,
-      segment=segment_config(config), **advantage)
+      segment=task.segment_config(config), **advantage)
 
 
 def prompt_buckets(max_prompt_len: int) -> tuple[int, ...]:
@@ -197,8 +189,11 @@ def load_model(config: ConfigDict, mesh):
 def build(config: ConfigDict) -> Run:
   """Builds a run; see the module docstring."""
   workdir = check_workdir(config.workdir)
+  plugins.import_plugins(config.plugins)  # Already done by the CLIs; configs built in code.
   mesh = make_mesh(config)
   model_config, params, tokenizer = load_model(config, mesh)
+  task.check_thinking_tokens(tokenizer, config.segment.end_think,
+                             config.probe.termination_suffix)
   data = PromptData(config, tokenizer)
   star = config.get("star")
   verifier = config.reward.verifier
@@ -206,7 +201,7 @@ def build(config: ConfigDict) -> Run:
   # Each process verifies a slice of the rows; every process gets all the verdicts.
   reward_fn = split_over_processes(
       lambda records, texts, ids: verify_batch(verifier, records, texts, ids))
-  decode = lambda ids: tokenizer.decode(list(ids), skip_special_tokens=False)
+  decode = lambda ids: task.decode_text(tokenizer, ids)
   experience = experience_config(config, tokenizer, model_config)
   return Run(workdir=workdir, mesh=mesh, model_config=model_config, params=params,
              tokenizer=tokenizer, data=data,
