@@ -1,0 +1,76 @@
+"""Loud failures: a failing verifier stops the run with its traceback; all-zero-advantage steps
+are counted and warned about; the segmentation is shown on a trace."""
+
+import numpy as np
+import pytest
+
+from mrt_jax.mrt.segment import SegmentConfig, segment
+from mrt_jax.rewards import register_verifier, verify_batch
+from mrt_jax.train import failures
+
+
+def _broken(record, text, token_ids):
+  if record["bad"]:
+    raise KeyError("expected_field")
+  return 1.0
+
+
+register_verifier("test_sometimes_broken", _broken, isolated=False)
+
+
+def _stats(bad_rollouts, bad_probes):
+  stats = {}
+  for kind, bad in (("verify", bad_rollouts), ("probe", bad_probes)):
+    _, s = verify_batch("test_sometimes_broken", [{"bad": b} for b in bad], ["t"] * len(bad),
+                        [[1]] * len(bad))
+    stats.update({f"{kind}_{k}": v for k, v in s.items()})
+  return stats
+
+
+def test_error_rate_above_the_threshold_stops_with_the_first_traceback():
+  # 3 failures in 6 calls: 0.5 is not above a threshold of 0.5.
+  failures.check_verifier_errors(_stats([False, True], [False, True, True, False]), 6, 0.5,
+                                 "test_sometimes_broken")
+  with pytest.raises(failures.VerifierFailed) as e:
+    failures.check_verifier_errors(_stats([True, True], [True, True, False, False]), 6, 0.5,
+                                   "test_sometimes_broken")
+  message = str(e.value)
+  assert message.startswith("verifier 'test_sometimes_broken' failed on 4 of 6 calls this step "
+                            "(67%; rollouts: 2 errors, 0 timeouts; probes: 2 errors, 0 timeouts)")
+  assert "above reward.max_error_rate=0.5" in message
+  assert "Traceback (most recent call last)" in message and "in _broken" in message
+  assert message.rstrip().endswith("KeyError: 'expected_field'")
+  failures.check_verifier_errors(_stats([True, True], [True]), 3, 1.0, "x")  # 1.0: never stops
+
+
+def test_zero_advantage_metrics_and_warning():
+  G, T = 3, 5
+  adv = np.zeros((2 * G, T), np.float32)
+  assert failures.zero_advantage_metrics(adv, G) == {"zero_advantage_step": 1.0,
+                                                     "zero_advantage_groups": 1.0}
+  adv[G + 1, 2] = 0.5
+  assert failures.zero_advantage_metrics(adv, G) == {"zero_advantage_step": 0.0,
+                                                     "zero_advantage_groups": 0.5}
+  warnings = []
+  watch = failures.ZeroAdvantageWatch(3, warn=warnings.append)
+  for step, zero in enumerate([1, 1, 0, 1, 1, 1, 1, 1, 0, 1], start=1):
+    watch.update(step, {"zero_advantage_step": float(zero), "reward_mean": 0.0})
+  assert len(warnings) == 1 and warnings[0].startswith("WARNING: steps 4..6 had all-zero")
+  assert "reward_mean=0" in warnings[0]
+  never = failures.ZeroAdvantageWatch(0, warn=warnings.append)
+  for step in range(1, 10):
+    never.update(step, {"zero_advantage_step": 1.0})
+  assert len(warnings) == 1
+
+
+def test_segmentation_is_described_block_by_block():
+  pieces = ["A", ".\n\n", "B", ".\n\n", "Wait", " C", ".", "</think>", " 7"]
+  config = SegmentConfig(min_paragraphs=1)
+  seg = segment(list(range(len(pieces))), pieces, config)
+  text = failures.describe_segmentation(config, pieces, seg)
+  assert text.splitlines() == [
+      f"segmentation: {config}",
+      "first sampled trace: 2 blocks, thinking ends at token 7 of 9",
+      "  block 1 (tokens 0..4): 'A.\\n\\nB.\\n\\n'",
+      "  block 2 (tokens 4..7): 'Wait C.'",
+      "  answer (tokens 7..9): '</think> 7'"]
