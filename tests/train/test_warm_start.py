@@ -1,7 +1,6 @@
 """The public warm start lays examples out exactly as a run feeds them, for a task and tokenizer
 of its own (tests/task_example)."""
 
-import numpy as np
 import pytest
 
 from mrt_jax import config_cli, models
@@ -9,7 +8,7 @@ from mrt_jax.data.pipeline import render_prompts
 from mrt_jax.mrt.segment import segment
 from mrt_jax.train import setup
 from mrt_jax.train.rollout import token_pieces
-from mrt_jax.train.warm_start import Layout, forced_answer_example, train_sft
+from mrt_jax.train.warm_start import Layout, forced_answer_example
 from task_example import assets
 
 CONFIG = "tests/task_example/config.py:cpu"
@@ -61,15 +60,3 @@ def test_examples_follow_the_run_layout(task):
   with pytest.raises(ValueError, match="cut=99; expected 0 <= cut <= 3"):
     forced_answer_example(prompt, [1, 2, 3], 99, [4], [5], 0)
 
-
-def test_sft_on_a_task_of_its_own(task):
-  config, tokenizer = task
-  layout = Layout.from_config(config, tokenizer)
-  model_config, params = models.load_hf(config.model.path)
-  prompt = layout.prompt("What is 1 + 1?")
-  ids = layout.encode("1 and 1.</think> 2")
-  traces = [layout.trace(prompt, ids)]
-  answers = [layout.forced_answer(prompt, ids, cut, " 2") for cut in layout.boundaries(ids)]
-  _, losses = train_sft(model_config, params, [traces, answers], [0, 1], batch_size=2,
-                        learning_rate=1e-3, seed=0)
-  assert len(losses) == 2 and np.all(np.isfinite(losses))
