@@ -27,7 +27,8 @@ class OptimizerConfig:
 
 
 def _cosine(peak: float, warmup: int, total: int) -> optax.Schedule:
-  return optax.warmup_cosine_decay_schedule(0.0, peak, max(warmup, 1), max(total, warmup + 1),
+  warmup = max(warmup, 1)  # A one-step run still has a decay of one step after it.
+  return optax.warmup_cosine_decay_schedule(0.0, peak, warmup, max(total, warmup + 1),
                                             end_value=0.0)
 
 
