@@ -16,11 +16,17 @@ import sys
 from typing import Sequence
 
 _IMPORTED: list[str] = []  # module names of the plugins imported in this process, in order
+_FOLDERS: list[str] = []  # folders this module put on sys.path for them
 
 
 def imported() -> tuple[str, ...]:
   """Module names of the plugins this process has imported (verifier workers preload them)."""
   return tuple(_IMPORTED)
+
+
+def folders() -> tuple[str, ...]:
+  """Folders the imported plugins were found in (added to `sys.path`)."""
+  return tuple(_FOLDERS)
 
 
 def _resolve(entry: str, folders: Sequence[str]) -> tuple[str | None, str]:
@@ -61,6 +67,8 @@ def import_plugins(entries: Sequence[str], config_dir: str | None = None) -> lis
     folder, name = _resolve(str(entry), folders)
     if folder is not None and folder not in sys.path:
       sys.path.insert(0, folder)
+    if folder is not None and folder not in _FOLDERS:
+      _FOLDERS.append(folder)
     try:
       importlib.import_module(name)
     except ModuleNotFoundError as e:

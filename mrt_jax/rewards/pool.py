@@ -9,13 +9,16 @@ Workers are started by "forkserver" where available (else "spawn"), never plain 
 parent may run JAX threads, and forking a multithreaded process can deadlock. The forkserver
 preloads this package and the config's plugins imported so far (`mrt_jax.plugins`, where user
 verifiers live), so a replacement worker starts in milliseconds instead of re-importing JAX,
-SymPy and the user's module.
+SymPy and the user's module. Every worker also imports the plugins itself (from the folders they
+were found in) before it takes work: a forkserver started before they were imported lacks them.
 """
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing
 import multiprocessing.connection
+import sys
 import time
 import traceback
 from typing import Any, Callable, NamedTuple, Sequence
@@ -33,8 +36,13 @@ class Outcome(NamedTuple):
   detail: str = ""
 
 
-def _worker_main(conn: multiprocessing.connection.Connection) -> None:
-  """Runs `(fn, args)` items from `conn` until it receives None or the pipe closes."""
+def _worker_main(conn: multiprocessing.connection.Connection, folders: Sequence[str],
+                 modules: Sequence[str]) -> None:
+  """Imports the plugins `modules` (found in `folders`), then runs `(fn, args)` items from
+  `conn` until it receives None or the pipe closes."""
+  sys.path[:0] = [f for f in folders if f not in sys.path]
+  for name in modules:
+    importlib.import_module(name)
   conn.send(_READY)
   while True:
     try:
@@ -56,7 +64,8 @@ class _Worker:
 
   def __init__(self, ctx, startup_timeout_s: float):
     self.conn, child = ctx.Pipe()
-    self.process = ctx.Process(target=_worker_main, args=(child,), daemon=True)
+    self.process = ctx.Process(target=_worker_main, daemon=True,
+                               args=(child, plugins.folders(), plugins.imported()))
     self.process.start()
     child.close()
     try:

@@ -1,12 +1,15 @@
 """Loud failures: a failing verifier stops the run with its traceback; all-zero-advantage steps
 are counted and warned about; the segmentation is shown on a trace."""
 
+import types
+
 import numpy as np
 import pytest
 
+from mrt_jax import config_cli
 from mrt_jax.mrt.segment import SegmentConfig, segment
 from mrt_jax.rewards import register_verifier, verify_batch
-from mrt_jax.train import failures
+from mrt_jax.train import failures, loop
 
 
 def _broken(record, text, token_ids):
@@ -74,3 +77,24 @@ def test_segmentation_is_described_block_by_block():
       "  block 1 (tokens 0..4): 'A.\\n\\nB.\\n\\n'",
       "  block 2 (tokens 4..7): 'Wait C.'",
       "  answer (tokens 7..9): '</think> 7'"]
+
+
+def test_the_loop_checks_every_step(capsys):
+  """`train` runs these checks on each step's experience, before any update."""
+  config = config_cli.load_config("configs/demo_cpu.py", ["reward.max_error_rate=0.25"])
+  pieces = {1: "A", 2: ".\n\n", 3: "B"}
+  seg = segment([1, 2, 3], [pieces[t] for t in (1, 2, 3)], SegmentConfig(min_paragraphs=1))
+  run = types.SimpleNamespace(
+      experience=types.SimpleNamespace(num_generations=2, segment=SegmentConfig()),
+      decode=lambda ids: "".join(pieces[t] for t in ids), star_selection=None)
+  exp = types.SimpleNamespace(completions=[[1, 2, 3]] * 2, segments=[seg] * 2,
+                              advantages_BxT=np.zeros((2, 3), np.float32),
+                              stats={**_stats([False, False], [False] * 4), "num_probes": 4})
+  warnings = []
+  watch = failures.ZeroAdvantageWatch(1, warn=warnings.append)
+  loop._check_experience(config, run, exp, True, watch, 1)
+  assert exp.stats["zero_advantage_step"] == 1.0 and len(warnings) == 1
+  assert "first sampled trace: 1 blocks" in capsys.readouterr().out
+  exp.stats.update(_stats([True, False], [False, True, False, False]))  # 2 of 6 > 0.25
+  with pytest.raises(failures.VerifierFailed, match="failed on 2 of 6 calls"):
+    loop._check_experience(config, run, exp, False, watch, 2)

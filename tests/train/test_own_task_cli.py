@@ -1,17 +1,15 @@
 """A task defined outside the package (tests/task_example: its verifier module, data file,
 tokenizer and a tiny Qwen2 from transformers) trains and evaluates through both CLIs, loaded
-only by its config; a verifier that keeps failing stops the run with its traceback."""
+only by its config."""
 
 import json
 import os
 import re
-import subprocess
 import sys
 
 import pytest
 
-from launch_fixtures import env, metrics, run
-from subprocess_util import ROOT
+from launch_fixtures import metrics, run
 from task_example import assets
 
 CONFIG = "tests/task_example/config.py:cpu"
@@ -62,15 +60,3 @@ def test_trains_and_evaluates_through_both_clis(task):
   # Logs like launch: no Orbax/absl INFO lines from restoring the training checkpoint.
   assert not re.search(r"^I\d{4} ", evaluated.stderr, re.MULTILINE), evaluated.stderr[-2000:]
 
-
-def test_failing_verifier_stops_the_run_with_its_traceback(task):
-  d, common, cache = task
-  cmd = [sys.executable, "-m", "mrt_jax.launch", *common, f"--config.workdir={d}/broken",
-         "--config.plugins=('sum_task', 'broken_task')", "--config.reward.verifier=broken_task"]
-  proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT,
-                        env=env(cache))
-  assert proc.returncode != 0
-  assert "VerifierFailed: verifier 'broken_task' failed on" in proc.stderr
-  assert "above reward.max_error_rate=0.5. The first failure:" in proc.stderr
-  assert "KeyError: 'solution'" in proc.stderr  # the verifier's own traceback
-  assert not os.path.exists(os.path.join(d, "broken", "checkpoints", "1"))
