@@ -39,7 +39,8 @@ def _take(iterator, n):
 def test_rendering(records, prompts, tiny_tokenizer):
   assert prompts.num_records == NUM and prompts.num_too_long == 0
   example = prompts.examples[3]
-  assert example["index"] == 3 and example["record"] is records[3]
+  assert example["index"] == 3
+  assert example["record"] == {**records[3], "id": records[3].get("id", 3)}  # what verifiers get
   assert example["answer"] == records[3]["answer"] and example["problem"] == records[3]["problem"]
   assert example["prompt_ids"].dtype == np.int32
   np.testing.assert_array_equal(example["prompt_ids"],
@@ -51,7 +52,9 @@ def test_prompt_template_and_numeric_answers(tiny_tokenizer):
   rows = [{"q": "What is 1+1?", "a": 2}]
   prompts = render_prompts(rows, tiny_tokenizer, max_prompt_len=500, problem_field="q",
                            answer_field="a", prompt_template="Solve {problem} Use \\boxed{}.")
-  assert prompts.examples[0]["answer"] == "2"
+  # The answer keeps the file's type (int), for training's verifier as for evaluation's.
+  assert prompts.examples[0]["answer"] == 2 and prompts.examples[0]["record"]["answer"] == 2
+  assert prompts.examples[0]["record"]["problem"] == "What is 1+1?"
   assert "Solve What is 1+1? Use \\boxed{}." in tiny_tokenizer.decode(
       prompts.examples[0]["prompt_ids"])
 
