@@ -8,6 +8,7 @@ from transformers), loaded only through its config's `plugins`.
 
 import json
 import os
+import re
 import types
 
 import numpy as np
@@ -16,6 +17,7 @@ import pytest
 from mrt_jax import config_cli, task
 from mrt_jax.data.pipeline import render_prompts
 from mrt_jax.evaluation import runner
+from mrt_jax.rewards import verify_batch
 from mrt_jax.sampling import FINISH_STOP
 from mrt_jax.train import setup
 from mrt_jax.train.rollout import collect
@@ -162,3 +164,20 @@ def test_tiny_variant_keeps_the_task_and_builds_no_demo():
   assert tiny.model.dtype == "float32" and tiny.train.global_batch_prompts == 4
   demo = config_cli.load_config("configs/mrt_rl_7b.py:cpu")
   assert "demo" in demo and demo.reward.verifier == "elimination"
+
+
+def test_the_readme_example_is_complete(tmp_path, monkeypatch):
+  """README's "Your own task" code, as written, loads its plugin and grades bare answers."""
+  readme = open(os.path.join(os.path.dirname(CONFIG), "..", "..", "README.md")).read()
+  section = readme[readme.index("## Your own task"):readme.index("## Public API")]
+  task_code, config_code = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+  (tmp_path / "my_task.py").write_text(task_code)
+  (tmp_path / "my_config.py").write_text(config_code)
+  (tmp_path / "my_task.jsonl").write_text('{"problem": "What is 3 + 4?", "answer": "7"}\n')
+  monkeypatch.chdir(tmp_path)
+  config = config_cli.load_config("my_config.py:cpu")
+  assert config.reward.verifier == "my_task" and "demo" not in config
+  rewards, _ = verify_batch("my_task", [{"answer": "7"}] * 2, ["3 + 4</think> 7", "</think> 8"],
+                            [[1], [2]])
+  assert rewards.tolist() == [1.0, 0.0]
+  assert task.answer_extractor("my_task")("x</think> 7 ") == "7"
