@@ -92,7 +92,7 @@ def test_verdicts_are_identical_in_training_probes_and_evaluation(sum_task):
   np.testing.assert_array_equal(exp.success_BxN1[:, 0], np.ones(len(even_B)))  # leaders: s=0
 
   out = str(sum_task.dir / "eval")
-  with open(config.data.path) as f:
+  with open(config.eval.data_path) as f:
     problems = [json.loads(line) for line in f][:2]
   eval_prompts = [runner.render(run.tokenizer, {**r, "problem": r["question"]}, config.data,
                                 "test") for r in problems]

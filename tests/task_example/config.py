@@ -14,5 +14,6 @@ def get_config(arg=None):
   c.reward.verifier = "sum_task"  # registered by sum_task.py
   c.data.path = os.path.join(HERE, "train.jsonl")  # {"question": ..., "answer": "7"} per line
   c.data.problem_field = "question"  # the file's name for the problem text
+  c.eval.data_path = os.path.join(HERE, "test.jsonl")  # held-out problems for evaluation
   c.segment.method = "fixed_chunk"  # no restart markers in these traces: blocks of chunk_tokens
   return defaults.finish(c, arg)  # :cpu shrinks the run, keeps this task
