@@ -4,7 +4,8 @@ Trains with the config's algorithm (GRPO, MRT), resuming from `config.workdir` w
 checkpoint. On a TPU VM pod slice run the same command on every worker (`launch/tpu_pod.sh`);
 `jax.distributed` then finds the other workers by itself. On GPU clusters pass
 `--coordinator_address`, `--num_processes` and `--process_id` (`launch/gpu_node.sh`).
-A config with a `demo` block (every `:cpu` variant) first builds its tiny assets.
+A config with a `demo` block (the built-in configs' `:cpu` variants) first builds the demo's
+tiny assets; a config of another task has none and builds nothing.
 """
 
 from __future__ import annotations

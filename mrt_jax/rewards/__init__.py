@@ -3,9 +3,11 @@
 Public API:
   rewards, stats = verify_batch("math", records, texts, token_ids)   # float32 [B], counters
   register_verifier("my_task", fn, isolated=False)                  # fn(record, text, ids)
+  register_verifier("my_task", fn, extract_answer=answer_fn)        # answer_fn(text) -> str
   with VerifierPool(num_workers=4, timeout_s=10.0) as pool:           # hard per-item timeout
     verify_batch("math", records, texts, token_ids, pool=pool)
 
+What the three arguments hold, the same in training, probes and evaluation: `mrt_jax.task`.
 Registered: `math`, `math_whole_text` (math-verify, isolated in worker processes) and
 `elimination` (the synthetic task, inline).
 """
