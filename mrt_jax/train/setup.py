@@ -133,6 +133,9 @@ def step_config(config: ConfigDict, objective: str = "policy") -> StepConfig:
                     temperature=config.rollout.temperature, loss=loss_config)
 
 
+segment_config = task.segment_config  # The same `SegmentConfig` in training and evaluation.
+
+
 def experience_config(config: ConfigDict, tokenizer, model_config) -> ExperienceConfig:
   p, r = config.probe, config.rollout
   adv = config.get("advantage")
@@ -162,7 +165,7 @@ def experience_config(config: ConfigDict, tokenizer, model_config) -> Experience
       num_probes=p.num_probes if probing else 0,
       probe_temperature=p.temperature, probe_top_p=p.top_p,
       probe_max_answer_len=p.max_answer_len, suffix_tokens=tuple(suffix), stop_token_ids=stop,
-      segment=task.segment_config(config), **advantage)
+      segment=segment_config(config), **advantage)
 
 
 def prompt_buckets(max_prompt_len: int) -> tuple[int, ...]:
