@@ -47,10 +47,20 @@ def answer_extractor(verifier: str) -> Callable[[str], str | None]:
   """The answer extractor registered with `verifier`, else `default_answer` (\\boxed{}).
 
   It maps a completion's text to its final answer as a string (None: no answer); maj@k votes
-  on it and samples.jsonl records it.
+  on it and samples.jsonl records it. Another return type is a TypeError naming the verifier.
   """
   from mrt_jax.rewards import get_verifier
-  return get_verifier(verifier).extract_answer or default_answer
+  extract = get_verifier(verifier).extract_answer
+  if extract is None:
+    return default_answer
+
+  def checked(text: str) -> str | None:
+    answer = extract(text)
+    if answer is not None and not isinstance(answer, str):
+      raise TypeError(f"the answer extractor of verifier {verifier!r} returned a "
+                      f"{type(answer).__name__} ({answer!r}); expected a str or None")
+    return answer
+  return checked
 
 
 def segment_config(config):

@@ -17,7 +17,7 @@ import pytest
 from mrt_jax import config_cli, task
 from mrt_jax.data.pipeline import render_prompts
 from mrt_jax.evaluation import runner
-from mrt_jax.rewards import verify_batch
+from mrt_jax.rewards import register_verifier, verify_batch
 from mrt_jax.sampling import FINISH_STOP
 from mrt_jax.train import setup
 from mrt_jax.train.rollout import collect
@@ -146,9 +146,14 @@ def test_end_think_dropped_by_decoding_is_an_error(sum_task, tmp_path):
 
 
 def test_default_extractor_is_the_last_boxed_answer():
+  config_cli.load_config(CONFIG)  # Its plugin registers sum_task.
   assert task.answer_extractor("math")("a \\boxed{1}</think> so \\boxed{2}.") == "2"
   assert task.answer_extractor("math")("cut off \\boxed{1}") is None
   assert task.answer_extractor("sum_task")("think</think>  12 \n") == "12"
+  register_verifier("test_int_answers", lambda r, t, i: 0.0, isolated=False,
+                    extract_answer=lambda text: 12)
+  with pytest.raises(TypeError, match="'test_int_answers' returned a int .*; expected a str"):
+    task.answer_extractor("test_int_answers")("</think> 12")
 
 
 def test_tiny_variant_keeps_the_task_and_builds_no_demo():
