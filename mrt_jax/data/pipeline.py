@@ -197,8 +197,8 @@ def pipeline_from_config(config, tokenizer: Tokenizer, *, shard_index: int = 0,
   """`prompt_pipeline` from an experiment config (`configs/*.py`), over `training_records`.
 
   Reads `data.path`, `data.problem_field`, `data.answer_field`, `data.max_prompt_len`,
-  `data.thinking_opener`, `eval.data_path`, `eval.holdout_fraction`, `train.global_batch_prompts` and `seed`, and the
-  optional `data.prompt_template`, `data.system`, `data.shuffle`, `data.num_epochs` and
+  `data.thinking_opener`, `eval.data_path`, `eval.holdout_fraction`,
+  `train.global_batch_prompts` and `seed`, and the optional `data.prompt_template`, `data.system`, `data.shuffle`, `data.num_epochs` and
   `data.split` (defaults as in `prompt_pipeline`).
   """
   data = config.data
