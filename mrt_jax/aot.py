@@ -232,7 +232,7 @@ def train_program(mc: ModelConfig, config: ConfigDict, mesh, dtype):
   state = abstract_state(params, optimizer)
   state_shardings = jax.tree.map(lambda a: a.sharding, state)
   # One optimizer update sees one mini-batch (train.mini_batches of them per step).
-  prompts = config.train.global_batch_prompts // config.train.get("mini_batches", 1)
+  prompts = config.train.global_batch_prompts // config.train.mini_batches
   rows = prompts * config.rollout.num_generations
   T = config.data.max_prompt_len + config.rollout.max_completion_len
   fields = {"tokens": jnp.int32, "mask": jnp.float32, "advantages": jnp.float32,

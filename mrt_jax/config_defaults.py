@@ -8,7 +8,7 @@ says otherwise.
 
 from __future__ import annotations
 
-from ml_collections import ConfigDict
+from ml_collections import ConfigDict, config_dict
 
 VARIANTS = ("cpu",)
 # Where the CPU demo (configs/demo_cpu.py) writes its tiny checkpoint, tokenizer and problems;
@@ -43,12 +43,19 @@ def base(name: str, model_path: str) -> ConfigDict:
   c.data.answer_field = "answer"  # field holding the reference answer the verifier checks
   c.data.max_prompt_len = 4096  # tokens of the rendered prompt x (paper: 4096)
   c.data.thinking_opener = "<think>\n"  # ends the generation prompt (unless the template has it)
+  c.data.prompt_template = "{problem}"  # user message; "{problem}" is replaced by the problem
+  c.data.system = config_dict.placeholder(str)  # system prompt; unset (None) = no system turn
+  c.data.shuffle = True  # shuffle the problems each epoch (seeded by `seed`)
+  c.data.num_epochs = config_dict.placeholder(int)  # passes over the data; unset = repeat forever
+  c.data.split = "train"  # split of a `datasets` directory (ignored for jsonl/parquet files)
 
   c.reward = ConfigDict()  # the outcome verifier r(x, z) ∈ {0, 1}
   c.reward.verifier = "math"  # registered verifier (mrt_jax.rewards): "math", "elimination", ...
   # A step whose verifier calls (rollouts and probes) fail (raise, bad value, timeout) at a
   # higher rate stops the run with the first failure's traceback; 1.0 never stops.
   c.reward.max_error_rate = 0.5  # fraction of one step's verifier calls
+  c.reward.num_workers = 0  # verifier worker processes per host; 0 = this machine's CPU count
+  c.reward.timeout_s = 10.0  # seconds one answer check may run before it scores 0 (a timeout)
 
   c.rollout = ConfigDict()  # sampling of training traces z
   c.rollout.num_generations = 4  # G: traces sampled per prompt, one advantage group
@@ -93,6 +100,9 @@ def base(name: str, model_path: str) -> ConfigDict:
   c.eval.max_waits = 4  # "Wait" insertions per trace when extrapolating
   c.eval.problems_per_batch = 8  # problems sampled together (bounds the KV cache)
   c.eval.num_resamples = 1000  # bootstrap resamples of the confidence intervals
+  c.eval.k_values = ()  # k of pass@k and maj@k; () = powers of 2 up to eval.num_samples
+  c.eval.max_new_tokens = 0  # tokens sampled per trace; 0 = rollout.max_completion_len
+  c.eval.wait_text = "Wait"  # text appended to extend the thinking when extrapolating
   return c
 
 
@@ -116,6 +126,8 @@ def train(total_steps: int) -> ConfigDict:
   c.num_updates = 1  # μ: passes over each batch (ratios move off 1 after the first)
   c.mini_batches = 1  # optimizer updates per pass, each on whole groups of the batch
   c.checkpoint_every = 50  # steps between checkpoints
+  c.keep_checkpoints = 3  # newest checkpoints kept in workdir/checkpoints; older ones are deleted
+  c.sample_every = 10  # steps between rollout texts written to TensorBoard ("samples")
   c.log_every = 1  # steps between metric lines
   c.max_bad_steps = 5  # stop after this many NaN/inf steps in a row (each one is skipped)
   c.eval_every = 0  # run mrt_jax.evaluate at step 0, every this many steps and at the end; 0 = off

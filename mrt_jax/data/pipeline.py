@@ -184,7 +184,7 @@ def training_records(config) -> tuple[list[Record], str]:
   """
   data = config.data
   records = load_records(data.path, problem_field=data.problem_field,
-                         answer_field=data.answer_field, split=data.get("split", "train"))
+                         answer_field=data.answer_field, split=data.split)
   if config.eval.data_path:
     return records, data.path
   held = split_records(records, problem_field=data.problem_field,
@@ -197,19 +197,18 @@ def pipeline_from_config(config, tokenizer: Tokenizer, *, shard_index: int = 0,
   """`prompt_pipeline` from an experiment config (`configs/*.py`), over `training_records`.
 
   Reads `data.path`, `data.problem_field`, `data.answer_field`, `data.max_prompt_len`,
-  `data.thinking_opener`, `eval.data_path`, `eval.holdout_fraction`,
-  `train.global_batch_prompts` and `seed`, and the optional `data.prompt_template`, `data.system`, `data.shuffle`, `data.num_epochs` and
-  `data.split` (defaults as in `prompt_pipeline`).
+  `data.thinking_opener`, `data.prompt_template`, `data.system`, `data.shuffle`,
+  `data.num_epochs`, `data.split`, `eval.data_path`, `eval.holdout_fraction`,
+  `train.global_batch_prompts` and `seed` (all declared in `config_defaults.base`).
   """
   data = config.data
   records, source = training_records(config)
   prompts = render_prompts(records, tokenizer, max_prompt_len=data.max_prompt_len,
                            problem_field=data.problem_field, answer_field=data.answer_field,
-                           prompt_template=data.get("prompt_template", "{problem}"),
-                           system=data.get("system", None), source=source,
-                           thinking_opener=data.thinking_opener)
+                           prompt_template=data.prompt_template, system=data.system,
+                           source=source, thinking_opener=data.thinking_opener)
   dataset = batch_dataset(prompts, batch_size=config.train.global_batch_prompts,
-                          seed=config.seed, shuffle=data.get("shuffle", True),
-                          num_epochs=data.get("num_epochs", None), shard_index=shard_index,
+                          seed=config.seed, shuffle=data.shuffle,
+                          num_epochs=data.num_epochs, shard_index=shard_index,
                           shard_count=shard_count)
   return dataset, prompts

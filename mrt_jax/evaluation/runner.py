@@ -21,11 +21,10 @@ leaves out (`data.split`); eval.json's "dataset" names which.
 Outputs in `out_dir`: eval.json (`report.eval_record`), samples.jsonl (one line per sample) and
 the PNGs accuracy_vs_tokens.png, j_curves.png, regret.png. `compare` plots several eval.json.
 
-Optional config fields, read with defaults (the `eval` block of `config_defaults.base`):
-  eval.num_problems (all), eval.k_values (powers of 2 <= n),
-  eval.max_new_tokens (rollout.max_completion_len), eval.problems_per_batch (8),
-  eval.extrapolation_budgets ((2 * max(eval.budgets),); () turns it off), eval.max_waits (4),
-  eval.wait_text ("Wait"), eval.num_resamples (1000, bootstrap).
+Config fields: the `eval` block of `config_defaults.base` (each commented there); 0 / ()
+mean the documented default: eval.num_problems 0 = all, eval.k_values () = powers of 2 <= n,
+eval.max_new_tokens 0 = rollout.max_completion_len, eval.extrapolation_budgets () = no
+extrapolation.
 
 Letters: P problems, R samples per problem, C budget-grid points (0 and eval.budgets),
 N1 boundaries of a trace, H horizons, E extrapolation budgets.
@@ -85,22 +84,20 @@ class EvalSettings:
     budgets = _increasing(e.budgets, "eval.budgets")
     if not budgets:
       raise ValueError("eval.budgets is empty; expected at least one thinking budget")
-    k_values = tuple(int(k) for k in e.get("k_values", None) or
-                     [2**i for i in range(n.bit_length())])
+    k_values = tuple(int(k) for k in e.k_values or [2**i for i in range(n.bit_length())])
     if any(not 1 <= k <= n for k in k_values):
       raise ValueError(f"eval.k_values = {list(k_values)} with eval.num_samples = {n}; expected "
                        "1 <= k <= n (pass@k and maj@k need n >= k samples)")
-    extra = _increasing(e.get("extrapolation_budgets", (2 * budgets[-1],)),
+    extra = _increasing(e.extrapolation_budgets,
                         "eval.extrapolation_budgets (past the largest of eval.budgets)",
                         above=budgets[-1])
     settings = cls(
-        num_problems=e.get("num_problems", None) or None, num_samples=n,
+        num_problems=e.num_problems or None, num_samples=n,
         temperature=float(e.temperature), top_p=float(e.top_p),
-        max_new_tokens=int(e.get("max_new_tokens", None) or config.rollout.max_completion_len),
+        max_new_tokens=int(e.max_new_tokens or config.rollout.max_completion_len),
         budgets=budgets, k_values=k_values, extrapolation_budgets=extra,
-        max_waits=int(e.get("max_waits", 4)), wait_text=str(e.get("wait_text", "Wait")),
-        problems_per_batch=int(e.get("problems_per_batch", 8)),
-        num_resamples=int(e.get("num_resamples", 1000)))
+        max_waits=int(e.max_waits), wait_text=str(e.wait_text),
+        problems_per_batch=int(e.problems_per_batch), num_resamples=int(e.num_resamples))
     for name in ("max_new_tokens", "problems_per_batch", "num_resamples"):
       if getattr(settings, name) < 1:
         raise ValueError(f"eval.{name} = {getattr(settings, name)}; expected >= 1")
@@ -147,7 +144,7 @@ def eval_problems(config) -> tuple[list[dict], str]:
   fields = dict(problem_field=data.problem_field, answer_field=data.answer_field)
   if config.eval.data_path:
     return load_records(config.eval.data_path, **fields), config.eval.data_path
-  records = load_records(data.path, split=data.get("split", "train"), **fields)
+  records = load_records(data.path, split=data.split, **fields)
   held = split_records(records, problem_field=data.problem_field,
                        fraction=float(config.eval.holdout_fraction), source=data.path)
   return held.heldout, held.description
@@ -290,7 +287,7 @@ def _extrapolation(traces: list[dict], s: EvalSettings, trained_j: float) -> dic
 def _eval_probes(config) -> int:
   """m of the budget-forced probes: eval.num_probes, else probe.num_probes (GRPO runs train
   without probes, probe.num_probes = 0, yet their evaluation still measures J(c))."""
-  m = int(config.eval.get("num_probes", 0) or config.probe.num_probes)
+  m = int(config.eval.num_probes or config.probe.num_probes)
   if m < 1:
     raise ValueError("eval.num_probes and probe.num_probes are both 0; J(c) needs m >= 1 "
                      "forced-answer probes per cut (set --config.eval.num_probes)")

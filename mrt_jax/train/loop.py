@@ -72,7 +72,7 @@ def train(config: ConfigDict) -> dict[str, Any]:
   run = setup.build(config)
   workdir = run.workdir
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), every=config.train.checkpoint_every,
-                      keep=config.train.get("keep_checkpoints", 3))
+                      keep=config.train.keep_checkpoints)
   restored = ckpt.restore(abstract_train_state(run.params, run.optimizer))
   if restored is None:
     state, start = create_state(run.params, run.optimizer), 0
@@ -119,7 +119,7 @@ def train(config: ConfigDict) -> dict[str, Any]:
         state, metrics = train_step(state, multihost.place(mini, shard_b))
       metrics = dict(metrics, **exp.stats)
       values = writer.write(step + 1, metrics)
-      if step % max(1, config.train.get("sample_every", 10)) == 0:
+      if config.train.sample_every > 0 and step % config.train.sample_every == 0:
         writer.write_text(step + 1, "samples", _sample_text(exp))
       if int(state.nonfinite_streak) >= config.train.max_bad_steps:
         raise TooManyBadSteps(
@@ -165,16 +165,16 @@ def _mini_batches(batch: dict, config: ConfigDict):
   Advantages were computed on the whole batch first, so a slice never splits a group before
   its advantages exist; rows of one prompt's group stay together in one slice.
   """
-  mini = config.train.get("mini_batches", 1)
+  mini = config.train.mini_batches
   rows = next(iter(batch.values())).shape[0]
   size = rows // mini
-  for _ in range(config.train.get("num_updates", 1)):
+  for _ in range(config.train.num_updates):
     for k in range(mini):
       yield {name: v[k * size:(k + 1) * size] for name, v in batch.items()}
 
 
 def _eval_due(config: ConfigDict, step: int) -> bool:
-  every = config.train.get("eval_every", 0)
+  every = config.train.eval_every
   return every > 0 and (step % every == 0 or step == config.train.total_steps)
 
 

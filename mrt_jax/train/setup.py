@@ -103,7 +103,7 @@ def dtype_of(config: ConfigDict):
 def optimizer_config(config: ConfigDict) -> OptimizerConfig:
   """The schedule spans every optimizer update: steps × μ passes × mini-batches."""
   o, t = config.optimizer, config.train
-  updates = t.total_steps * t.get("num_updates", 1) * t.get("mini_batches", 1)
+  updates = t.total_steps * t.num_updates * t.mini_batches
   return OptimizerConfig(learning_rate=o.learning_rate, schedule=o.schedule,
                          warmup_ratio=o.warmup_ratio, total_steps=updates,
                          weight_decay=o.weight_decay, grad_clip=o.max_grad_norm)
@@ -111,7 +111,7 @@ def optimizer_config(config: ConfigDict) -> OptimizerConfig:
 
 def step_config(config: ConfigDict, objective: str = "policy") -> StepConfig:
   t = config.train
-  mini = t.get("mini_batches", 1)
+  mini = t.mini_batches
   if mini < 1 or t.global_batch_prompts % mini:
     raise ValueError(f"config.train.mini_batches={mini} must be >= 1 and divide "
                      f"config.train.global_batch_prompts={t.global_batch_prompts} (whole groups)")
