@@ -10,21 +10,32 @@ config.model.path). Outputs go to --out (default `<workdir>/eval/<checkpoint nam
 line printed is one JSON object holding at least `pass@1` and `normalized_regret`. With
 --compare, the plots of several eval.json files are drawn together (default out: ./eval_compare).
 The work itself is `mrt_jax.evaluation.runner.evaluate`, which the training loop calls too.
+
+Only the params are restored, straight onto the config's mesh (`config.mesh`) in the sampling
+layout, and the evaluation samples on that mesh. On several processes (a TPU pod slice, or
+`--coordinator_address/--num_processes/--process_id`, as for `mrt_jax.launch`) every process
+runs the same command and process 0 writes the outputs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+import tempfile
 from typing import Sequence
 
+import jax
 from absl import app, flags, logging
 
-from mrt_jax import config_cli, models
+from mrt_jax import config_cli, distributed, models
 from mrt_jax.evaluation import report
 from mrt_jax.evaluation.runner import evaluate, plot_records
+from mrt_jax.models.sharding import SAMPLE_RULES
+from mrt_jax.sampling import Sampler
 from mrt_jax.train.restore import load_checkpoint
+from mrt_jax.train.setup import make_mesh
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Hugging Face dir or training checkpoint "
                                   "dir (<workdir>/checkpoints) to evaluate")
@@ -54,20 +65,39 @@ def compare(eval_paths: Sequence[str], out_dir: str) -> dict[str, str]:
   return plot_records(records, out_dir)
 
 
+def evaluate_checkpoint(config, checkpoint: str, out_dir: str | None = None) -> tuple[str, dict]:
+  """Evaluates `checkpoint` on the config's mesh; returns (out_dir, the eval.json record).
+
+  Every process of a multi-process run calls this; process 0 writes into `out_dir` (default
+  `<workdir>/eval/<checkpoint name>`), the others into a scratch directory that is deleted.
+  """
+  mesh = make_mesh(config)
+  distributed.log_process(mesh)
+  model_config, params, name = load_checkpoint(config, checkpoint, mesh, SAMPLE_RULES)
+  tokenizer = models.load_tokenizer(config.model.tokenizer_path)
+  models.check_vocab(tokenizer, model_config)
+  out_dir = out_dir or os.path.join(config.workdir, "eval", name)
+  sampler = Sampler(model_config, mesh=mesh, rules=SAMPLE_RULES)
+  with contextlib.ExitStack() as scratch:
+    target = out_dir
+    if jax.process_index() != 0:
+      target = scratch.enter_context(tempfile.TemporaryDirectory())
+    record = evaluate(config, params, model_config, tokenizer, target,
+                      checkpoint=os.path.abspath(checkpoint), name=name, sampler=sampler)
+  return out_dir, record
+
+
 def main(config) -> None:
   logging.set_verbosity(logging.WARNING)  # As launch: no Orbax INFO line per restore phase.
   if not _CHECKPOINT.value:
     raise app.UsageError("--checkpoint=DIR is required (or --compare=a/eval.json,b/eval.json)")
-  model_config, params, name = load_checkpoint(config, _CHECKPOINT.value)
-  tokenizer = models.load_tokenizer(config.model.tokenizer_path)
-  models.check_vocab(tokenizer, model_config)
-  out_dir = _OUT.value or os.path.join(config.workdir, "eval", name)
-  record = evaluate(config, params, model_config, tokenizer, out_dir,
-                    checkpoint=os.path.abspath(_CHECKPOINT.value), name=name)
-  print(f"evaluated on {record['dataset']}: {record['num_problems']} problems x "
-        f"{record['num_samples']} samples each", flush=True)
-  print(f"wrote {out_dir}/eval.json, samples.jsonl and plots", flush=True)
-  print(report.summary_line(record), flush=True)
+  distributed.initialize()
+  out_dir, record = evaluate_checkpoint(config, _CHECKPOINT.value, _OUT.value)
+  if jax.process_index() == 0:
+    print(f"evaluated on {record['dataset']}: {record['num_problems']} problems x "
+          f"{record['num_samples']} samples each", flush=True)
+    print(f"wrote {out_dir}/eval.json, samples.jsonl and plots", flush=True)
+    print(report.summary_line(record), flush=True)
 
 
 def _compare_main(argv) -> None:

@@ -2,8 +2,10 @@
 
 Writes the params of a training checkpoint (`<workdir>/checkpoints`, latest step) as a Hugging
 Face directory that `transformers.AutoModelForCausalLM.from_pretrained` loads, with the
-tokenizer next to it. The config names the architecture (`model.path`), the optimizer layout
-of the checkpoint and the tokenizer.
+tokenizer next to it. The config names the architecture (`model.path`), the mesh the params are
+restored onto (`mesh`: each device reads its shards; the optimizer state is never read) and
+the tokenizer. On several processes (a TPU pod slice, or `--coordinator_address/--num_processes/
+--process_id`) every process runs the same command and process 0 writes the directory.
 """
 
 from __future__ import annotations
@@ -13,8 +15,7 @@ import os
 
 from absl import flags, logging
 
-from mrt_jax import config_cli
-
+from mrt_jax import config_cli, distributed
 
 
 def _define_flags() -> None:
@@ -27,13 +28,22 @@ def _define_flags() -> None:
 
 
 def export(config, checkpoint: str, out_dir: str, dtype: str | None = None) -> str:
-  """Exports `checkpoint` to `out_dir` (config.json, safetensors, tokenizer); returns out_dir."""
-  from mrt_jax import models
-  from mrt_jax.train.restore import load_checkpoint
-  from mrt_jax.models import tokenizer as tokenizer_lib
-  model_config, params, name = load_checkpoint(config, checkpoint)
+  """Exports `checkpoint` to `out_dir` (config.json, safetensors, tokenizer); returns its name.
+
+  Every process of a multi-process run calls this (the params are gathered one at a time);
+  process 0 writes.
+  """
+  import jax  # pylint: disable=import-outside-toplevel
+  from mrt_jax import models  # pylint: disable=import-outside-toplevel
+  from mrt_jax.models import tokenizer as tokenizer_lib  # pylint: disable=import-outside-toplevel
+  from mrt_jax.train.restore import load_checkpoint  # pylint: disable=import-outside-toplevel
+  from mrt_jax.train.setup import make_mesh  # pylint: disable=import-outside-toplevel
+  mesh = make_mesh(config)
+  distributed.log_process(mesh)
+  model_config, params, name = load_checkpoint(config, checkpoint, mesh)
   models.save_hf(model_config, params, out_dir, dtype=dtype or config.model.dtype)
-  tokenizer_lib.load_tokenizer(config.model.tokenizer_path).save_pretrained(out_dir)
+  if jax.process_index() == 0:
+    tokenizer_lib.load_tokenizer(config.model.tokenizer_path).save_pretrained(out_dir)
   return name
 
 
@@ -42,9 +52,12 @@ def main(config) -> None:
   f = flags.FLAGS
   if not f.checkpoint or not f.out:
     raise SystemExit("mrt_jax.export needs --checkpoint=DIR and --out=DIR")
+  distributed.initialize()
+  import jax  # pylint: disable=import-outside-toplevel
   name = export(config, f.checkpoint, f.out, f.dtype)
-  print(json.dumps({"checkpoint": os.path.abspath(f.checkpoint), "step": name,
-                    "out": os.path.abspath(f.out)}))
+  if jax.process_index() == 0:
+    print(json.dumps({"checkpoint": os.path.abspath(f.checkpoint), "step": name,
+                      "out": os.path.abspath(f.out)}))
 
 
 if __name__ == "__main__":

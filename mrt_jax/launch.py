@@ -1,9 +1,10 @@
 """`python -m mrt_jax.launch --config=configs/X.py[:variant] [--config.a.b=value ...]`
 
 Trains with the config's algorithm (GRPO, MRT), resuming from `config.workdir` when it holds a
-checkpoint. On a TPU VM pod slice run the same command on every worker (`launch/tpu_pod.sh`);
-`jax.distributed` then finds the other workers by itself. On GPU clusters pass
-`--coordinator_address`, `--num_processes` and `--process_id` (`launch/gpu_node.sh`).
+checkpoint. On a TPU VM pod slice run the same command on every worker (`launch/tpu_pod.sh`):
+on a machine with TPU chips `jax.distributed.initialize()` finds the other workers by itself
+(`mrt_jax.distributed`). On GPU clusters pass `--coordinator_address`, `--num_processes` and
+`--process_id` (`launch/gpu_node.sh`).
 A config with a `demo` block (the built-in configs' `:cpu` variants) first builds the demo's
 tiny assets; a config of another task has none and builds nothing.
 """
@@ -11,29 +12,10 @@ tiny assets; a config of another task has none and builds nothing.
 from __future__ import annotations
 
 import json
-import os
 
-from absl import flags, logging
+from absl import logging
 
-from mrt_jax import config_cli
-
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
-                                   "host:port of process 0 (multi-process GPU/CPU runs)")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "number of processes")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "this process's index")
-
-
-def init_distributed() -> None:
-  """`jax.distributed.initialize` for multi-process runs (explicit flags, or a TPU pod slice)."""
-  import jax
-  if _NUM_PROCESSES.value and _NUM_PROCESSES.value > 1:
-    if os.environ.get("JAX_PLATFORMS", "") == "cpu":
-      jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
-                               num_processes=_NUM_PROCESSES.value,
-                               process_id=_PROCESS_ID.value)
-  elif "," in os.environ.get("TPU_WORKER_HOSTNAMES", ""):
-    jax.distributed.initialize()  # Multi-host TPU slice: every worker runs this command.
+from mrt_jax import config_cli, distributed
 
 
 def _build_demo_assets(config, demo) -> None:
@@ -53,7 +35,7 @@ def main(config) -> None:
   # Orbax and XLA log every checkpoint phase at INFO; the progress bar and metrics.jsonl are
   # the run's record.
   logging.set_verbosity(logging.WARNING)
-  init_distributed()
+  distributed.initialize()
   import jax
   from mrt_jax.train import demo, loop  # After distributed init: they touch devices.
   if config.get("demo") is not None:

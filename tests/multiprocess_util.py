@@ -38,15 +38,16 @@ def _env(base: dict | None, process_id: int, num_processes: int, local_devices: 
   return env
 
 
-def _wait(procs: list[subprocess.Popen], timeout: int) -> list[str]:
-  """Stdouts of all processes; raises with the first failure's stderr (killing the rest)."""
+def _wait(procs: list[subprocess.Popen], timeout: int, stderr: bool = False) -> list:
+  """Stdouts (or (stdout, stderr) pairs) of all processes; raises with the first failure's
+  stderr (killing the rest)."""
   outs = []
   try:
     for i, p in enumerate(procs):
       out, err = p.communicate(timeout=timeout)
       if p.returncode != 0:
         raise AssertionError(f"process {i} failed (exit {p.returncode}):\n{err[-6000:]}")
-      outs.append(out)
+      outs.append((out, err) if stderr else out)
   finally:
     for p in procs:
       if p.poll() is None:
@@ -66,8 +67,9 @@ def run_processes(code: str, num_processes: int = 2, local_devices: int = 2,
 
 
 def run_commands(cmd: list[str], num_processes: int = 2, local_devices: int = 1,
-                 env: dict | None = None, timeout: int = 600) -> list[str]:
-  """Runs `cmd` plus the three distributed flags in every process; returns their stdouts."""
+                 env: dict | None = None, timeout: int = 600, stderr: bool = False) -> list:
+  """Runs `cmd` plus the three distributed flags in every process; returns their stdouts
+  (with `stderr`: (stdout, stderr) pairs)."""
   coordinator = f"localhost:{portpicker.pick_unused_port()}"
   procs = []
   for i in range(num_processes):
@@ -76,4 +78,4 @@ def run_commands(cmd: list[str], num_processes: int = 2, local_devices: int = 1,
     procs.append(subprocess.Popen(
         cmd + flags, env=_env(env, i, num_processes, local_devices, coordinator), cwd=ROOT,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-  return _wait(procs, timeout)
+  return _wait(procs, timeout, stderr)

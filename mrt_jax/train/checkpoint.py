@@ -34,6 +34,14 @@ def abstract_train_state(params: Any, optimizer: optax.GradientTransformation) -
                       shapes, state_layout(params, optimizer))
 
 
+def _check_placed(target: Any, where: str) -> None:
+  unplaced = [jax.tree_util.keystr(path) for path, x in jax.tree.leaves_with_path(target)
+              if getattr(x, "sharding", None) is None]
+  if unplaced:
+    raise ValueError(f"restoring {where}: target leaves {unplaced[:3]} have no sharding; "
+                     "expected every leaf placed (see abstract_train_state)")
+
+
 class Checkpointer:
   """Saves every `every` steps (and on demand), keeps the newest `keep`, restores the latest."""
 
@@ -81,14 +89,39 @@ class Checkpointer:
     if step is None:
       return None
     target = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-    unplaced = [jax.tree_util.keystr(path) for path, x in jax.tree.leaves_with_path(target)
-                if getattr(x, "sharding", None) is None]
-    if unplaced:
-      raise ValueError(f"restoring {self.directory}/{step}: target leaves {unplaced[:3]} have no "
-                       "sharding; expected every leaf placed (see abstract_train_state)")
+    _check_placed(target, f"{self.directory}/{step}")
     restored = self._manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(target), extra=ocp.args.JsonRestore()))
     return restored["state"], restored["extra"]
+
+  def restore_params(self, target: Any, step: int | None = None) -> tuple[Any, int] | None:
+    """Only the params of step `step` (default latest), placed as `target`; None: no checkpoint.
+
+    An Orbax partial restore: the optimizer moments, counters and data state are never read,
+    so evaluating or exporting a 7B checkpoint costs the params' memory alone.
+
+    Args:
+      target: the params' pytree of `jax.ShapeDtypeStruct`s, each with its sharding (any mesh
+        or process count; every process reads the shards its devices hold).
+      step: the step to restore; None = the latest.
+
+    Returns:
+      (params, step).
+
+    Raises:
+      ValueError: a leaf of `target` has no sharding.
+    """
+    step = self._manager.latest_step() if step is None else step
+    if step is None:
+      return None
+    target = {"params": jax.tree.map(ocp.utils.to_shape_dtype_struct, target)}
+    _check_placed(target, f"{self.directory}/{step}")
+    restore_args = ocp.checkpoint_utils.construct_restore_args(target)
+    with ocp.PyTreeCheckpointer() as reader:
+      restored = reader.restore(os.path.join(self.directory, str(step), "state"),
+                                args=ocp.args.PyTreeRestore(item=target, restore_args=restore_args,
+                                                            partial_restore=True))
+    return restored["params"], step
 
   def wait(self) -> None:
     self._manager.wait_until_finished()

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from ml_collections import ConfigDict
 
+from mrt_jax import distributed
 from mrt_jax.learner.logprobs import token_logprobs
 from mrt_jax.learner.state import create_state, param_shardings, state_shardings
 from mrt_jax.learner.step import batch_shardings, make_train_step
@@ -70,6 +71,7 @@ def train(config: ConfigDict) -> dict[str, Any]:
   Returns the last step's metrics.
   """
   run = setup.build(config)
+  distributed.log_process(run.mesh)
   workdir = run.workdir
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), every=config.train.checkpoint_every,
                       keep=config.train.keep_checkpoints)

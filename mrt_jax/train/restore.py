@@ -9,18 +9,39 @@ import jax
 import jax.numpy as jnp
 
 from mrt_jax import models
+from mrt_jax.models.sharding import TRAIN_RULES, Rules
 
 
-def load_checkpoint(config, path: str):
+def abstract_params(model_config: models.ModelConfig, dtype, mesh: jax.sharding.Mesh | None,
+                    rules: Rules = TRAIN_RULES):
+  """The params' `jax.ShapeDtypeStruct`s placed on `mesh` by `rules` (None: the first local
+  device)."""
+  shapes = jax.eval_shape(lambda: models.init_params(model_config, jax.random.key(0), dtype))
+  if mesh is None:
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), shapes)
+  from mrt_jax.learner.state import param_shardings  # pylint: disable=import-outside-toplevel
+  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), shapes,
+                      param_shardings(model_config, mesh, rules))
+
+
+def load_checkpoint(config, path: str, mesh: jax.sharding.Mesh | None = None,
+                    rules: Rules = TRAIN_RULES):
   """Params of a Hugging Face dir or of the latest step of an Orbax training checkpoint dir.
 
+  Only the params are read: a training checkpoint's optimizer state is never restored. With a
+  mesh, every param is placed straight onto it by `rules` and each process reads only the
+  shards its devices hold (one or several processes; any mesh may have written it).
+
   Args:
-    config: the experiment config (model dtype and path, optimizer: the checkpoint's layout).
+    config: the experiment config (model dtype; model.path names a training checkpoint's
+      architecture).
     path: a Hugging Face dir or `<workdir>/checkpoints`.
+    mesh: the mesh to place the params on; None = this process's first device.
+    rules: logical -> mesh axis rules with `mesh` (e.g. `SAMPLE_RULES` for a sampler).
 
   Returns:
-    (model_config, params, name): params on this process's first device (whatever mesh wrote
-    the checkpoint); name is the directory's name for Hugging Face dirs and
+    (model_config, params, name): name is the directory's name for Hugging Face dirs and
     "step_<N>" for training checkpoints.
 
   Raises:
@@ -33,27 +54,18 @@ def load_checkpoint(config, path: str):
                             "(config.json + *.safetensors) or a training checkpoint dir "
                             "(<workdir>/checkpoints)")
   if os.path.isfile(os.path.join(path, "config.json")):
-    model_config, params = models.load_hf(path, dtype)
+    model_config, params = models.load_hf(path, dtype, mesh=mesh, rules=rules)
     return model_config, params, os.path.basename(path)
   if not any(d.isdigit() for d in os.listdir(path)):
     raise FileNotFoundError(f"checkpoint {path!r} holds neither config.json nor an Orbax step "
                             "directory (e.g. 100/); expected a Hugging Face dir or "
                             "<workdir>/checkpoints")
-  # Imported here: the training stack (optax, orbax) is only needed for training checkpoints.
-  from mrt_jax.learner.optimizer import make_optimizer
-  from mrt_jax.train.checkpoint import Checkpointer, abstract_train_state
-  from mrt_jax.train.setup import optimizer_config
+  # Imported here: the training stack (orbax) is only needed for training checkpoints.
+  from mrt_jax.train.checkpoint import Checkpointer  # pylint: disable=import-outside-toplevel
   model_config = models.load_config(config.model.path)
-  # Must rebuild training's optimizer: its state's tree structure is part of the checkpoint.
-  optimizer = make_optimizer(optimizer_config(config))
-  shapes = jax.eval_shape(lambda: models.init_params(model_config, jax.random.key(0), dtype))
-  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  abstract_params = jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), shapes)
   ckpt = Checkpointer(path, every=0)
   try:
-    step = ckpt.latest_step()
-    state, _ = ckpt.restore(abstract_train_state(abstract_params, optimizer))
+    params, step = ckpt.restore_params(abstract_params(model_config, dtype, mesh, rules))
   finally:
     ckpt.close()
-  return model_config, state.params, f"step_{step}"
+  return model_config, params, f"step_{step}"
