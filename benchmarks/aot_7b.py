@@ -5,8 +5,9 @@
       --config.train.micro_batch_prompts=1
 
 Runs `python -m mrt_jax.aot` with these arguments (defaults above), prints its JSON line, then
-a table per program (GiB per device) and the phase peaks against the chip's HBM. Exits with the
-CLI's status (1: does not fit).
+a table per program (GiB per device), the phase peaks against the chip's HBM and the predicted
+lower bound of one RL step's time with the train step's MFU. Exits with the CLI's status
+(1: does not fit).
 """
 
 import json
@@ -59,6 +60,10 @@ def main(argv: list[str]) -> int:
         f"{_gib(out['hbm_bytes_per_device'])} GiB: {'fits' if out['fits'] else 'DOES NOT FIT'}")
   print(f"train step {out['flops_per_step'] / 1e15:.1f} PFLOP ({out['train_shapes']}); "
         f"decode {out['decode_flops_per_token_step'] / 1e12:.1f} TFLOP per token step")
+  p = out["predicted"]
+  print(f"peaks per chip: {p['peak_flops_per_chip'] / 1e12:.0f} TFLOP/s bf16, "
+        f"{p['hbm_bytes_per_second'] / 1e9:.0f} GB/s HBM")
+  print(lines[-2] if len(lines) > 1 else "")  # the CLI's predicted step time and MFU
   return proc.returncode
 
 

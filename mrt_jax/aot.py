@@ -4,8 +4,10 @@
 
 libtpu compiles for the named slice (`aot_topologies.py`) without any TPU attached; every input
 is an abstract `jax.ShapeDtypeStruct` carrying its sharding, so no weights are loaded or
-allocated. Prints one JSON line (the last line on stdout) and exits 1 if the peak does not fit
-in one chip's HBM.
+allocated. Prints a line with the predicted lower bound of one RL step's time and the train
+step's MFU (`aot_predict.py`: the compiled programs' bytes, the analytic FLOPs below and the
+chip's published peaks), then one JSON line (the last line on stdout, with those figures under
+"predicted"), and exits 1 if the peak does not fit in one chip's HBM.
 
 Programs compiled, with the shapes the training loop gives them:
 - `prefill`: the step's prompts (train.global_batch_prompts rows of data.max_prompt_len,
@@ -46,7 +48,7 @@ from absl import flags
 from jax.sharding import NamedSharding, PartitionSpec
 from ml_collections import ConfigDict
 
-from mrt_jax import aot_topologies
+from mrt_jax import aot_predict, aot_topologies
 from mrt_jax.config_cli import run
 from mrt_jax.learner.optimizer import make_optimizer
 from mrt_jax.learner.state import init_state, state_layout
@@ -303,7 +305,7 @@ def report(config: ConfigDict, topology: aot_topologies.Topology, mc: ModelConfi
   compiled = all(p["compiled"] for p in programs.values())
   hbm = topology.generation.hbm_bytes_per_chip
   T = ts["len"] - 1  # token_logprobs runs the model on tokens[:, :-1]
-  return {
+  out = {
       "topology": topology.name, "libtpu_topology": topology.libtpu_name,
       "device_kind": mesh.devices.flat[0].device_kind, "num_devices": topology.num_chips,
       "mesh": dict(mesh.shape), "config": config.name, "model": {
@@ -323,6 +325,8 @@ def report(config: ConfigDict, topology: aot_topologies.Topology, mc: ModelConfi
       "decode_flops_per_token_step": analytic_flops(mc, ss["rollout_rows"], 1, ss["cache_len"]),
       "prefill_flops": analytic_flops(mc, ss["prompt_rows"], ss["prompt_len"], ss["prompt_len"]),
   }
+  out["predicted"] = aot_predict.predict(out, topology)
+  return out
 
 
 def compile_one(config: ConfigDict, mc: ModelConfig, mesh, name: str) -> dict[str, Any]:
@@ -359,6 +363,7 @@ def main(config: ConfigDict) -> None:
     print(json.dumps(compile_one(config, mc, mesh, _PROGRAM.value)), flush=True)
     return
   out = report(config, topology, mc, mesh)
+  print(aot_predict.summary(out["predicted"]), flush=True)
   print(json.dumps(out), flush=True)
   if not out["fits"]:
     sys.exit(1)

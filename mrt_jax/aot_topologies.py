@@ -29,15 +29,22 @@ class Generation:
   chips_per_host_bounds: tuple[int, int, int]
   min_chips: int                   # the smallest slice
   hbm_bytes_per_chip: int
+  peak_flops_per_chip: float       # dense bf16 matmul FLOP/s of one chip
+  hbm_bytes_per_second: float      # HBM bandwidth of one chip
 
 
-# HBM per chip from the Cloud TPU system architecture pages (cloud.google.com/tpu/docs/v4,
-# .../v5e, .../v5p, .../v6e): v4 32 GiB, v5e 16 GiB, v5p 95 GiB, v6e (Trillium) 32 GiB.
+# Published per-chip figures, from the Cloud TPU system architecture pages
+# (cloud.google.com/tpu/docs/v4, .../v5e, .../v5p, .../v6e), "peak compute per chip (bf16)" and
+# "HBM capacity and bandwidth":
+#   v4   32 GiB, 275 TFLOP/s, 1200 GB/s
+#   v5e  16 GiB, 197 TFLOP/s,  819 GB/s
+#   v5p  95 GiB, 459 TFLOP/s, 2765 GB/s
+#   v6e  32 GiB, 918 TFLOP/s, 1640 GB/s (Trillium)
 GENERATIONS: dict[str, Generation] = {
-    "v4": Generation("v4", 3, 2, "megacore", (2, 2, 1), 4, 32 * GiB),
-    "v5p": Generation("v5p", 3, 2, "megacore", (2, 2, 1), 4, 95 * GiB),
-    "v5e": Generation("v5e", 2, 1, None, (2, 2, 1), 1, 16 * GiB),
-    "v6e": Generation("v6e", 2, 1, None, (2, 2, 1), 1, 32 * GiB),
+    "v4": Generation("v4", 3, 2, "megacore", (2, 2, 1), 4, 32 * GiB, 275e12, 1200e9),
+    "v5p": Generation("v5p", 3, 2, "megacore", (2, 2, 1), 4, 95 * GiB, 459e12, 2765e9),
+    "v5e": Generation("v5e", 2, 1, None, (2, 2, 1), 1, 16 * GiB, 197e12, 819e9),
+    "v6e": Generation("v6e", 2, 1, None, (2, 2, 1), 1, 32 * GiB, 918e12, 1640e9),
 }
 
 

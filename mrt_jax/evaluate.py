@@ -29,7 +29,7 @@ from typing import Sequence
 import jax
 from absl import app, flags, logging
 
-from mrt_jax import config_cli, distributed, models
+from mrt_jax import config_cli, distributed, models, storage
 from mrt_jax.evaluation import report
 from mrt_jax.evaluation.runner import evaluate, plot_records
 from mrt_jax.models.sharding import SAMPLE_RULES
@@ -51,14 +51,14 @@ def compare(eval_paths: Sequence[str], out_dir: str) -> dict[str, str]:
   """
   records = {}
   for path in eval_paths:
-    if not os.path.isfile(path):
+    if not storage.exists(path):
       raise FileNotFoundError(f"--compare: {path!r} does not exist; expected an eval.json")
-    with open(path, encoding="utf-8") as f:
+    with storage.open_file(path) as f:
       record = json.load(f)
     if "budget_forcing" not in record:
       raise ValueError(f"--compare: {path!r} has no budget_forcing curves; expected an eval.json "
                        "written by mrt_jax.evaluate")
-    label = record.get("name") or os.path.basename(os.path.dirname(os.path.abspath(path)))
+    label = record.get("name") or os.path.basename(os.path.dirname(storage.absolute(path)))
     while label in records:  # Two checkpoints may share a directory name.
       label += "'"
     records[label] = record
@@ -83,7 +83,7 @@ def evaluate_checkpoint(config, checkpoint: str, out_dir: str | None = None) -> 
     if jax.process_index() != 0:
       target = scratch.enter_context(tempfile.TemporaryDirectory())
     record = evaluate(config, params, model_config, tokenizer, target,
-                      checkpoint=os.path.abspath(checkpoint), name=name, sampler=sampler)
+                      checkpoint=storage.absolute(checkpoint), name=name, sampler=sampler)
   return out_dir, record
 
 

@@ -72,6 +72,11 @@ def test_small_config_fits_and_reports_memory_and_flops(tiny_model):
   assert out["sampler_shapes"]["cache_len"] == 64
   for name, program in out["programs"].items():
     assert program["compiled"] and program["total_bytes"] > 0, (name, program)
+  predicted = out["predicted"]
+  assert predicted["step_s"] == pytest.approx(
+      predicted["sampling_s"] + predicted["logprobs_s"] + predicted["train_s"], rel=1e-12)
+  assert 0 < predicted["rl_step_mfu"] < predicted["train_step_mfu"] <= 0.75
+  assert proc.stdout.strip().splitlines()[-2].startswith("predicted RL step >= ")
 
 
 @needs_libtpu
@@ -129,3 +134,25 @@ def test_builtin_architecture_when_the_checkpoint_is_absent(tmp_path):
               3584, 28, 28, 4, 18944, 152064, False)
   with pytest.raises(ConfigError, match="'Mystery-7B' is not a built-in architecture"):
     model_config(str(tmp_path / "Mystery-7B"))
+
+
+def test_predicted_step_is_the_roofline_of_each_phase():
+  from mrt_jax.aot_predict import predict
+  v5e = aot_topologies.parse("v5e-8")  # 197 TFLOP/s and 819 GB/s per chip
+  peak, bw, chips = 197e12, 819e9, 8
+  report = {
+      "programs": {"prefill": {"total_bytes": 10 * 819e9},  # memory-bound: 10 s
+                   "decode": {"argument_bytes": 819e6},     # memory-bound: 1 ms a step
+                   "train": {"total_bytes": 0}},
+      "sampler_shapes": {"new_tokens": 100}, "prefill_flops": 1.0,
+      "decode_flops_per_token_step": 1.0,
+      "flops_per_step": 3 * peak * chips,  # one second of the slice per forward pass
+      "resident_bytes": {"ref_params_bytes": 1}}  # β > 0: π_old and π_ref forward passes
+  p = predict(report, v5e)
+  assert (p["peak_flops_per_chip"], p["hbm_bytes_per_second"]) == (peak, bw)
+  assert p["prefill_s"] == pytest.approx(10) and p["decode_step_s"] == pytest.approx(1e-3)
+  assert p["sampling_s"] == pytest.approx(10.1) and p["logprobs_s"] == pytest.approx(2)
+  assert p["train_s"] == pytest.approx(4)  # 4 forward passes' worth with layer remat
+  assert p["step_s"] == pytest.approx(16.1)
+  assert p["train_step_mfu"] == pytest.approx(0.75) and p["rl_step_mfu"] == pytest.approx(3 / 16.1)
+  assert p["bound"] == {"prefill": "memory", "decode_step": "memory", "train": "compute"}

@@ -17,6 +17,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from mrt_jax import storage
+
 _DPI = 120
 _SIZE = (6.4, 4.4)  # Inches.
 
@@ -35,8 +37,9 @@ def _axes(title: str, xlabel: str, ylabel: str):
 def _save(fig: Figure, ax, path: str | os.PathLike) -> str:
   ax.legend(loc="best", frameon=False)
   path = os.fspath(path)
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.savefig(path, format="png")
+  storage.makedirs(os.path.dirname(storage.absolute(path)))
+  with storage.open_file(path, "wb") as f:
+    fig.savefig(f, format="png")
   return path
 
 

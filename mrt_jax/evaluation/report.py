@@ -21,6 +21,8 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from mrt_jax import storage
+
 REQUIRED_METRICS = ("pass@1", "normalized_regret")
 
 
@@ -101,10 +103,9 @@ def eval_record(*, config: Any, checkpoint: str | os.PathLike, metrics: Mapping[
 def write_eval_json(path: str | os.PathLike, record: Mapping[str, Any]) -> str:
   """Writes `record` (from `eval_record`) as indented strict JSON; returns the path."""
   path = os.fspath(path)
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  with open(path, "w", encoding="utf-8") as f:
-    json.dump(to_jsonable(record), f, indent=2, allow_nan=False)
-    f.write("\n")
+  storage.makedirs(os.path.dirname(storage.absolute(path)))
+  with storage.open_file(path, "w") as f:
+    f.write(json.dumps(to_jsonable(record), indent=2, allow_nan=False) + "\n")
   return path
 
 
@@ -141,8 +142,8 @@ def sample_record(*, problem_id: Any, sample_index: int, completion: str, bounda
 def write_samples_jsonl(path: str | os.PathLike, records: Iterable[Mapping[str, Any]]) -> str:
   """Writes one strict-JSON object per line; returns the path."""
   path = os.fspath(path)
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  with open(path, "w", encoding="utf-8") as f:
+  storage.makedirs(os.path.dirname(storage.absolute(path)))
+  with storage.open_file(path, "w") as f:
     for record in records:
       f.write(json.dumps(to_jsonable(record), allow_nan=False) + "\n")
   return path

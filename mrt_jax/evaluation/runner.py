@@ -39,13 +39,13 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from mrt_jax import task
+from mrt_jax import storage, task
 from mrt_jax.data.pipeline import render_problem
 from mrt_jax.data.sources import load_records
 from mrt_jax.data.split import split_records
 from mrt_jax.evaluation import budget, metrics, plots, regret, report
 from mrt_jax.mrt.segment import SegmentConfig, segment
-from mrt_jax.rewards import verify_batch
+from mrt_jax.rewards import pool_for, verify_batch
 from mrt_jax.sampling import FINISH_STOP, Sampler
 
 PLOTS = ("accuracy_vs_tokens.png", "j_curves.png", "regret.png")
@@ -117,6 +117,7 @@ class _Model:
   seg: SegmentConfig
   verifier: str
   extract_answer: Any  # text -> final answer or None (the task's, `task.answer_extractor`)
+  pool: Any  # the verifier's worker pool (None: an inline verifier)
 
   def decode(self, ids: Sequence[int]) -> str:
     return task.decode_text(self.tokenizer, ids)
@@ -134,7 +135,8 @@ def _model(config, sampler, params, model_config, tokenizer, s: EvalSettings) ->
           int(config.probe.max_answer_len), float(config.probe.temperature),
           float(config.probe.top_p), tuple(dict.fromkeys(stop_ids))),
       seg=task.segment_config(config), verifier=config.reward.verifier,
-      extract_answer=task.answer_extractor(config.reward.verifier))
+      extract_answer=task.answer_extractor(config.reward.verifier),
+      pool=pool_for(config.reward.verifier, config.reward.num_workers, config.reward.timeout_s))
 
 
 def eval_problems(config) -> tuple[list[dict], str]:
@@ -169,7 +171,8 @@ def problem_records(records: Sequence[Mapping[str, Any]], problem_field: str, an
 def _judge(m: _Model, records: Sequence[dict], per_row: int, counts: dict):
   """A `budget.Judge` over trunk rows laid out prompt-major, `per_row` rows per record."""
   def judge(rows, texts, ids):
-    verdicts, stats = verify_batch(m.verifier, [records[r // per_row] for r in rows], texts, ids)
+    verdicts, stats = verify_batch(m.verifier, [records[r // per_row] for r in rows], texts, ids,
+                                   pool=m.pool)
     counts["verifier_errors"] += stats["errors"]
     counts["verifier_timeouts"] += stats["timeouts"]
     return verdicts
@@ -184,7 +187,7 @@ def _run_batch(m: _Model, s: EvalSettings, records, prompts, seed: int, counts) 
                            num_samples=n, seed=seed, keep_cache=True)
   texts = [m.decode(t) for t in out.tokens]
   verdicts, stats = verify_batch(m.verifier, [r for r in records for _ in range(n)], texts,
-                                 out.tokens)
+                                 out.tokens, pool=m.pool)
   counts["verifier_errors"] += stats["errors"]
   counts["verifier_timeouts"] += stats["timeouts"]
   piece = {}
@@ -347,7 +350,7 @@ def evaluate(config, params, model_config, tokenizer, out_dir: str, *,
     fields["extrapolation"] = _extrapolation(traces, s, float(curves["J"][-1]))
     figures["extrapolation_gain"] = fields["extrapolation"]["gain"]
     figures["extrapolation_keeps_rising"] = fields["extrapolation"]["keeps_rising"]
-  os.makedirs(out_dir, exist_ok=True)
+  storage.makedirs(out_dir)
   if make_plots:
     fields["plots"] = plot_records({name: dict(fields, metrics=figures)}, out_dir)
   record = report.eval_record(config=config, checkpoint=checkpoint, metrics=figures,

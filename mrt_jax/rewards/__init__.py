@@ -13,7 +13,7 @@ Registered: `math`, `math_whole_text` (math-verify, isolated in worker processes
 """
 
 from mrt_jax.rewards.answer import answer_segment, last_boxed
-from mrt_jax.rewards.batch import default_pool, verify_batch
+from mrt_jax.rewards.batch import default_pool, pool_for, verify_batch
 from mrt_jax.rewards.math_verifier import math_reward, verify_math, verify_math_whole_text
 from mrt_jax.rewards.pool import Outcome, VerifierPool
 from mrt_jax.rewards.registry import VERIFIERS, Verifier, get_verifier, register_verifier
@@ -21,6 +21,6 @@ from mrt_jax.rewards.synthetic import verify_exact_boxed
 
 __all__ = [
     "Outcome", "VERIFIERS", "Verifier", "VerifierPool", "answer_segment", "default_pool",
-    "get_verifier", "last_boxed", "math_reward", "register_verifier", "verify_batch",
+    "get_verifier", "last_boxed", "math_reward", "pool_for", "register_verifier", "verify_batch",
     "verify_exact_boxed", "verify_math", "verify_math_whole_text",
 ]

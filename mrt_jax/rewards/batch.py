@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import math
+import os
 import traceback
 from typing import Any, Mapping, Sequence
 
@@ -12,19 +13,33 @@ import numpy as np
 from mrt_jax.rewards.pool import ERROR, OK, TIMEOUT, Outcome, VerifierPool
 from mrt_jax.rewards.registry import get_verifier
 
-_default_pool: VerifierPool | None = None
+_pools: dict[tuple[int, float], VerifierPool] = {}
 
 
-def default_pool() -> VerifierPool:
-  """The process-wide pool for isolated verifiers, started on first use, closed at exit.
+def default_pool(num_workers: int = 0, timeout_s: float = 10.0) -> VerifierPool:
+  """The process-wide pool of these settings, started on first use, closed at exit.
 
-  Two workers with a 10 s timeout; pass your own `VerifierPool` to `verify_batch` for others.
+  Args:
+    num_workers: worker processes; 0 = this machine's CPU count (`os.cpu_count()`).
+    timeout_s: seconds one item may run before it scores 0 as a timeout.
+
+  Raises:
+    ValueError: num_workers < 0 or timeout_s <= 0 (named as the config's reward fields).
   """
-  global _default_pool
-  if _default_pool is None:
-    _default_pool = VerifierPool()
-    atexit.register(_default_pool.close)
-  return _default_pool
+  if num_workers < 0 or not timeout_s > 0:
+    raise ValueError(f"reward.num_workers={num_workers}, reward.timeout_s={timeout_s}; expected "
+                     "num_workers >= 0 (0: the CPU count) and timeout_s > 0")
+  key = (num_workers or os.cpu_count() or 1, float(timeout_s))
+  if key not in _pools:
+    _pools[key] = VerifierPool(*key)
+    atexit.register(_pools[key].close)
+  return _pools[key]
+
+
+def pool_for(name: str, num_workers: int, timeout_s: float) -> VerifierPool | None:
+  """`default_pool(num_workers, timeout_s)` when verifier `name` runs isolated, else None (an
+  inline verifier needs no worker processes)."""
+  return default_pool(num_workers, timeout_s) if get_verifier(name).isolated else None
 
 
 def _checked(outcome: Outcome) -> Outcome:
@@ -57,8 +72,8 @@ def verify_batch(name: str, records: Sequence[Mapping[str, Any]], texts: Sequenc
     records: one problem record per completion (the gold answer under "answer").
     texts: the decoded completions.
     token_ids: the completions' token ids (verifiers receive them as int32 [T] arrays).
-    pool: worker pool for isolated verifiers; None uses `default_pool()`. Ignored for inline
-      verifiers.
+    pool: worker pool for isolated verifiers; None uses `default_pool()` (a worker per CPU, 10 s
+      timeout). Ignored for inline verifiers.
 
   Returns:
     rewards: float32 [B] in [0, 1].

@@ -20,6 +20,7 @@ import jax
 import optax
 import orbax.checkpoint as ocp
 
+from mrt_jax import storage
 from mrt_jax.learner.state import TrainState, init_state, state_layout
 
 
@@ -46,16 +47,8 @@ class Checkpointer:
   """Saves every `every` steps (and on demand), keeps the newest `keep`, restores the latest."""
 
   def __init__(self, directory: str, *, every: int, keep: int = 3, async_save: bool = True):
-    self.directory = os.path.abspath(directory)
     self.every = every
-    try:
-      os.makedirs(self.directory, exist_ok=True)
-      probe = os.path.join(self.directory, f".write_test.{jax.process_index()}")
-      with open(probe, "w") as f:
-        f.write("ok")
-      os.remove(probe)
-    except OSError as e:
-      raise OSError(f"checkpoint directory {self.directory!r} is not writable: {e}") from e
+    self.directory = storage.check_writable(directory, "checkpoint directory")
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                            enable_async_checkpointing=async_save)
     self._manager = ocp.CheckpointManager(self.directory, options=options)

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from ml_collections import ConfigDict
 
-from mrt_jax import distributed
+from mrt_jax import distributed, storage
 from mrt_jax.learner.logprobs import token_logprobs
 from mrt_jax.learner.state import create_state, param_shardings, state_shardings
 from mrt_jax.learner.step import batch_shardings, make_train_step
@@ -188,7 +188,7 @@ def _evaluate(config: ConfigDict, run, params, step: int, writer: MetricsWriter)
   """
   from mrt_jax.evaluation.runner import evaluate  # Imported lazily: plotting libraries.
   out = os.path.join(run.workdir, "eval", f"step_{step}")
-  done = os.path.exists(os.path.join(out, "eval.json")) and jax.process_index() == 0
+  done = storage.exists(os.path.join(out, "eval.json")) and jax.process_index() == 0
   if multihost.any_process(done):
     return  # Already evaluated before a restart.
   # Default buckets, as a standalone evaluation: its prompts outgrow the training buckets.
@@ -207,11 +207,12 @@ def _evaluate(config: ConfigDict, run, params, step: int, writer: MetricsWriter)
 def _eval_paths(workdir: str) -> list[str]:
   """The run's eval.json files (workdir/eval/step_<N>), by step."""
   root = os.path.join(workdir, "eval")
-  if not os.path.isdir(root):
+  if not storage.isdir(root):
     return []
-  paths = [os.path.join(root, d, "eval.json") for d in os.listdir(root) if d.startswith("step_")]
-  return sorted((p for p in paths if os.path.exists(p)),
-                key=lambda p: int(p.split("step_")[-1].split(os.sep)[0]))
+  paths = [os.path.join(root, d, "eval.json") for d in storage.listdir(root)
+           if d.startswith("step_")]
+  return sorted((p for p in paths if storage.exists(p)),
+                key=lambda p: int(p.split("step_")[-1].split("/")[0]))
 
 
 def _compare_evals(workdir: str) -> None:
@@ -222,6 +223,11 @@ def _compare_evals(workdir: str) -> None:
     compare(paths, os.path.join(workdir, "eval", "compare"))
 
 
+def _read_json(path: str) -> Any:
+  with storage.open_file(path) as f:
+    return json.load(f)
+
+
 def evaluation_table(workdir: str) -> str | None:
   """The run's first and last evaluations side by side (`report.before_after_table`), or None
   with fewer than two."""
@@ -229,7 +235,7 @@ def evaluation_table(workdir: str) -> str | None:
   if len(paths) < 2:
     return None
   from mrt_jax.evaluation import report  # Imported lazily, as the evaluation is.
-  first, last = (json.load(open(p, encoding="utf-8")) for p in (paths[0], paths[-1]))
+  first, last = (_read_json(p) for p in (paths[0], paths[-1]))
   return report.before_after_table(first, last, run_dir=workdir,
                                    plots_dir=os.path.join(workdir, "eval", "compare"))
 

@@ -3,7 +3,8 @@
 Only process 0 writes; on resume it first drops the lines past the restored step (another
 process rewriting the file would cut it under process 0's open handle). Values are read from
 device after the next step has been dispatched (the caller passes step n−1's metrics), so
-logging never stalls the accelerator.
+logging never stalls the accelerator. The workdir may be a bucket URI (`mrt_jax.storage`):
+TensorBoard event files then go through etils.epath as well.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from typing import Any, Mapping
 
 import jax
 import numpy as np
+from etils import epath
+
+from mrt_jax import storage
 
 
 def to_python(metrics: Mapping[str, Any]) -> dict[str, float | int]:
@@ -34,15 +38,46 @@ def _json_safe(v):
   return v
 
 
-def _truncate(path: str, last_step: int) -> None:
-  """Drops lines after `last_step` (written after the checkpoint a resumed run restarts from)."""
-  if not os.path.exists(path):
-    return
-  with open(path) as f:
-    lines = [l for l in f if l.strip() and json.loads(l)["step"] <= last_step]
-  with open(path + ".tmp", "w") as f:
-    f.writelines(lines)
-  os.replace(path + ".tmp", path)
+def _kept_lines(path: str, last_step: int) -> list[str]:
+  """The lines up to `last_step` (later ones were written after the checkpoint a resumed run
+  restarts from)."""
+  if not storage.exists(path):
+    return []
+  with storage.open_file(path) as f:
+    return [l for l in f if l.strip() and json.loads(l)["step"] <= last_step]
+
+
+class _EpathEventFile:
+  """tensorboardX's record-writer interface over an etils.epath file (bucket URIs)."""
+
+  def __init__(self, path: str):
+    self._file = epath.Path(path).open("wb")
+
+  def write(self, data: bytes) -> None:
+    self._file.write(data)
+
+  def flush(self) -> None:
+    self._file.flush()
+
+  def close(self) -> None:
+    self._file.close()
+
+
+class _EpathEventFiles:
+  """A tensorboardX writer factory: event files of `scheme://` directories through epath."""
+
+  def open(self, path: str) -> _EpathEventFile:
+    return _EpathEventFile(path)
+
+  def directory_check(self, path: str) -> None:
+    storage.makedirs(path)
+
+
+def _register_event_scheme(directory: str) -> None:
+  """Routes tensorboardX's event files under `directory`'s URI scheme through epath."""
+  if storage.is_remote(directory):
+    from tensorboardX import record_writer  # pylint: disable=import-outside-toplevel
+    record_writer.register_writer_factory(directory.split("://")[0], _EpathEventFiles())
 
 
 class MetricsWriter:
@@ -55,11 +90,11 @@ class MetricsWriter:
     self._jsonl = self._tb = self._bar = None
     if not self.enabled:
       return
-    os.makedirs(workdir, exist_ok=True)
+    storage.makedirs(workdir)
     path = os.path.join(workdir, "metrics.jsonl")
-    _truncate(path, initial_step)
-    self._jsonl = open(path, "a")
+    self._jsonl = storage.LineFile(path, _kept_lines(path, initial_step))
     from tensorboardX import SummaryWriter  # Imported lazily: only process 0 writes events.
+    _register_event_scheme(workdir)
     self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
     from tqdm.auto import tqdm
     self._bar = tqdm(total=total_steps, initial=initial_step, dynamic_ncols=True, unit="step")
@@ -68,9 +103,8 @@ class MetricsWriter:
     values = to_python(metrics)
     if not self.enabled:
       return values
-    self._jsonl.write(json.dumps({"step": step, **{k: _json_safe(v)
-                                                   for k, v in values.items()}}) + "\n")
-    self._jsonl.flush()
+    self._jsonl.append(json.dumps({"step": step, **{k: _json_safe(v)
+                                                    for k, v in values.items()}}) + "\n")
     for k, v in values.items():
       self._tb.add_scalar(k, v, step)
     self._bar.set_postfix({k: f"{values[k]:.4g}" for k in self.bar_keys if k in values})

@@ -8,7 +8,7 @@ import os
 import jax
 import jax.numpy as jnp
 
-from mrt_jax import models
+from mrt_jax import models, storage
 from mrt_jax.models.sharding import TRAIN_RULES, Rules
 
 
@@ -48,15 +48,15 @@ def load_checkpoint(config, path: str, mesh: jax.sharding.Mesh | None = None,
     FileNotFoundError: `path` is missing, or holds neither config.json nor a checkpoint step.
   """
   dtype = jnp.dtype(config.model.dtype)
-  path = os.path.abspath(path)
-  if not os.path.isdir(path):
+  path = storage.absolute(path)
+  if not storage.isdir(path):
     raise FileNotFoundError(f"checkpoint {path!r} does not exist; expected a Hugging Face dir "
                             "(config.json + *.safetensors) or a training checkpoint dir "
                             "(<workdir>/checkpoints)")
-  if os.path.isfile(os.path.join(path, "config.json")):
+  if storage.exists(os.path.join(path, "config.json")):
     model_config, params = models.load_hf(path, dtype, mesh=mesh, rules=rules)
     return model_config, params, os.path.basename(path)
-  if not any(d.isdigit() for d in os.listdir(path)):
+  if not any(d.isdigit() for d in storage.listdir(path)):
     raise FileNotFoundError(f"checkpoint {path!r} holds neither config.json nor an Orbax step "
                             "directory (e.g. 100/); expected a Hugging Face dir or "
                             "<workdir>/checkpoints")

@@ -14,14 +14,14 @@ import jax.numpy as jnp
 import numpy as np
 from ml_collections import ConfigDict
 
-from mrt_jax import models, plugins, task
+from mrt_jax import models, plugins, storage, task
 from mrt_jax.data.pipeline import pipeline_from_config
 from mrt_jax.learner import losses
 from mrt_jax.learner.optimizer import OptimizerConfig, make_optimizer
 from mrt_jax.learner.step import StepConfig
 from mrt_jax.models import tokenizer as tokenizer_lib
 from mrt_jax.mrt.advantages import AdvantageConfig
-from mrt_jax.rewards import get_verifier, verify_batch
+from mrt_jax.rewards import get_verifier, pool_for, verify_batch
 from mrt_jax.train.multihost import split_over_processes
 from mrt_jax.train.rollout import ExperienceConfig
 
@@ -72,17 +72,9 @@ class Run:
 
 
 def check_workdir(workdir: str) -> str:
-  """Creates `workdir` and checks it is writable (clear error otherwise)."""
-  workdir = os.path.abspath(workdir)
-  try:
-    os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, f".write_test.{jax.process_index()}")
-    with open(probe, "w") as f:
-      f.write("ok")
-    os.remove(probe)
-  except OSError as e:
-    raise OSError(f"config.workdir={workdir!r} is not writable: {e}") from e
-  return workdir
+  """Creates `workdir` (a local path or a bucket URI) and checks it is writable (clear error
+  otherwise)."""
+  return storage.check_writable(workdir, "config.workdir")
 
 
 def make_mesh(config: ConfigDict) -> jax.sharding.Mesh:
@@ -199,11 +191,12 @@ def build(config: ConfigDict) -> Run:
                              config.probe.termination_suffix)
   data = PromptData(config, tokenizer)
   star = config.get("star")
-  verifier = config.reward.verifier
+  verifier, r = config.reward.verifier, config.reward
   get_verifier(verifier)  # Fails fast, naming the registered verifiers.
+  pool_for(verifier, r.num_workers, r.timeout_s)  # Starts the workers; bad settings fail here.
   # Each process verifies a slice of the rows; every process gets all the verdicts.
-  reward_fn = split_over_processes(
-      lambda records, texts, ids: verify_batch(verifier, records, texts, ids))
+  reward_fn = split_over_processes(lambda records, texts, ids: verify_batch(
+      verifier, records, texts, ids, pool=pool_for(verifier, r.num_workers, r.timeout_s)))
   decode = lambda ids: task.decode_text(tokenizer, ids)
   experience = experience_config(config, tokenizer, model_config)
   return Run(workdir=workdir, mesh=mesh, model_config=model_config, params=params,

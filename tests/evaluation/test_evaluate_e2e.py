@@ -6,8 +6,6 @@ the mechanisms (wait insertion, probe sharing) are checked on a scripted fake sa
 
 import json
 import os
-import subprocess
-import sys
 import types
 
 import jax
@@ -23,7 +21,6 @@ from mrt_jax.evaluate import compare, load_checkpoint
 from mrt_jax.evaluation import budget, runner
 from mrt_jax.sampling import FINISH_LENGTH, FINISH_STOP
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NUM_PROBLEMS, NUM_SAMPLES = 3, 2
 
 CONFIG = '''
@@ -51,10 +48,9 @@ def get_config(arg=None):
 
 @pytest.fixture(scope="module")
 def compile_cache(tmp_path_factory):
-  """A persistent compilation cache for this module, which the CLI subprocess reads as well.
-
-  The CLI evaluates the same shapes as the in-process run: with the cache it loads the compiled
-  sampler instead of compiling it again (most of an evaluation's time on a CPU).
+  """A persistent compilation cache for this module and the CLI subprocesses that use it
+  (test_sharded_evaluate.py): a repeated shape loads the compiled sampler instead of compiling
+  it again (most of an evaluation's time on a CPU).
   """
   path = str(tmp_path_factory.mktemp("compile_cache"))
   names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
@@ -137,22 +133,6 @@ def test_evaluate_function_writes_all_figures_files_and_plots(tiny):
   plots = compare([f"{out_dir}/eval.json", f"{out_dir}/eval.json"], f"{tiny.dir}/compared")
   assert sorted(plots) == ["accuracy_vs_tokens", "j_curves", "regret"]
   assert all(os.path.getsize(p) > 0 for p in plots.values())
-
-
-def test_cli_writes_outputs_and_prints_summary_last(tiny):
-  out_dir = f"{tiny.dir}/out_cli"
-  env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=tiny.compile_cache,
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-             PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
-  proc = subprocess.run(
-      [sys.executable, "-m", "mrt_jax.evaluate", f"--config={tiny.dir}/config_no_extra.py",
-       f"--checkpoint={tiny.dir}/model", f"--out={out_dir}", "--config.eval.num_samples=2"],
-      capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
-  assert proc.returncode == 0, proc.stderr[-4000:]
-  summary = json.loads(proc.stdout.strip().splitlines()[-1])
-  assert {"pass@1", "normalized_regret", "checkpoint"} <= set(summary)
-  record = _check_outputs(out_dir)
-  assert record["name"] == "model" and "extrapolation" not in record
 
 
 @pytest.mark.parametrize("field, value, match", [

@@ -113,8 +113,10 @@ def test_two_processes_evaluate_and_export_with_the_clis(tiny, written):
   for i, (_, err) in enumerate(outs):
     line = f"process {i} of 2: 2 of 4 cpu devices; mesh data 1 x fsdp 2 x tensor 2"
     assert err.count(line) == 1, err[-3000:]
+  # The CLI's last line is the summary; eval.json, samples.jsonl and the plots are written.
   summary = json.loads(outs[0][0].strip().splitlines()[-1])
-  assert summary["pass@1"] == ref_metrics["pass@1"]
+  assert summary["pass@1"] == ref_metrics["pass@1"] and "normalized_regret" in summary
+  assert all(os.path.getsize(d / "eval2" / name) > 0 for name in runner.PLOTS)
   assert "pass@1" not in outs[1][0]  # process 0 alone reports
   metrics, samples = _metrics(str(d / "eval2"))
   assert samples == ref_samples

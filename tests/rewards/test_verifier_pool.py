@@ -114,3 +114,15 @@ def test_answer_helpers():
   assert last_boxed("\\boxed{1} and \\boxed{\\frac{1}{2}}.") == "\\frac{1}{2}"
   assert last_boxed("\\boxed{\\frac{1}{2}") is None  # cut off
   assert last_boxed("nothing") is None
+
+
+def test_pool_settings_come_from_the_config_fields():
+  from mrt_jax.rewards import default_pool, pool_for
+  pool = pool_for("math", 1, 2.5)
+  assert pool is pool_for("math", 1, 2.5)  # one pool per setting, shared by the run
+  assert len(pool._workers) == 1 and pool.timeout_s == 2.5  # pylint: disable=protected-access
+  assert pool_for("elimination", 1, 2.5) is None  # inline: no worker processes
+  with pytest.raises(ValueError, match=r"reward.num_workers=-1, reward.timeout_s=2.5"):
+    pool_for("math", -1, 2.5)
+  with pytest.raises(ValueError, match=r"reward.timeout_s=0"):
+    default_pool(1, 0)

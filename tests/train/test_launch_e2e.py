@@ -73,7 +73,8 @@ def test_export_writes_a_directory_transformers_loads(shared):
   import torch
   import transformers
   overrides = [a.removeprefix("--config.") for a in ref_cmd(shared["ref"], shared["assets"])[4:]]
-  config = config_cli.load_config("configs/demo_cpu.py", overrides)
+  # Written on fsdp=2 (2 devices), exported from this 1-device process.
+  config = config_cli.load_config("configs/demo_cpu.py", overrides + ["mesh.fsdp=1"])
   out = str(shared["root"] / "exported")
   assert export(config, os.path.join(shared["ref"], "checkpoints"), out) == f"step_{STEPS}"
   model = transformers.AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)

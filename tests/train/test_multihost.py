@@ -1,5 +1,7 @@
 """`mrt_jax.train.multihost` on 2 processes (gloo) equals the plain 1-process computation."""
 
+import pytest
+
 from multiprocess_util import run_processes
 
 _CODE = """
@@ -44,3 +46,27 @@ print("ok")
 def test_split_verification_agreement_and_placement_match_one_process():
   outs = run_processes(_CODE, num_processes=2, local_devices=2)
   assert all(out.strip().endswith("ok") for out in outs), outs
+
+
+def test_start_up_mode_explicit_flags_tpu_vm_or_one_process():
+  from mrt_jax import distributed
+  assert distributed.mode("h:1", 2, 1, tpu_vm=False) == "explicit"
+  assert distributed.mode("h:1", 2, 0, tpu_vm=True) == "explicit"  # flags win on TPU VMs too
+  assert distributed.mode(None, None, None, tpu_vm=True) == "auto"  # no GKE variable needed
+  assert distributed.mode(None, None, None, tpu_vm=False) == "single"
+  with pytest.raises(ValueError, match=r"\['--coordinator_address'\] missing"):
+    distributed.mode(None, 2, 0, tpu_vm=False)
+  with pytest.raises(ValueError, match="--process_id=2 with --num_processes=2"):
+    distributed.mode("h:1", 2, 2, tpu_vm=False)
+
+
+def test_auto_mode_calls_initialize_without_arguments(monkeypatch):
+  from absl import flags
+  from mrt_jax import distributed
+  import jax
+  calls = []
+  monkeypatch.setattr(distributed, "on_cloud_tpu_vm", lambda: True)
+  monkeypatch.setattr(jax.distributed, "initialize", lambda *a, **k: calls.append((a, k)))
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+  assert distributed.initialize() == "auto" and calls == [((), {})]

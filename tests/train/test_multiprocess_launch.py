@@ -27,8 +27,13 @@ def _params(workdir, assets):
 
 def test_two_processes_train_exactly_like_one(shared):
   workdir = str(shared["root"] / "two_processes")
-  outs = run_commands(ref_cmd(workdir, shared["assets"]), num_processes=2, local_devices=1,
-                      env=env(shared["cache"]))
+  runs = run_commands(ref_cmd(workdir, shared["assets"]), num_processes=2, local_devices=1,
+                      env=env(shared["cache"]), stderr=True)
+  outs = [out for out, _ in runs]
+  # The start-up path: each process joined the run and logs itself and the mesh once.
+  for i, (_, err) in enumerate(runs):
+    line = f"process {i} of 2: 1 of 2 cpu devices; mesh data 1 x fsdp 2 x tensor 1"
+    assert err.count(line) == 1, err[-3000:]
   lines = metrics(workdir)
   assert [l["step"] for l in lines] == list(range(1, REF_STEPS + 1))
   assert all(l["num_probes"] > 0 and np.isfinite(l["loss"]) for l in lines)
