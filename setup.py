@@ -16,6 +16,10 @@ setup(
         "flax>=0.10",
         "optax>=0.2.4",
         "orbax-checkpoint>=0.11",
+        # Workdir files (metrics, TensorBoard events, evaluation outputs) on local disks or
+        # buckets; gs:// also needs gcsfs (the `gcs` extra), as Orbax's own epath does.
+        "etils[epath]>=1.5",
+        "fsspec>=2023.1",
         "grain>=0.2.10",
         "tensorstore>=0.1.70",
         "ml-collections>=1.0",
@@ -38,6 +42,7 @@ setup(
         "cuda": ["jax[cuda12]>=0.8.0"],     # CUDA 12 wheels with bundled CUDA libraries.
         "cuda13": ["jax[cuda13]>=0.8.0"],   # For CUDA 13 drivers.
         "data": ["pyarrow>=15", "datasets>=2.19"],  # parquet files and `datasets` directories
+        "gcs": ["gcsfs>=2023.1"],  # gs:// workdirs for the files etils.epath writes
         "test": [
             "pytest>=8",
             # The reference the Hugging Face parity tests compare with (they run it on the CPU);

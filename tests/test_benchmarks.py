@@ -96,3 +96,21 @@ def test_quick_copy_count_compiles_both_layer_loops_for_a_tpu():
   # Top-k/top-p cut by bisection: no sort of the vocab per step (a sort in each token choice
   # would cost most of a probe decode step on CPU).
   assert rows[True]["sort_ops"] == rows[False]["sort_ops"] == 0
+
+
+def test_verifier_benchmark_smoke_run_agrees_and_ends_with_json():
+  import json
+  import subprocess
+  import sys
+  proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "verifier.py"),
+                         "--calls=20", "--workers=1"], capture_output=True, text=True,
+                        timeout=300, cwd=ROOT,
+                        env=dict(os.environ, PYTHONPATH=os.pathsep.join(
+                            [ROOT, os.environ.get("PYTHONPATH", "")])))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  out = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert out["calls"] == 20 and out["workers"] == 1
+  assert out["single_process_calls_per_s"] > 0 and out["pool_calls_per_s"] > 0
+  # The table's verdicts: of its 20 rows, the 3 wrong answers (rows 12, 14 and 20) score 0.
+  assert out["reward_mean"] == 0.85
+

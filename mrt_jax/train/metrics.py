@@ -4,7 +4,8 @@ Only process 0 writes; on resume it first drops the lines past the restored step
 process rewriting the file would cut it under process 0's open handle). Values are read from
 device after the next step has been dispatched (the caller passes step n−1's metrics), so
 logging never stalls the accelerator. The workdir may be a bucket URI (`mrt_jax.storage`):
-TensorBoard event files then go through etils.epath as well.
+TensorBoard event files then go through etils.epath as well (an object is visible once its
+writer closes or has buffered a full upload block).
 """
 
 from __future__ import annotations
