@@ -160,8 +160,14 @@ def test_bad_advantage_field_fails_before_training():
     _experience("advantage.progress_norm=z")
 
 
+# Fields whose value is acted on while the config loads: an importable module name.
+_LOADED_AS_CONFIG = {("plugins",): ("json",)}
+
+
 def _other_value(config: ConfigDict, leaf: tuple[str, ...]):
   """A value of the field's own type that differs from its current one."""
+  if leaf in _LOADED_AS_CONFIG:
+    return _LOADED_AS_CONFIG[leaf]
   parent = config
   for key in leaf[:-1]:
     parent = parent[key]
