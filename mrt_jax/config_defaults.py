@@ -164,7 +164,9 @@ def star() -> ConfigDict:
   """MRT-STaR: every step samples G traces per prompt, probes them, keeps the best correct one
   per group and takes one SFT step on the kept traces (an online round per step)."""
   c = ConfigDict()
-  c.selection = "max_progress"  # correct traces of maximal progress in their group; ties: shorter
+  # per group, the correct trace whose J curve has the least normalized regret (the area above
+  # it, as evaluation measures it); ties: fewer tokens. "any_correct": the shortest correct one
+  c.selection = "min_regret"  # see the two lines above
   return c
 
 
