@@ -196,3 +196,30 @@ def check_estimator(name: str, field: str) -> None:
   """Raises naming `field` unless `name` is a registered J estimator."""
   if name not in J_ESTIMATORS:
     raise ValueError(f"{field}={name!r} is unknown; expected one of {sorted(J_ESTIMATORS)}")
+
+
+def prover_answer(config, tokenizer, field: str,
+                  j_estimator: str) -> AnswerTemplate | None:
+  """The reference-answer template of the likelihood J estimator (None for other estimators),
+  with its settings checked; errors name config.`field` (the field that chose the estimator).
+
+  Args:
+    config: the experiment config (`probe`, `data`, `model` blocks).
+    tokenizer: the policy's tokenizer (Hugging Face interface).
+    field: "probe.estimator" (training) or "eval.j_estimator" (evaluation).
+    j_estimator: the estimator that field names.
+  """
+  if j_estimator != "likelihood":
+    return None
+  if not config.data.get("answer_field", ""):
+    raise ValueError(f"config.{field}='likelihood' needs each record's reference answer, but "
+                     "config.data.answer_field is empty; expected the record field holding it")
+  template = config.probe.get("answer_template", "")
+  if not template:
+    raise ValueError(f"config.{field}='likelihood' needs config.probe.answer_template (how μ "
+                     "writes the answer, e.g. '\\boxed{{{answer}}}'); it is empty")
+  if tokenizer.eos_token_id is None:
+    raise ValueError(f"config.{field}='likelihood' ends the reference answer with the "
+                     f"tokenizer's eos token, but {config.model.tokenizer_path!r} defines none")
+  return AnswerTemplate(template, config.probe.termination_suffix, tokenizer.eos_token_id,
+                        lambda text: tokenizer.encode(text, add_special_tokens=False))

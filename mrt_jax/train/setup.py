@@ -21,7 +21,7 @@ from mrt_jax.learner.optimizer import OptimizerConfig, make_optimizer
 from mrt_jax.learner.step import StepConfig
 from mrt_jax.models import tokenizer as tokenizer_lib
 from mrt_jax.mrt.advantages import NEEDS_J, AdvantageConfig
-from mrt_jax.mrt.meta_prover import AnswerTemplate, check_estimator
+from mrt_jax.mrt.meta_prover import check_estimator, prover_answer
 from mrt_jax.rewards import get_verifier, verify_batch
 from mrt_jax.train.multihost import split_over_processes
 from mrt_jax.train.rollout import ExperienceConfig
@@ -179,27 +179,6 @@ def experience_config(config: ConfigDict, tokenizer, model_config) -> Experience
       probe_temperature=p.temperature, probe_top_p=p.top_p,
       probe_max_answer_len=p.max_answer_len, suffix_tokens=tuple(suffix), stop_token_ids=stop,
       segment=segment_config(config), j_estimator=j_estimator, answer=answer, **advantage)
-
-
-def prover_answer(config: ConfigDict, tokenizer, field: str,
-                  j_estimator: str) -> AnswerTemplate | None:
-  """The reference-answer template of the likelihood J estimator (None for other estimators),
-  with its settings checked; errors name config.`field` (the field that chose the estimator).
-  """
-  if j_estimator != "likelihood":
-    return None
-  if not config.data.get("answer_field", ""):
-    raise ValueError(f"config.{field}='likelihood' needs each record's reference answer, but "
-                     "config.data.answer_field is empty; expected the record field holding it")
-  template = config.probe.get("answer_template", "")
-  if not template:
-    raise ValueError(f"config.{field}='likelihood' needs config.probe.answer_template (how μ "
-                     "writes the answer, e.g. '\\boxed{{{answer}}}'); it is empty")
-  if tokenizer.eos_token_id is None:
-    raise ValueError(f"config.{field}='likelihood' ends the reference answer with the "
-                     f"tokenizer's eos token, but {config.model.tokenizer_path!r} defines none")
-  return AnswerTemplate(template, config.probe.termination_suffix, tokenizer.eos_token_id,
-                        lambda text: tokenizer.encode(text, add_special_tokens=False))
 
 
 def prompt_buckets(max_prompt_len: int) -> tuple[int, ...]:
