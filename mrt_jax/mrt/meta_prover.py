@@ -9,7 +9,8 @@ in `J_ESTIMATORS` (config `probe.estimator`):
               (`Sampler.fork`). Unbiased; binomial noise of variance J(1 − J)/m, so progress
               p_j = J_j − J_{j−1} carries a standard deviation up to √(2·J(1−J)/m).
   likelihood  J = P(μ writes the reference answer): the record's answer rendered by
-              `probe.answer_template`, tokenized after the suffix, then the stop token, scored
+              `probe.answer_template`, tokenized on its own after the suffix's tokens, then
+              the stop token (the demo's forced answers are laid out so), scored
               by teacher forcing on the forked KV cache (`Sampler.score_forks`, one forward
               pass over all cuts, no decoding) under exactly the distribution the sampled
               probes draw from (temperature, top-k/top-p as `sampling/rules.py` applies them).
@@ -43,12 +44,10 @@ class AnswerTemplate:
   Attributes:
     template: `str.format` template with an `{answer}` field (config `probe.answer_template`),
       e.g. "\\\\boxed{{{answer}}}" renders answer 7 as "\\boxed{7}".
-    suffix: the termination suffix text (config `probe.termination_suffix`).
     stop_token: the token that ends the answer (end of sequence).
     encode: text -> token ids (the policy's tokenizer, no special tokens added).
   """
   template: str
-  suffix: str
   stop_token: int
   encode: Callable[[str], Sequence[int]]
 
@@ -64,22 +63,21 @@ class AnswerTemplate:
                        "expected e.g. '\\\\boxed{{{answer}}}'")
 
   def tokens(self, answer: Any) -> tuple[int, ...]:
-    """Token ids of the rendered answer, tokenized after the suffix, then the stop token.
+    """Token ids of the rendered answer, then the stop token.
+
+    The answer is tokenized on its own: μ continues the suffix's tokens as they are fed, so its
+    answer starts at a token boundary even where a tokenizer would merge the suffix's last
+    characters with the answer's first (a BPE trained on "\\n\\n\\\\boxed" does).
 
     Raises:
-      ValueError: the suffix and the rendered answer merge into other tokens at their junction
-        (then no continuation of the suffix's tokens spells the answer this way).
+      ValueError: the rendered answer is empty.
     """
     text = self.template.format(answer=answer)
-    suffix_ids = [int(t) for t in self.encode(self.suffix)]
-    full_ids = [int(t) for t in self.encode(self.suffix + text)]
-    if full_ids[:len(suffix_ids)] != suffix_ids or len(full_ids) == len(suffix_ids):
-      raise ValueError(
-          f"the termination suffix and the answer {text!r} (probe.answer_template="
-          f"{self.template!r}) tokenize together as {full_ids[-8:]} at their junction, not as "
-          f"the suffix's tokens followed by the answer's; expected a suffix that ends at a "
-          "token boundary (e.g. with a newline)")
-    return tuple(full_ids[len(suffix_ids):]) + (int(self.stop_token),)
+    ids = tuple(int(t) for t in self.encode(text))
+    if not ids:
+      raise ValueError(f"probe.answer_template={self.template!r} renders answer {answer!r} as "
+                       f"{text!r}, which has no tokens; expected a non-empty answer")
+    return ids + (int(self.stop_token),)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,5 +219,5 @@ def prover_answer(config, tokenizer, field: str,
   if tokenizer.eos_token_id is None:
     raise ValueError(f"config.{field}='likelihood' ends the reference answer with the "
                      f"tokenizer's eos token, but {config.model.tokenizer_path!r} defines none")
-  return AnswerTemplate(template, config.probe.termination_suffix, tokenizer.eos_token_id,
+  return AnswerTemplate(template, tokenizer.eos_token_id,
                         lambda text: tokenizer.encode(text, add_special_tokens=False))

@@ -262,7 +262,7 @@ def test_forced_success_by_likelihood_scores_the_reference_answer_at_each_cut():
   config = tiny_config()
   params = models.init_params(config, jax.random.key(5))
   encode = lambda text: [ord(c) - 60 for c in text]  # "A" -> 5, "=" -> 1
-  answer = AnswerTemplate("={answer}", "AB", stop_token=2, encode=encode)
+  answer = AnswerTemplate("={answer}", stop_token=2, encode=encode)
   settings = budget.ProbeSettings((5, 6), num_probes=0, max_answer_len=4, temperature=0.7,
                                   top_p=1.0, stop_token_ids=(2,), estimator="likelihood",
                                   answer=answer)

@@ -75,7 +75,7 @@ def test_likelihood_j_is_the_probability_of_the_reference_answer():
   params = models.init_params(config, jax.random.key(3))
   prompts = [[1, 9, 17, 30, 2], [1, 40, 41, 12, 8, 33, 3]]
   records = [{"answer": "D"}, {"answer": "EF"}]
-  answer = AnswerTemplate("={answer}", "ABC", stop_token=2, encode=_encode)
+  answer = AnswerTemplate("={answer}", stop_token=2, encode=_encode)
   cfg = ExperienceConfig(num_generations=G, max_completion_len=T, temperature=1.0, top_p=1.0,
                          num_probes=0, probe_temperature=0.8, probe_top_p=0.9,
                          probe_max_answer_len=3, suffix_tokens=SUFFIX, stop_token_ids=(),
