@@ -199,8 +199,9 @@ def _run_batch(m: _Model, s: EvalSettings, records, prompts, seed: int, counts) 
   traces = []
   for i, (tokens, reason) in enumerate(zip(out.tokens, out.finish_reasons)):
     stopped = reason == FINISH_STOP and tokens and tokens[-1] in m.stop_ids
-    body = tokens[:-1] if stopped else tokens  # The stop token is neither thinking nor a cut.
-    seg = segment(body, decode_one, m.seg)
+    body = tokens[:-1] if stopped else tokens
+    # Segmented as in training: the stop token is neither thinking nor a cut.
+    seg = segment(tokens, decode_one, m.seg, m.stop_ids)
     traces.append(dict(
         problem=i // n, sample=i % n, tokens=tokens, text=texts[i], verdict=float(verdicts[i]),
         answer=m.extract_answer(texts[i]), finish=reason,

@@ -175,7 +175,8 @@ def collect(sampler: Sampler, params, prompts: Sequence[Sequence[int]],
   t2 = time.perf_counter()
   outcome_B = np.asarray(outcome_B, np.float32)
   stats = {f"verify_{k}": v for k, v in stats.items()}
-  segs = [segment(t, token_pieces(decode, t), cfg.segment) for t in result.tokens]
+  segs = [segment(t, token_pieces(decode, t), cfg.segment, cfg.stop_token_ids)
+          for t in result.tokens]
   T = max(1, max(len(t) for t in result.tokens))
   t3 = time.perf_counter()
   if probing:
