@@ -8,9 +8,9 @@ rollout's own KV cache (kept from generation, never re-prefilled) cut at prompt_
 the termination suffix (which closes the thinking), and decodes a short answer; J_j is the
 mean verdict of its M probes, or (`j_estimator="likelihood"`) the probability that it writes
 the reference answer, scored by teacher forcing (`mrt_jax.mrt.meta_prover`). J_0 uses the empty
-thinking (the cut right after the prompt). Its prefix is the prompt alone, the same for the G rollouts of a prompt, so b_0 is probed once
-per prompt (from prompt + suffix, a short prefill) and that J_0 is shared by the whole group: the
-same estimate of μ's success on the prompt, at 1/G of the probes.
+thinking (the cut right after the prompt). Its prefix is the prompt alone, the same for the G
+rollouts of a prompt, so b_0 is estimated once per prompt and that J_0 is shared by the whole
+group: the same estimate of μ's success on the prompt, at 1/G of the cost.
 """
 
 from __future__ import annotations
