@@ -1,12 +1,12 @@
 """Budget forcing: forced answers after c thinking tokens, and thinking extended with "Wait".
 
-Forcing at a cut (`forced_success`). The meta-prover μ (docs/method.md) at a cut c of a trace is the policy fed
-the prompt, the first c thinking tokens and the termination suffix, decoding a short answer;
-J = the mean verdict of its m probes, or with `eval.j_estimator = "likelihood"` the probability
-that it writes the reference answer (`mrt_jax.mrt.meta_prover`: no probe noise in the curves).
-Either way the cuts fork the trace's KV cache in place: nothing is re-prefilled. Cuts repeated
-within a trace (e.g. every budget past the end of thinking lands on the end of thinking) are
-probed once and share their estimate.
+Forcing at a cut (`forced_success`). The meta-prover μ (docs/method.md) at a cut c of a trace is
+the policy fed the prompt, the first c thinking tokens and the termination suffix, decoding a
+short answer; J = the mean verdict of its m probes, or with `eval.j_estimator = "likelihood"`
+the probability that it writes the reference answer (`mrt_jax.mrt.meta_prover`: no probe noise
+in the curves). Either way the cuts fork the trace's KV cache in place: nothing is re-prefilled.
+Cuts repeated within a trace (e.g. every budget past the end of thinking lands on the end of
+thinking) are probed once and share their estimate.
 
 Extension beyond the trained budget (`extend_thinking`), s1-style budget forcing with "Wait":
   1. start from the trace's own thinking (the tokens before its end-of-thinking tag);

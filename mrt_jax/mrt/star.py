@@ -1,4 +1,5 @@
-"""MRT-STaR trace selection (docs/method.md): keep, per group, the correct trace whose J curve has least regret.
+"""MRT-STaR trace selection (docs/method.md): keep, per group, the correct trace whose J curve
+has the least regret.
 
 Letters: B traces (P groups × G), N1 = N + 1 block boundaries b_0..b_N.
 
