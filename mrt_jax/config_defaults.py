@@ -69,6 +69,12 @@ def base(name: str, model_path: str) -> ConfigDict:
   c.probe.top_p = 0.95  # μ nucleus (paper: 0.95)
   c.probe.max_answer_len = 512  # tokens μ may write after the termination suffix
   c.probe.termination_suffix = TERMINATION_SUFFIX  # appended at boundary b_j to force an answer
+  # How J_j is estimated (mrt_jax.mrt.meta_prover): "sampled" = mean verdict of m sampled answers
+  # (the paper's); "likelihood" = P(μ writes the reference answer), by teacher forcing, no noise
+  c.probe.estimator = "sampled"  # see the two lines above
+  # The reference answer μ should write after the suffix (likelihood only): str.format template
+  # of the record's answer (data.answer_field); "\\boxed{{{answer}}}" renders 7 as \boxed{7}
+  c.probe.answer_template = "\\boxed{{{answer}}}"  # see the two lines above
 
   c.segment = ConfigDict()  # splitting the thinking into blocks z_1..z_K (docs/method.md)
   c.segment.method = "paragraph"  # restart-marker paragraphs; "fixed_chunk" for models without
@@ -103,6 +109,7 @@ def base(name: str, model_path: str) -> ConfigDict:
   c.eval.k_values = ()  # k of pass@k and maj@k; () = powers of 2 up to eval.num_samples
   c.eval.max_new_tokens = 0  # tokens sampled per trace; 0 = rollout.max_completion_len
   c.eval.wait_text = "Wait"  # text appended to extend the thinking when extrapolating
+  c.eval.j_estimator = "sampled"  # J(c) at budget cuts: "sampled" (m probes) or "likelihood"
   return c
 
 
@@ -140,7 +147,9 @@ def train(total_steps: int) -> ConfigDict:
 def rl(c: ConfigDict, estimator: str, alpha: float) -> ConfigDict:
   """Adds the policy-gradient blocks: advantage estimator and loss."""
   c.advantage = ConfigDict()  # per-token advantages A_{i,t}
-  c.advantage.estimator = estimator  # "mrt", "mrt_prefix" or "grpo" (registered estimators)
+  # "mrt", "grpo", "termination" / "termination_dense" (r − J_0 / r − J_{j−1}: the MRT authors'
+  # released recipe), "mrt_prefix", ... (mrt_jax.mrt.ESTIMATORS)
+  c.advantage.estimator = estimator  # see the two lines above
   c.advantage.alpha = alpha  # α: weight of progress p_j in A_{i,t} = A^out_i + α·p_{i,j}
   c.advantage.outcome_norm = "grpo"  # A^out: "grpo" (r − mean)/(std + ε), "dr_grpo" (no std), "rloo"
   # p̃ in A = A^out + α·p̃, mrt only: "none" (p, the paper's), "center" (p − the group's mean
@@ -167,7 +176,9 @@ def star() -> ConfigDict:
   """MRT-STaR: every step samples G traces per prompt, probes them, keeps the best correct one
   per group and takes one SFT step on the kept traces (an online round per step)."""
   c = ConfigDict()
-  c.selection = "max_progress"  # correct traces of maximal progress in their group; ties: shorter
+  # per group, the correct trace whose J curve has the least normalized regret (the area above
+  # it, as evaluation measures it); ties: fewer tokens. "any_correct": the shortest correct one
+  c.selection = "min_regret"  # see the two lines above
   return c
 
 

@@ -44,10 +44,11 @@ import numpy as np
 
 from mrt_jax.config_defaults import TERMINATION_SUFFIX
 
-# Closes the thinking of a natural (unforced) trace. The blank line before "</think>" ends the
-# last block like every other one, so the choice between stopping ("</think>", answer segment)
-# and re-checking ("Wait", a block of zero progress) is the first token after it, and MRT's
-# progress term credits neither choice with the progress of the block before.
+# Closes the thinking of a natural (unforced) trace. Like the blank line before each "Wait", the
+# one before "</think>" starts what follows it (the segmenter cuts at a separator's first
+# token), so the choice between stopping (the answer segment) and re-checking ("Wait", a block of
+# zero progress) lies in the segment it decides, and MRT's progress term credits neither choice
+# with the progress of the block before.
 THINK_END = "\n\n</think>\n\n"
 _CLUE_RE = re.compile(r"^Wait, clue: (.*)$", re.MULTILINE)
 # Group 1: the part of a block's clue line copied from the prompt (letters and period).
@@ -160,8 +161,9 @@ def left_mask(problem: Record, left: str) -> str:
 class Completion(NamedTuple):
   """A completion in three parts, tokenized separately to match how probes are built.
 
-  thinking: the blocks (a forced prefix keeps each block's trailing blank line, as the token
-    boundary b_j does); closing: `THINK_END` or the termination suffix; answer: "\\boxed{X}".
+  thinking: the blocks, joined by blank lines (a forced prefix ends with the last block's text,
+    before its blank line, as the token boundary b_j does); closing: `THINK_END` or the
+    termination suffix (each starts with the blank line); answer: "\\boxed{X}".
   """
   thinking: str
   closing: str
@@ -198,7 +200,7 @@ def forced_completion(problem: Record, clue_order: Sequence[int], num_blocks: in
   The guess is uniform over the candidates left, so its expected reward is
   `oracle_success(problem, clue_order)[num_blocks]`.
   """
-  thinking = "".join(block_text(problem, clue_order, j) + "\n\n" for j in range(num_blocks))
+  thinking = "\n\n".join(block_text(problem, clue_order, j) for j in range(num_blocks))
   left = remaining(problem, clue_order[:num_blocks])
   return Completion(thinking, termination_suffix, f"\\boxed{{{left[rng.integers(len(left))]}}}")
 

@@ -2,9 +2,11 @@
 
 Forcing at a cut (`forced_success`). The meta-prover μ (docs/method.md) at a cut c of a trace is
 the policy fed the prompt, the first c thinking tokens and the termination suffix, decoding a
-short answer; J = the mean verdict of its m probes. The probes fork the trace's KV cache in place
-(`Sampler.fork`): nothing is re-prefilled. Cuts repeated within a trace (e.g. every budget past
-the end of thinking lands on the end of thinking) are probed once and share their estimate.
+short answer; J = the mean verdict of its m probes, or with `eval.j_estimator = "likelihood"`
+the probability that it writes the reference answer (`mrt_jax.mrt.meta_prover`: no probe noise
+in the curves). Either way the cuts fork the trace's KV cache in place: nothing is re-prefilled.
+Cuts repeated within a trace (e.g. every budget past the end of thinking lands on the end of
+thinking) are probed once and share their estimate.
 
 Extension beyond the trained budget (`extend_thinking`), s1-style budget forcing with "Wait":
   1. start from the trace's own thinking (the tokens before its end-of-thinking tag);
@@ -27,31 +29,37 @@ Letters: B trunk rows (traces), U cuts of one trace, M probes per cut (the paper
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from mrt_jax.sampling import FINISH_STOP, Probe, Sampler
+from mrt_jax.mrt.meta_prover import J_ESTIMATORS, AnswerTemplate, Cuts, ProverSettings
+from mrt_jax.sampling import FINISH_STOP, Sampler
 
-# (trunk row of each probe sample, texts, token ids) -> verdicts in [0, 1].
-Judge = Callable[[Sequence[int], Sequence[str], Sequence[Sequence[int]]], np.ndarray]
+# (the problem record of each answer, texts, token ids) -> verdicts in [0, 1].
+Judge = Callable[[Sequence[Mapping[str, Any]], Sequence[str], Sequence[Sequence[int]]],
+                 np.ndarray]
 
 
 @dataclasses.dataclass(frozen=True)
 class ProbeSettings:
-  """How the meta-prover μ answers at a cut (config `probe.*`)."""
+  """How the meta-prover μ answers at a cut (config `probe.*`, `eval.j_estimator`)."""
   suffix_tokens: tuple[int, ...]   # the termination suffix, tokenized (ends the thinking)
-  num_probes: int                  # m probes per cut
+  num_probes: int                  # m probes per cut (sampled)
   max_answer_len: int              # tokens a probe may write after the suffix
   temperature: float
   top_p: float
   stop_token_ids: tuple[int, ...]  # end of sequence
+  estimator: str = "sampled"       # J estimator (`mrt_jax.mrt.meta_prover.J_ESTIMATORS`)
+  answer: AnswerTemplate | None = None  # the reference answer (likelihood)
 
 
 def forced_success(sampler: Sampler, params, trunk, prompt_lens: Sequence[int],
                    cuts: Sequence[Sequence[int]], settings: ProbeSettings, judge: Judge,
-                   decode: Callable[[Sequence[int]], str], seed: int) -> list[np.ndarray]:
-  """J at every cut of every trunk row: the mean verdict of m forced-answer probes.
+                   decode: Callable[[Sequence[int]], str], seed: int,
+                   records: Sequence[Mapping[str, Any]] | None = None) -> list[np.ndarray]:
+  """J at every cut of every trunk row, by the estimator `settings.estimator` names: the mean
+  verdict of m forced-answer probes, or the likelihood of the reference answer.
 
   Args:
     sampler: the sampler holding the model.
@@ -60,28 +68,28 @@ def forced_success(sampler: Sampler, params, trunk, prompt_lens: Sequence[int],
       (`generate(..., keep_cache=True)` or `Sampler.prefill`).
     prompt_lens: [B] prompt length of each trunk row; cuts are offsets after it.
     cuts: per trunk row, thinking-token offsets to force an answer at (0 = empty thinking).
-    settings: the probes' suffix and sampling.
-    judge: verdicts of the probes' texts (suffix + answer), given each probe's trunk row.
+    settings: the probes' suffix, sampling and estimator.
+    judge: verdicts of the probes' texts (suffix + answer), given each probe's record.
     decode: token ids -> text.
     seed: probe sampling seed.
+    records: [B] the problem record of each trunk row (the likelihood estimator reads its
+      "answer"); None = empty records.
 
   Returns:
     Per trunk row, float64 [U] J at its cuts (in the order given).
   """
   unique = [sorted(set(int(c) for c in row)) for row in cuts]
-  probes = [Probe(r, prompt_lens[r] + c, settings.suffix_tokens, settings.num_probes)
-            for r, row in enumerate(unique) for c in row]
-  if not probes:
+  sources = [r for r, row in enumerate(unique) for _ in row]
+  if not sources:
     return [np.zeros(0) for _ in cuts]
-  out = sampler.fork(params, trunk, probes, max_new_tokens=settings.max_answer_len,
-                     temperature=settings.temperature, top_p=settings.top_p,
-                     stop_token_ids=settings.stop_token_ids, seed=seed)
-  suffix = list(settings.suffix_tokens)
-  suffix_text = decode(suffix)
-  rows = [p.source for p in probes for _ in range(settings.num_probes)]
-  verdicts = judge(rows, [suffix_text + decode(t) for t in out.tokens],
-                   [suffix + list(t) for t in out.tokens])
-  j_probe = np.asarray(verdicts, np.float64).reshape(len(probes), settings.num_probes).mean(-1)
+  records = [{} for _ in cuts] if records is None else records
+  where = Cuts(sources, [prompt_lens[r] + c for r, row in enumerate(unique) for c in row],
+               [records[r] for r in sources])
+  prover = ProverSettings(settings.suffix_tokens, settings.num_probes, settings.max_answer_len,
+                          settings.temperature, settings.top_p, settings.stop_token_ids,
+                          settings.answer)
+  j_probe, _ = J_ESTIMATORS[settings.estimator].fn(sampler, params, trunk, where, prover, judge,
+                                                   decode, seed)
   success, i = [], 0
   for row_cuts, row_unique in zip(cuts, unique):
     by_cut = dict(zip(row_unique, j_probe[i:i + len(row_unique)]))

@@ -25,6 +25,9 @@ Config fields: the `eval` block of `config_defaults.base` (each commented there)
 mean the documented default: eval.num_problems 0 = all, eval.k_values () = powers of 2 <= n,
 eval.max_new_tokens 0 = rollout.max_completion_len, eval.extrapolation_budgets () = no
 extrapolation.
+eval.j_estimator "likelihood" scores the reference answer at every cut instead of
+sampling m probes, so the J(c) curves and regrets carry no probe noise
+(`mrt_jax.mrt.meta_prover`).
 
 Letters: P problems, R samples per problem, C budget-grid points (0 and eval.budgets),
 N1 boundaries of a trace, H horizons, E extrapolation budgets.
@@ -44,6 +47,7 @@ from mrt_jax.data.pipeline import render_problem
 from mrt_jax.data.sources import load_records
 from mrt_jax.data.split import split_records
 from mrt_jax.evaluation import budget, metrics, plots, regret, report
+from mrt_jax.mrt.meta_prover import check_estimator, prover_answer
 from mrt_jax.mrt.segment import SegmentConfig, segment
 from mrt_jax.rewards import pool_for, verify_batch
 from mrt_jax.sampling import FINISH_STOP, Sampler
@@ -133,7 +137,8 @@ def _model(config, sampler, params, model_config, tokenizer, s: EvalSettings) ->
       probe=budget.ProbeSettings(
           encode(config.probe.termination_suffix), _eval_probes(config),
           int(config.probe.max_answer_len), float(config.probe.temperature),
-          float(config.probe.top_p), tuple(dict.fromkeys(stop_ids))),
+          float(config.probe.top_p), tuple(dict.fromkeys(stop_ids)), _j_estimator(config),
+          prover_answer(config, tokenizer, "eval.j_estimator", _j_estimator(config))),
       seg=task.segment_config(config), verifier=config.reward.verifier,
       extract_answer=task.answer_extractor(config.reward.verifier),
       pool=pool_for(config.reward.verifier, config.reward.num_workers, config.reward.timeout_s))
@@ -168,11 +173,10 @@ def problem_records(records: Sequence[Mapping[str, Any]], problem_field: str, an
   return out
 
 
-def _judge(m: _Model, records: Sequence[dict], per_row: int, counts: dict):
-  """A `budget.Judge` over trunk rows laid out prompt-major, `per_row` rows per record."""
-  def judge(rows, texts, ids):
-    verdicts, stats = verify_batch(m.verifier, [records[r // per_row] for r in rows], texts, ids,
-                                   pool=m.pool)
+def _judge(m: _Model, counts: dict):
+  """A `budget.Judge` that counts the verifier's failures."""
+  def judge(records, texts, ids):
+    verdicts, stats = verify_batch(m.verifier, records, texts, ids, pool=m.pool)
     counts["verifier_errors"] += stats["errors"]
     counts["verifier_timeouts"] += stats["timeouts"]
     return verdicts
@@ -195,19 +199,21 @@ def _run_batch(m: _Model, s: EvalSettings, records, prompts, seed: int, counts) 
   traces = []
   for i, (tokens, reason) in enumerate(zip(out.tokens, out.finish_reasons)):
     stopped = reason == FINISH_STOP and tokens and tokens[-1] in m.stop_ids
-    body = tokens[:-1] if stopped else tokens  # The stop token is neither thinking nor a cut.
-    seg = segment(body, decode_one, m.seg)
+    body = tokens[:-1] if stopped else tokens
+    # Segmented as in training: the stop token is neither thinking nor a cut.
+    seg = segment(tokens, decode_one, m.seg, m.stop_ids)
     traces.append(dict(
         problem=i // n, sample=i % n, tokens=tokens, text=texts[i], verdict=float(verdicts[i]),
         answer=m.extract_answer(texts[i]), finish=reason,
         think_end=seg.think_end, boundaries=[0, *seg.boundaries],
         ended=reason == FINISH_STOP or seg.think_end < len(body),
         budget_cuts=[min(c, seg.think_end) for c in (0, *s.budgets)]))
-  judge = _judge(m, records, n, counts)
+  judge = _judge(m, counts)
   prompt_lens = [len(p) for p in prompts for _ in range(n)]
+  row_records = [r for r in records for _ in range(n)]
   cuts = [t["budget_cuts"] + t["boundaries"] for t in traces]
   success = budget.forced_success(m.sampler, m.params, out.cache, prompt_lens, cuts, m.probe,
-                                  judge, m.decode, seed + 1)
+                                  judge, m.decode, seed + 1, row_records)
   C = len(s.budgets) + 1
   for t, j in zip(traces, success):
     t["j_budgets"], t["j_boundaries"] = j[:C], j[C:]
@@ -221,7 +227,7 @@ def _run_batch(m: _Model, s: EvalSettings, records, prompts, seed: int, counts) 
     trunk = m.sampler.prefill(m.params, [r + th for r, th in zip(rows, ext.thinking)])
     ext_cuts = [[min(b, len(th)) for b in s.extrapolation_budgets] for th in ext.thinking]
     ext_j = budget.forced_success(m.sampler, m.params, trunk, prompt_lens, ext_cuts, m.probe,
-                                  judge, m.decode, seed + 3)
+                                  judge, m.decode, seed + 3, row_records)
     for t, c, j, w in zip(traces, ext_cuts, ext_j, ext.waits):
       t.update(ext_cuts=c, j_ext=j, waits=int(w))
   return traces
@@ -287,11 +293,19 @@ def _extrapolation(traces: list[dict], s: EvalSettings, trained_j: float) -> dic
       "keeps_rising": bool(np.all(np.diff(accuracy) >= 0) and accuracy[-1] > accuracy[0])}
 
 
+def _j_estimator(config) -> str:
+  """How J(c) is estimated at the cuts: eval.j_estimator (checked)."""
+  name = str(config.eval.j_estimator)
+  check_estimator(name, "config.eval.j_estimator")
+  return name
+
+
 def _eval_probes(config) -> int:
   """m of the budget-forced probes: eval.num_probes, else probe.num_probes (GRPO runs train
-  without probes, probe.num_probes = 0, yet their evaluation still measures J(c))."""
+  without probes, probe.num_probes = 0, yet their evaluation still measures J(c)). Not read by
+  the likelihood estimator."""
   m = int(config.eval.num_probes or config.probe.num_probes)
-  if m < 1:
+  if m < 1 and _j_estimator(config) == "sampled":
     raise ValueError("eval.num_probes and probe.num_probes are both 0; J(c) needs m >= 1 "
                      "forced-answer probes per cut (set --config.eval.num_probes)")
   return m
@@ -365,8 +379,8 @@ def render(tokenizer, record: Mapping[str, Any], data, source: str) -> list[int]
   """The generation prompt of a problem, rendered as in training from the config's `data`
   block; longer than data.max_prompt_len is an error."""
   prompt = render_problem(tokenizer, record["problem"],
-                          prompt_template=data.get("prompt_template", "{problem}"),
-                          system=data.get("system", None), thinking_opener=data.thinking_opener)
+                          prompt_template=data.prompt_template,
+                          system=data.system, thinking_opener=data.thinking_opener)
   max_prompt_len = data.max_prompt_len
   if len(prompt) > max_prompt_len:
     raise ValueError(f"{source}: problem {record['id']!r} renders to {len(prompt)} prompt tokens; "

@@ -27,6 +27,8 @@ Progress normalizations (mrt only), in `PROGRESS_NORMS`; statistics over the blo
   standardize  p̃ = (p − mean_g p) / (std_g p + ε), `std` as for the outcome: the step-reward
                normalization of DeepSeekMath's process supervision (Shao et al. 2024, §4.1.3)
                applied per block, not summed over later steps (progress already is an advantage).
+  termination, termination_dense  (the MRT authors' released RL recipe) GRPO's group baseline
+              replaced by the reward of forcing the answer at the prefix (`termination_estimator`).
   mrt_prefix  (the paper's stale-prefix variant) a group is the G rollouts sampled from ONE
               prefix (the prefix is part of the prompt, so its tokens are not in the completion);
               `terminated[i]` marks the rollouts that were forced to answer right after the
@@ -34,7 +36,7 @@ Progress normalizations (mrt only), in `PROGRESS_NORMS`; statistics over the blo
               terminated rollouts, the reward is r'_i = r_i + α·(r_i − J̄_term) for a continuing
               rollout and r'_i = r_i for a terminated one; the advantage is `outcome_norm` of r'
               on every token. `progress` and `token_block_ids` are not read. Every group needs at
-              least one terminated rollout (else J̄_term, and the group's advantages, are NaN).
+              least one terminated rollout (a group without one is an error).
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ class EstimatorInputs(NamedTuple):
   block_ids_BxT: jax.Array  # int32
   terminated_B: jax.Array   # bool
   mask_BxT: jax.Array       # bool, the tokens that are trained
+  success_BxN1: jax.Array   # J_0..J_N of the meta-prover (termination estimators; else zeros)
   alpha: jax.Array          # scalar α
   eps: jax.Array            # scalar ε
 
@@ -212,13 +215,49 @@ def mrt_prefix_estimator(x: EstimatorInputs, cfg: AdvantageConfig) -> jax.Array:
   return _per_token(a_B, x.block_ids_BxT.shape[1])
 
 
+def termination_estimator(x: EstimatorInputs, cfg: AdvantageConfig) -> jax.Array:
+  """A_{i,t} = r_i − J_{i,0}: the outcome against forcing the answer with no thinking.
+
+  The MRT authors' released RL recipe (Qu et al. 2025, "Optimizing Test-Time Compute via Meta
+  Reinforcement Fine-Tuning"; public instructions in CMU-AIRe/MRT, train/rl/README.md) replaces
+  GRPO's group baseline with a termination baseline, A = R − R_termination, where
+  R_termination is the reward of forcing the answer at the prefix (the meta-prover's J there).
+  From the prompt, the prefix is the empty thinking: R_termination = J_0. No group statistic
+  is used, so `outcome_norm`, ε and `std` are not read.
+  """
+  del cfg
+  B, T = x.block_ids_BxT.shape
+  return _per_token(x.outcome_B - x.success_BxN1[:, 0], T)
+
+
+def termination_dense_estimator(x: EstimatorInputs, cfg: AdvantageConfig) -> jax.Array:
+  """A_{i,t} = r_i − J_{i,j−1} for a token in block j; r_i − J_{i,N} on the answer segment.
+
+  The termination baseline of `termination_estimator` taken at every block boundary: a token of
+  block j is judged against forcing the answer just before its block began (the prefix it
+  continues), the answer segment against forcing it at the end of thinking b_N.
+  """
+  del cfg
+  B, N1 = x.success_BxN1.shape
+  num_blocks_Bx1 = jnp.max(jnp.where(x.mask_BxT, x.block_ids_BxT, 0), axis=1, keepdims=True)
+  # Block j reads column j − 1; the answer segment (id 0) reads the row's last block's column.
+  col_BxT = jnp.where(x.block_ids_BxT > 0, x.block_ids_BxT - 1, num_blocks_Bx1)
+  j_BxT = jnp.take_along_axis(x.success_BxN1, col_BxT, axis=1, mode="fill", fill_value=jnp.nan)
+  return x.outcome_B.reshape(B, 1) - j_BxT
+
+
 ESTIMATORS: dict[str, Callable[[EstimatorInputs, AdvantageConfig], jax.Array]] = {
     "grpo": _outcome_estimator("grpo"),
     "dr_grpo": _outcome_estimator("dr_grpo"),
     "rloo": _outcome_estimator("rloo"),
     "mrt": mrt_estimator,
     "mrt_prefix": mrt_prefix_estimator,
+    "termination": termination_estimator,
+    "termination_dense": termination_dense_estimator,
 }
+
+# Estimators that read the meta-prover's J (or the progress made of it).
+NEEDS_J = frozenset({"mrt", "termination", "termination_dense"})
 
 
 @functools.partial(jax.jit, static_argnames=("estimator", "cfg"))
@@ -236,7 +275,7 @@ def _check_shape(name: str, x, expected: tuple[int | None, ...], meaning: str) -
 def mrt_advantages(outcome, progress, token_block_ids, token_mask, *, group_size: int,
                    alpha: float, estimator: str = "mrt", eps: float = 1e-6,
                    std: str = "unbiased", outcome_norm: str = "grpo",
-                   progress_norm: str = "none", terminated=None) -> jax.Array:
+                   progress_norm: str = "none", terminated=None, success=None) -> jax.Array:
   """Per-token advantages for a group-major batch of rollouts (jitted; numpy inputs are fine).
 
   Args:
@@ -252,6 +291,8 @@ def mrt_advantages(outcome, progress, token_block_ids, token_mask, *, group_size
     outcome_norm: "grpo", "dr_grpo" or "rloo": how mrt and mrt_prefix normalize the outcome.
     progress_norm: "none", "center" or "standardize": how mrt normalizes progress in a group.
     terminated: bool [B], mrt_prefix only: rollouts forced to answer right after the prefix.
+    success: f32 [B, N+1] the meta-prover's J_0..J_N at each rollout's boundaries (columns past
+      a row's N are not read), termination estimators only.
 
   Returns:
     f32 [B, T] advantages, exactly 0 where `token_mask` is False.
@@ -282,11 +323,27 @@ def mrt_advantages(outcome, progress, token_block_ids, token_mask, *, group_size
       b, t = np.argwhere(bad)[0]
       raise ValueError(f"token_block_ids[{b}, {t}]={token_block_ids[b, t]} is outside [0, N] "
                        f"with N={progress.shape[1]} blocks in progress")
+  needs_success = estimator in ("termination", "termination_dense")
+  if (success is None) == needs_success:
+    raise ValueError(f"success is {'missing' if success is None else 'given'}; expected it "
+                     "exactly when estimator is 'termination' or 'termination_dense'")
+  if success is None:
+    success = np.zeros((B, progress.shape[1] + 1), np.float32)
+  _check_shape("success", success, (B, progress.shape[1] + 1),
+               f"[B, N+1]={(B, progress.shape[1] + 1)} like progress [B, N]")
   if terminated is None:
     terminated = np.zeros((B,), bool)
   _check_shape("terminated", terminated, (B,), f"[B] with B={B} like outcome")
+  if estimator == "mrt_prefix" and not isinstance(terminated, jax.core.Tracer):
+    none_PxG = ~np.asarray(terminated, bool).reshape(B // group_size, group_size).any(axis=1)
+    if none_PxG.any():
+      raise ValueError(f"terminated: group {int(np.argmax(none_PxG))} (rows "
+                       f"{int(np.argmax(none_PxG)) * group_size}..."
+                       f"{(int(np.argmax(none_PxG)) + 1) * group_size - 1}) has no terminated "
+                       "rollout; mrt_prefix needs at least one per group (its J_term baseline)")
   mask = jnp.asarray(token_mask) != 0
   x = EstimatorInputs(jnp.asarray(outcome, jnp.float32), jnp.asarray(progress, jnp.float32),
                       jnp.asarray(token_block_ids, jnp.int32), jnp.asarray(terminated) != 0,
-                      mask, jnp.asarray(alpha, jnp.float32), jnp.asarray(eps, jnp.float32))
+                      mask, jnp.asarray(success, jnp.float32), jnp.asarray(alpha, jnp.float32),
+                      jnp.asarray(eps, jnp.float32))
   return _advantages(x, estimator=estimator, cfg=cfg)

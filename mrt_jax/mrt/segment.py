@@ -7,8 +7,8 @@ on (the end-of-thinking tag and the answer) form the answer segment, block id 0.
 Letters (added to the legend of `mrt_jax.models.config`): T completion tokens, N blocks (the paper's
 K; K already names kv heads), N1 = N + 1 boundaries b_0..b_N.
 
-Segmenters are registered by name in `SEGMENTERS`; each maps per-token text pieces and a
-`SegmentConfig` to a `Segmentation`:
+Segmenters are registered by name in `SEGMENTERS`; each maps per-token text pieces, a
+`SegmentConfig` and the number of tokens that may be thinking to a `Segmentation`:
 - `paragraph` (default; the paper's analysis code): the thinking text is split into paragraphs on
   blank lines; a paragraph that starts with a restart marker ("Wait", "Alternatively", ...) opens a
   new episode unless the current episode has fewer than `min_paragraphs` paragraphs.
@@ -16,13 +16,25 @@ Segmenters are registered by name in `SEGMENTERS`; each maps per-token text piec
 Both then group `episodes_per_block` consecutive episodes into one block and keep at most
 `max_blocks` blocks (the last kept block runs to the end of thinking).
 
-Token-space rule. The text is the concatenation of the per-token pieces, so every character has
-an owning token and markers or blank lines that straddle token boundaries are found like any
-other text. A paragraph starting at character c opens its block at the FIRST TOKEN WHOSE TEXT
-STARTS AT OR AFTER c (so a token such as ".\\n\\n" stays in the block it ends). The end of thinking
-is the token that CONTAINS the first character of the end-of-thinking tag, so the thinking prefix
-[0, b_N) never holds part of the tag and a probe can append its termination suffix to it. Two
-episode starts that land on the same token merge; a start at token 0 or at b_N is dropped.
+Token-space rule: a boundary sits at the token where the trace commits to what follows.
+Before a new episode the trace writes a separator and a restart marker ("\\n\\nWait"); to stop
+it writes the end-of-thinking tag, usually after whitespace ("\\n\\n</think>"); the
+meta-prover's termination suffix starts with its own blank line. With BPE the same blank line is
+tokenized differently in each case (one token "\\n\\n" before "</think>", two before "Wait",
+or merged with the period before it, ".\\n\\n" against ".\\n"), so the first token at which
+"continue with a new episode" and "stop thinking" differ is the token holding the FIRST
+CHARACTER OF THE SEPARATOR (the whitespace run before the paragraph, or before the tag). Every
+boundary is placed at that token, so:
+- the decision token belongs to the block that follows, whose progress the decision determines
+  (the block after a boundary; the answer segment after b_N);
+- the thinking prefix [0, b_j) holds no part of the separator, and prefix + termination suffix
+  reads as text with one blank line, not two.
+The text is the concatenation of the per-token pieces, so every character has an owning token
+and markers or separators that straddle token boundaries are found like any other text. The
+end of thinking is the first end-of-thinking tag (`end_of_thinking`, shared with the verifiers'
+answer extraction and evaluation). A trailing stop token (end of sequence) is never thinking:
+without a tag, the thinking ends before it. Two episode starts that land on the same token
+merge; a start at token 0 or at b_N is dropped.
 """
 
 from __future__ import annotations
@@ -110,40 +122,65 @@ def token_pieces(token_ids: Sequence[int],
 
 
 def segment(token_ids: Sequence[int], decode: Callable[[int], str] | Sequence[str],
-            config: SegmentConfig | None = None) -> Segmentation:
+            config: SegmentConfig | None = None,
+            stop_token_ids: Sequence[int] = ()) -> Segmentation:
   """Segments one completion into blocks with the segmenter named by `config.method`.
 
   Args:
     token_ids: the completion's token ids (without the prompt).
     decode: a callable `token_id -> text piece`, or the list of per-token pieces.
     config: segmentation settings; None means `SegmentConfig()`.
+    stop_token_ids: end-of-sequence tokens; a completion ending with one keeps it out of the
+      thinking (it is never part of a block).
 
   Returns:
     The completion's `Segmentation`.
   """
   config = SegmentConfig() if config is None else config
-  return SEGMENTERS[config.method](token_pieces(token_ids, decode), config)
+  num_thinking = len(token_ids) - int(bool(len(token_ids)) and
+                                      int(token_ids[-1]) in set(stop_token_ids))
+  return SEGMENTERS[config.method](token_pieces(token_ids, decode), config, num_thinking)
+
+
+def end_of_thinking(text: str, think_close: str) -> int:
+  """Character offset where the thinking ends: the FIRST end-of-thinking tag, or -1 if none.
+
+  The one rule for "end of thinking" that the segmenter, the verifiers' answer extraction
+  (`mrt_jax.rewards.answer_segment`) and evaluation share: once the model closes its thinking,
+  everything after is answer, a second tag included.
+  """
+  return text.find(think_close) if think_close else -1
 
 
 class _Text(NamedTuple):
   """The decoded completion and the start character of every token."""
   text: str
   starts_T: list[int]     # character offset where token t's piece starts
-  think_end_char: int
+  think_end_char: int     # where the thinking text ends (the tag, or the end)
   think_end: int          # token offset of the end of thinking
 
+  def owner(self, char: int) -> int:
+    """The token containing character `char` (the last token starting at or before it)."""
+    return bisect.bisect_right(self.starts_T, char) - 1
 
-def _decoded(pieces: Sequence[str], config: SegmentConfig) -> _Text:
+
+def _decoded(pieces: Sequence[str], config: SegmentConfig, num_thinking: int) -> _Text:
+  """`num_thinking`: the tokens that may be thinking (all but a trailing stop token)."""
   starts_T, offset = [], 0
   for piece in pieces:
     starts_T.append(offset)
     offset += len(piece)
   text = "".join(pieces)
-  tag_char = text.find(config.end_think) if config.end_think else -1
+  tag_char = end_of_thinking(text[:starts_T[num_thinking] if num_thinking < len(pieces)
+                                   else len(text)], config.end_think)
   if tag_char < 0:
-    return _Text(text, starts_T, len(text), len(pieces))
-  # The token containing the tag's first character (the last token starting at or before it).
-  return _Text(text, starts_T, tag_char, bisect.bisect_right(starts_T, tag_char) - 1)
+    return _Text(text, starts_T, starts_T[num_thinking] if num_thinking < len(pieces)
+                 else len(text), num_thinking)
+  # The thinking ends with the whitespace before the tag: the token holding its first
+  # character is where stopping starts (module docstring).
+  ws_char = len(text[:tag_char].rstrip())
+  d = _Text(text, starts_T, ws_char, 0)
+  return d._replace(think_end=d.owner(ws_char) if ws_char < tag_char else d.owner(tag_char))
 
 
 def _starts_marker(paragraph: str, markers: tuple[str, ...]) -> bool:
@@ -165,33 +202,39 @@ def _blocks(episode_starts: Sequence[int], think_end: int, num_tokens: int,
   return Segmentation(tuple(starts[1:]) + (think_end,), think_end, num_tokens)
 
 
-def segment_paragraphs(pieces: Sequence[str], config: SegmentConfig) -> Segmentation:
-  """Blank-line paragraphs, new episode at a restart marker once `min_paragraphs` are reached."""
-  d = _decoded(pieces, config)
+def segment_paragraphs(pieces: Sequence[str], config: SegmentConfig,
+                       num_thinking: int | None = None) -> Segmentation:
+  """Blank-line paragraphs, new episode at a restart marker once `min_paragraphs` are reached.
+
+  An episode opens at the token holding the first character of the separator before its
+  paragraph (module docstring). `num_thinking`: tokens that may be thinking (default all).
+  """
+  d = _decoded(pieces, config, len(pieces) if num_thinking is None else num_thinking)
   thinking = d.text[:d.think_end_char]
-  para_starts = [0] + [m.end() for m in re.finditer(config.paragraph_separator, thinking)]
-  ends = para_starts[1:] + [len(thinking)]
+  separators = [(0, 0)] + [m.span() for m in re.finditer(config.paragraph_separator, thinking)]
+  ends = [a for a, _ in separators[1:]] + [len(thinking)]
   episode_chars, count = [], 0
-  for start, end in zip(para_starts, ends):
+  for (sep_start, start), end in zip(separators, ends):
     paragraph = thinking[start:end]
     if not paragraph.strip():
       continue  # whitespace-only text (before the first or after the last paragraph)
     if count >= config.min_paragraphs and _starts_marker(paragraph, config.markers):
-      episode_chars.append(start)
+      episode_chars.append(sep_start)
       count = 0
     count += 1
-  episode_starts = [bisect.bisect_left(d.starts_T, c) for c in episode_chars]
-  return _blocks(episode_starts, d.think_end, len(pieces), config)
+  return _blocks([d.owner(c) for c in episode_chars], d.think_end, len(pieces), config)
 
 
-def segment_fixed_chunks(pieces: Sequence[str], config: SegmentConfig) -> Segmentation:
+def segment_fixed_chunks(pieces: Sequence[str], config: SegmentConfig,
+                         num_thinking: int | None = None) -> Segmentation:
   """An episode every `chunk_tokens` thinking tokens."""
-  think_end = _decoded(pieces, config).think_end
+  think_end = _decoded(pieces, config,
+                       len(pieces) if num_thinking is None else num_thinking).think_end
   starts = range(config.chunk_tokens, think_end, config.chunk_tokens)
   return _blocks(starts, think_end, len(pieces), config)
 
 
-SEGMENTERS: dict[str, Callable[[Sequence[str], SegmentConfig], Segmentation]] = {
+SEGMENTERS: dict[str, Callable[..., Segmentation]] = {
     "paragraph": segment_paragraphs,
     "fixed_chunk": segment_fixed_chunks,
 }

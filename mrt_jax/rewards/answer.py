@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from mrt_jax.mrt.segment import end_of_thinking
+
 THINK_CLOSE = "</think>"
 _BOXED = "\\boxed{"
 
 
 def answer_segment(text: str, *, whole_text_if_unclosed: bool = False,
                    think_close: str = THINK_CLOSE) -> str | None:
-  """The text after the LAST end-of-thinking tag.
+  """The text after the end of thinking: the first end-of-thinking tag, the rule the segmenter
+  and evaluation share (`mrt_jax.mrt.segment.end_of_thinking`).
 
   Args:
     text: a completion.
@@ -20,7 +23,7 @@ def answer_segment(text: str, *, whole_text_if_unclosed: bool = False,
   Returns:
     The answer text, or None when there is none to grade.
   """
-  cut = text.rfind(think_close)
+  cut = end_of_thinking(text, think_close)
   if cut < 0:
     return text if whole_text_if_unclosed else None
   return text[cut + len(think_close):]

@@ -10,6 +10,8 @@ temperature-scaled model distribution *before* suppression and top-k/top-p trunc
 what the learner recomputes from a forward pass (truncation is a property of the sampler, not of
 the policy, and truncated tokens would get -inf). Greedy decoding (T = 0) reports
 log softmax(logits). Forced tokens get their log-prob under the same distribution.
+`drawn_logprob` gives the other quantity, the log-probability of the draw itself (truncation
+and suppression applied): what teacher-forced scoring (`score.py`) needs.
 
 Extra letters (beyond `mrt_jax.models.config`): X stop sequences, W stop window (the longest
 stop sequence), N new-token buffer.
@@ -241,6 +243,19 @@ def _argmax(x_BxV: jax.Array) -> jax.Array:
   return jnp.min(jnp.where(at_max_BxV, jnp.arange(V, dtype=jnp.int32), V), axis=-1)
 
 
+def _kept(logits_BxV: jax.Array, rules: RuleArrays):
+  """What `choose` draws from: the scaled logits, the allowed ones (suppression applied),
+  their unnormalized weights exp(allowed - max), and the tokens kept by top-k/top-p."""
+  logits_BxV = logits_BxV.astype(jnp.float32)
+  t = rules.temperature
+  scaled_BxV = logits_BxV / jnp.where(t > 0, t, 1.0)
+  allowed_BxV = jnp.where(rules.suppress_V[None, :], -jnp.inf, scaled_BxV)
+  weights_BxV = jnp.exp(allowed_BxV - jnp.max(allowed_BxV, axis=-1, keepdims=True))
+  keys_BxV = _order_keys(allowed_BxV)
+  cut_B = _nucleus_cut(keys_BxV, weights_BxV, rules.top_k, rules.top_p)
+  return scaled_BxV, allowed_BxV, weights_BxV, keys_BxV >= cut_B[:, None]
+
+
 def choose(logits_BxV: jax.Array, rules: RuleArrays, row_keys_B: jax.Array,
            step: jax.Array) -> tuple[jax.Array, jax.Array]:
   """Next token of each row at generated index `step`, and its log-prob (module docstring).
@@ -250,22 +265,36 @@ def choose(logits_BxV: jax.Array, rules: RuleArrays, row_keys_B: jax.Array,
   computed and one is selected (no `lax.cond`: XLA:CPU's conditional costs more than the
   sampling it would skip); top-k/top-p cost nothing when switched off (`_largest_cut`).
   """
-  logits_BxV = logits_BxV.astype(jnp.float32)
   t = rules.temperature
-  scaled_BxV = logits_BxV / jnp.where(t > 0, t, 1.0)
+  scaled_BxV, allowed_BxV, weights_BxV, kept_BxV = _kept(logits_BxV, rules)
   logsumexp_B = jax.nn.logsumexp(scaled_BxV, axis=-1)
-  allowed_BxV = jnp.where(rules.suppress_V[None, :], -jnp.inf, scaled_BxV)
-  weights_BxV = jnp.exp(allowed_BxV - jnp.max(allowed_BxV, axis=-1, keepdims=True))
-  keys_BxV = _order_keys(allowed_BxV)
-  cut_B = _nucleus_cut(keys_BxV, weights_BxV, rules.top_k, rules.top_p)
   step_keys_B = jax.vmap(jax.random.fold_in, (0, None))(row_keys_B, step)
-  sampled_B = inverse_cdf_sample(step_keys_B,
-                                 jnp.where(keys_BxV >= cut_B[:, None], weights_BxV, 0.0))
+  sampled_B = inverse_cdf_sample(step_keys_B, jnp.where(kept_BxV, weights_BxV, 0.0))
   token_B = jnp.where(t > 0, sampled_B, _argmax(allowed_BxV))
   forced = rules.forced_N.at[step].get(mode="fill", fill_value=-1)
   token_B = jnp.where(forced >= 0, forced, token_B)
   logprob_B = jnp.take_along_axis(scaled_BxV, token_B[:, None], axis=-1)[:, 0] - logsumexp_B
   return token_B, logprob_B
+
+
+def drawn_logprob(logits_BxV: jax.Array, rules: RuleArrays, token_B: jax.Array) -> jax.Array:
+  """log P(`choose` draws token_B[b]): the distribution the sampler draws from, truncation
+  and suppression included (unlike the log-prob `choose` reports, module docstring).
+
+  With T > 0: log(w_v / sum of the kept w), w = exp(allowed - max), -inf for a token that
+  top-k/top-p or suppression removes. Greedy (T = 0): 0 for the argmax (the first maximum, as
+  `choose` takes), -inf for every other token. Forcing is not applied: the caller scores the
+  tokens it gives.
+  """
+  _, allowed_BxV, weights_BxV, kept_BxV = _kept(logits_BxV, rules)
+  token_Bx1 = token_B[:, None]
+  kept_B = jnp.take_along_axis(kept_BxV, token_Bx1, axis=-1)[:, 0]
+  top_B = jnp.max(allowed_BxV, axis=-1)
+  mass_B = jnp.sum(jnp.where(kept_BxV, weights_BxV, 0.0), axis=-1)
+  sampled_B = jnp.take_along_axis(allowed_BxV, token_Bx1, axis=-1)[:, 0] - top_B - jnp.log(mass_B)
+  sampled_B = jnp.where(kept_B, sampled_B, -jnp.inf)
+  greedy_B = jnp.where(token_B == _argmax(allowed_BxV), 0.0, -jnp.inf)
+  return jnp.where(rules.temperature > 0, sampled_B, greedy_B)
 
 
 def stop_matched(window_BxW: jax.Array, rules: RuleArrays) -> jax.Array:

@@ -27,7 +27,7 @@ from mrt_jax.models.sharding import (SAMPLE_RULES, Rules, from_host, named_shard
                                      to_host)
 from mrt_jax.models.transformer import KVCache, Prefix
 from mrt_jax.models.weights import Params
-from mrt_jax.sampling import buckets, decode
+from mrt_jax.sampling import buckets, decode, score
 from mrt_jax.sampling.fork import Probe, arrange
 from mrt_jax.sampling.rules import SamplingRules
 
@@ -268,6 +268,52 @@ class Sampler:
                            max_new_tokens, new_tokens, seed, prefix, feed_last=False)
       tokens, logprobs, reasons = self._results(state, layout.order)
     return SampleResult(tokens, logprobs, reasons)
+
+  def score(self, params: Params, prompts: Sequence[Sequence[int]],
+            targets: Sequence[Sequence[int]], *, temperature: float = 1.0, top_p: float = 1.0,
+            top_k: int = 0, suppress_token_ids: Sequence[int] = ()) -> list[np.ndarray]:
+    """Log-probs of writing `targets[i]` after `prompts[i]`, by teacher forcing (`score.py`).
+
+    One forward pass over prompt + target, no decoding. Entry a of result i is the log-prob
+    that sampling with these rules draws targets[i][a] after prompts[i] + targets[i][:a]:
+    the distribution after temperature, suppression and top-k/top-p truncation
+    (`rules.drawn_logprob`; -inf for a token the rules never draw), not the log-prob
+    convention of `generate`. exp(sum) is the probability that sampling writes the target.
+
+    Args:
+      params: model params.
+      prompts: non-empty contexts.
+      targets: one non-empty continuation per prompt.
+      temperature, top_p, top_k, suppress_token_ids: the sampling rules (`SamplingRules`).
+
+    Returns:
+      f32 arrays, one per prompt, aligned with `targets`.
+    """
+    return score.score_prompts(self, params, prompts, targets, temperature=temperature,
+                               top_p=top_p, top_k=top_k, suppress_token_ids=suppress_token_ids)
+
+  def score_forks(self, params: Params, trunk: KVCache, forks: Sequence[Probe],
+                  targets: Sequence[Sequence[int]], *, temperature: float = 1.0,
+                  top_p: float = 1.0, top_k: int = 0,
+                  suppress_token_ids: Sequence[int] = ()) -> list[np.ndarray]:
+    """`score` for forks of a trunk: contexts trunk row tokens[:boundary] + suffix.
+
+    Fork i's context is read from `trunk` in place as `fork` reads it (nothing is
+    re-prefilled); all forks are scored in one forward pass. Equal to `score` on the explicit
+    prompts tokens[:boundary] + suffix.
+
+    Args:
+      params: model params.
+      trunk: a KV cache from `prefill` or `generate(..., keep_cache=True)` (not modified).
+      forks: `Probe`s or (source, boundary, suffix) tuples; `num_samples` is not read.
+      targets: one non-empty continuation per fork, scored after its suffix.
+      temperature, top_p, top_k, suppress_token_ids: the sampling rules (`SamplingRules`).
+
+    Returns:
+      f32 arrays, one per fork, aligned with `targets`.
+    """
+    return score.score_forks(self, params, trunk, forks, targets, temperature=temperature,
+                             top_p=top_p, top_k=top_k, suppress_token_ids=suppress_token_ids)
 
 
 @functools.partial(jax.jit, static_argnames="sharding")

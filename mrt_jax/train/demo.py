@@ -134,9 +134,15 @@ def sft_plan(d: ConfigDict) -> list[int]:
   return [0] * d.sft_trace_steps + [0 if i % 3 == 2 else 1 for i in range(d.sft_answer_steps)]
 
 
+# How the warm start lays out a forced answer (the boundaries of `mrt_jax.mrt.segment`): assets
+# built with another layout teach μ a context the probes no longer feed.
+PROBE_LAYOUT = "thinking prefix ends before the blank line that the termination suffix starts"
+
+
 def manifest(config: ConfigDict) -> dict:
-  """What the assets are built from: the demo block and the termination suffix."""
-  return {"demo": config.demo.to_dict(), "termination_suffix": config.probe.termination_suffix}
+  """What the assets are built from: the demo block, the termination suffix, the probe layout."""
+  return {"demo": config.demo.to_dict(), "termination_suffix": config.probe.termination_suffix,
+          "probe_layout": PROBE_LAYOUT}
 
 
 def check_manifest(config: ConfigDict) -> None:
@@ -157,6 +163,9 @@ def check_manifest(config: ConfigDict) -> None:
               for k in keys if built["demo"].get(k) != want["demo"].get(k)]
     if built.get("termination_suffix") != want["termination_suffix"]:
       fields.append("probe.termination_suffix")
+    if built.get("probe_layout") != want["probe_layout"]:
+      fields.append(f"the forced answers' layout (built {built.get('probe_layout')!r}, now "
+                    f"{want['probe_layout']!r})")
     diff = "; ".join(fields)
   raise ValueError(f"the demo model in {config.model.path!r} was built from other settings "
                    f"({diff}); delete that directory (and the tokenizer and data next to it) to "

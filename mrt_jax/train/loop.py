@@ -27,6 +27,7 @@ from mrt_jax.learner.state import create_state, param_shardings, state_shardings
 from mrt_jax.learner.step import batch_shardings, make_train_step
 from mrt_jax.models.sharding import SAMPLE_RULES
 from mrt_jax.mrt import star
+from mrt_jax.mrt.segment import stack_segmentations
 from mrt_jax.sampling import Sampler
 from mrt_jax.sampling.buckets import pow2_at_least
 from mrt_jax.train import failures, multihost, setup
@@ -265,8 +266,9 @@ def _policy_batch(run, params, ref_params, exp, logprobs) -> dict:
 def star_batch(exp, selection: str, group_size: int, cap: int) -> tuple[dict, int]:
   """MRT-STaR SFT batch: one row per group, the selected trace or an all-masked row."""
   lengths = np.array([len(c) for c in exp.completions])
-  chosen = star.select(selection, exp.outcome_B, exp.progress_BxN,
-                       np.array([s.num_blocks for s in exp.segments]), lengths, group_size)
+  stack = stack_segmentations(exp.segments)
+  chosen = star.select(selection, exp.outcome_B, exp.success_BxN1, stack.boundaries_BxN1,
+                       stack.num_blocks_B, lengths, group_size)
   full = learner_batch(exp, _length(exp, cap))
   rows = np.where(chosen >= 0, chosen, 0)
   mask = full["mask"][rows] * (chosen >= 0)[:, None]

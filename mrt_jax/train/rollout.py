@@ -6,10 +6,11 @@ N1 = N + 1 boundaries b_0..b_N, M probes per boundary (the paper's m).
 The meta-prover μ is the policy itself: a probe at boundary b_j of rollout i continues the
 rollout's own KV cache (kept from generation, never re-prefilled) cut at prompt_len + b_j, fed
 the termination suffix (which closes the thinking), and decodes a short answer; J_j is the
-mean verdict of its M probes. J_0 uses the empty thinking (the cut right after the prompt).
-Its prefix is the prompt alone, the same for the G rollouts of a prompt, so b_0 is probed once
-per prompt (from prompt + suffix, a short prefill) and that J_0 is shared by the whole group: the
-same estimate of μ's success on the prompt, at 1/G of the probes.
+mean verdict of its M probes, or (`j_estimator="likelihood"`) the probability that it writes
+the reference answer, scored by teacher forcing (`mrt_jax.mrt.meta_prover`). J_0 uses the empty
+thinking (the cut right after the prompt). Its prefix is the prompt alone, the same for the G
+rollouts of a prompt, so b_0 is estimated once per prompt and that J_0 is shared by the whole
+group: the same estimate of μ's success on the prompt, at 1/G of the cost.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from mrt_jax.mrt.advantages import mrt_advantages
-from mrt_jax.mrt.progress import progress_reward, success_from_verdicts
+from mrt_jax.mrt.advantages import NEEDS_J, mrt_advantages
+from mrt_jax.mrt.meta_prover import J_ESTIMATORS, AnswerTemplate, Cuts, ProverSettings
+from mrt_jax.mrt.progress import progress_reward
 from mrt_jax.mrt.segment import (SegmentConfig, Segmentation, segment, stack_segmentations)
 from mrt_jax.sampling import Probe, Sampler
 
@@ -50,6 +52,28 @@ class ExperienceConfig:
   std: str = "unbiased"             # group std: "unbiased" (G − 1) or "biased" (G)
   eps: float = 1e-6                 # ε added to the group std
   segment: SegmentConfig = SegmentConfig()
+  j_estimator: str | None = "sampled"  # J of the meta-prover (meta_prover.J_ESTIMATORS); None:
+                                       # J is not measured (outcome-only estimators)
+  answer: AnswerTemplate | None = None  # the reference answer μ should write (likelihood)
+
+  def __post_init__(self):
+    if self.j_estimator is not None and self.j_estimator not in J_ESTIMATORS:
+      raise ValueError(f"j_estimator={self.j_estimator!r} is unknown; expected one of "
+                       f"{sorted(J_ESTIMATORS)} or None")
+    if self.estimator in NEEDS_J and not self.measures_j:
+      raise ValueError(f"estimator={self.estimator!r} reads the meta-prover's J, which this "
+                       f"config does not measure (j_estimator={self.j_estimator!r}, num_probes="
+                       f"{self.num_probes}); expected num_probes >= 1 or j_estimator="
+                       "'likelihood'")
+    if self.j_estimator == "likelihood" and self.answer is None:
+      raise ValueError("j_estimator='likelihood' needs the reference answer's template "
+                       "(answer=AnswerTemplate(...)); none was given")
+
+  @property
+  def measures_j(self) -> bool:
+    """Whether a step estimates J at every boundary (sampled answers need m >= 1)."""
+    return self.j_estimator == "likelihood" or (self.j_estimator == "sampled" and
+                                                self.num_probes > 0)
 
 
 @dataclasses.dataclass
@@ -73,56 +97,63 @@ def token_pieces(decode: Callable[[Sequence[int]], str], ids: Sequence[int]) -> 
   return [decode([t]) for t in ids]
 
 
+_NO_ANSWERS = {"num_probes": 0, "answers": 0, "answer_tokens": 0}
+
+
 def _probe_success(sampler: Sampler, params, result, segs, prompts, records, cfg,
                    reward_fn: RewardFn, decode, seed: int, stats: dict):
-  """J [B, N1] from M forced-answer probes at every boundary b_0..b_N of every rollout.
+  """J [B, N1] from the meta-prover at every boundary b_0..b_N of every rollout.
 
   Boundaries b_1..b_N fork the rollouts' cache (one batch). b_0's prefix is the prompt alone,
-  the same for a group's G rollouts, so it is probed once per prompt and its J_0 shared. When
-  prompt + suffix fits the sampler's prompt buckets, those P probes decode as their own small
-  batch from prompt + suffix (a prompt-length prefill), so they do not widen the fork grid (its
-  rows per trunk row follow the busiest rollout; one more probe on G rows of B would pad every
-  trunk row). Otherwise they join the fork, each on the group's rollout with the fewest probes.
+  the same for a group's G rollouts, so it is estimated once per prompt and its J_0 shared.
+  With an estimator that wants it apart (`meta_prover.JEstimator.heads_apart`) and when
+  prompt + suffix fits the sampler's prompt buckets, those P cuts run from prompt + suffix as
+  their own small batch (m sampled answers on one trunk row would widen the fork grid for every
+  row). Otherwise they join the fork, each on the group's rollout with the fewest cuts.
   """
   stack = stack_segmentations(segs)
   B, N1 = stack.boundaries_BxN1.shape
-  G, M = cfg.num_generations, cfg.num_probes
-  suffix = list(cfg.suffix_tokens)
-  probes, where = [], []
-  for i in range(B):
-    for j in range(1, N1):
-      if stack.boundary_mask_BxN1[i, j]:
-        boundary = len(prompts[i]) + int(stack.boundaries_BxN1[i, j])
-        probes.append(Probe(i, boundary, cfg.suffix_tokens, M))
-        where.append((i, j))
-  kwargs = dict(max_new_tokens=cfg.probe_max_answer_len, temperature=cfg.probe_temperature,
-                top_p=cfg.probe_top_p, stop_token_ids=cfg.stop_token_ids)
+  G = cfg.num_generations
+  where = [(i, j) for i in range(B) for j in range(1, N1) if stack.boundary_mask_BxN1[i, j]]
+  sources = [i for i, _ in where]
+  boundaries = [len(prompts[i]) + int(stack.boundaries_BxN1[i, j]) for i, j in where]
   leaders = list(range(0, B, G))
-  if max(len(prompts[i]) for i in leaders) + len(suffix) <= max(sampler.prompt_buckets):
-    answers = sampler.generate(params, [list(prompts[i]) + suffix for i in leaders],
-                               num_samples=M, seed=seed + 1, **kwargs).tokens
-    forked = probes
+  estimator = J_ESTIMATORS[cfg.j_estimator]
+  settings = ProverSettings(cfg.suffix_tokens, cfg.num_probes, cfg.probe_max_answer_len,
+                            cfg.probe_temperature, cfg.probe_top_p, cfg.stop_token_ids,
+                            cfg.answer)
+  run = lambda cuts, s: estimator.fn(sampler, params, result.cache, cuts, settings, verdicts,
+                                     decode, s)
+
+  def verdicts(recs, texts, ids):
+    rewards, probe_stats = reward_fn(recs, texts, ids)
+    for k, v in probe_stats.items():  # summed over the calls of a step (counts and lists)
+      stats[f"probe_{k}"] = stats[f"probe_{k}"] + v if f"probe_{k}" in stats else v
+    return rewards
+
+  longest = max(len(prompts[i]) for i in leaders) + len(cfg.suffix_tokens)
+  if estimator.heads_apart and longest <= max(sampler.prompt_buckets):
+    heads = Cuts(leaders, [len(prompts[i]) for i in leaders], [records[i] for i in leaders],
+                 prompts=[prompts[i] for i in leaders])
+    j0_P, head_stats = run(heads, seed + 1)
   else:
     load_B = stack.boundary_mask_BxN1[:, 1:].sum(axis=1)
     hosts = [i + int(np.argmin(load_B[i:i + G])) for i in leaders]
-    forked = [Probe(h, len(prompts[h]), cfg.suffix_tokens, M) for h in hosts] + probes
-    answers = []
-  if forked:
-    answers += sampler.fork(params, result.cache, forked, seed=seed, **kwargs).tokens
-  suffix_text = decode(suffix)
-  rec = [records[i] for i in leaders + [i for i, _ in where] for _ in range(M)]
-  rewards, probe_stats = reward_fn(rec, [suffix_text + decode(t) for t in answers],
-                                   [suffix + t for t in answers])
-  rewards_XxM = np.asarray(rewards, np.float32).reshape(-1, M)
-  verdicts_BxN1xM = np.zeros((B, N1, M), np.float32)
-  verdicts_BxN1xM[:, 0] = np.repeat(rewards_XxM[:len(leaders)], G, axis=0)  # shared J_0
-  if probes:
-    verdicts_BxN1xM[tuple(np.array(where).T)] = rewards_XxM[len(leaders):]
-  stats.update({f"probe_{k}": v for k, v in probe_stats.items()})
-  stats["probe_tokens_mean"] = float(np.mean([len(t) for t in answers]))
-  stats["num_probes"] = len(answers)
-  success = success_from_verdicts(verdicts_BxN1xM, stack.boundary_mask_BxN1)
-  return np.asarray(success), stack
+    sources = hosts + sources
+    boundaries = [len(prompts[h]) for h in hosts] + boundaries
+    j0_P, head_stats = None, _NO_ANSWERS
+  j_U, fork_stats = (run(Cuts(sources, boundaries, [records[i] for i in sources]), seed)
+                     if sources else (np.zeros(0), _NO_ANSWERS))
+  if j0_P is None:
+    j0_P, j_U = j_U[:len(leaders)], j_U[len(leaders):]
+  success_BxN1 = np.zeros((B, N1), np.float32)
+  success_BxN1[:, 0] = np.repeat(j0_P, G)  # shared J_0
+  if where:
+    success_BxN1[tuple(np.array(where).T)] = j_U
+  total = lambda k: head_stats[k] + fork_stats[k]
+  stats["num_probes"] = total("num_probes")
+  stats["probe_tokens_mean"] = total("answer_tokens") / max(total("answers"), 1)
+  return np.where(stack.boundary_mask_BxN1, success_BxN1, 0.0).astype(np.float32), stack
 
 
 def collect(sampler: Sampler, params, prompts: Sequence[Sequence[int]],
@@ -130,7 +161,7 @@ def collect(sampler: Sampler, params, prompts: Sequence[Sequence[int]],
             decode: Callable[[Sequence[int]], str], seed: int) -> Experience:
   """Samples G rollouts per prompt, probes them, and computes per-token advantages."""
   G = cfg.num_generations
-  probing = cfg.num_probes > 0
+  probing = cfg.measures_j
   t0 = time.perf_counter()
   result = sampler.generate(params, prompts, max_new_tokens=cfg.max_completion_len,
                             temperature=cfg.temperature, top_p=cfg.top_p,
@@ -144,7 +175,8 @@ def collect(sampler: Sampler, params, prompts: Sequence[Sequence[int]],
   t2 = time.perf_counter()
   outcome_B = np.asarray(outcome_B, np.float32)
   stats = {f"verify_{k}": v for k, v in stats.items()}
-  segs = [segment(t, token_pieces(decode, t), cfg.segment) for t in result.tokens]
+  segs = [segment(t, token_pieces(decode, t), cfg.segment, cfg.stop_token_ids)
+          for t in result.tokens]
   T = max(1, max(len(t) for t in result.tokens))
   t3 = time.perf_counter()
   if probing:
@@ -163,10 +195,12 @@ def collect(sampler: Sampler, params, prompts: Sequence[Sequence[int]],
   mask_BxT = np.zeros((len(rows), T), bool)
   for i, t in enumerate(result.tokens):
     mask_BxT[i, :len(t)] = True
+  extra = ({"success": success} if cfg.estimator in ("termination", "termination_dense")
+           else {})
   advantages = mrt_advantages(outcome_B, progress, block_ids_BxT, mask_BxT, group_size=G,
                               alpha=cfg.alpha, estimator=cfg.estimator,
                               eps=cfg.eps, std=cfg.std, outcome_norm=cfg.outcome_norm,
-                              progress_norm=cfg.progress_norm)
+                              progress_norm=cfg.progress_norm, **extra)
   t4 = time.perf_counter()
   stats.update(_summaries(outcome_B, success, boundary_mask, progress, segs, result))
   stats.update(time_rollout_s=t1 - t0, time_verify_s=t2 - t1, time_segment_s=t3 - t2,

@@ -20,7 +20,8 @@ from mrt_jax.learner import losses
 from mrt_jax.learner.optimizer import OptimizerConfig, make_optimizer
 from mrt_jax.learner.step import StepConfig
 from mrt_jax.models import tokenizer as tokenizer_lib
-from mrt_jax.mrt.advantages import AdvantageConfig
+from mrt_jax.mrt.advantages import NEEDS_J, AdvantageConfig
+from mrt_jax.mrt.meta_prover import check_estimator, prover_answer
 from mrt_jax.rewards import get_verifier, pool_for, verify_batch
 from mrt_jax.train.multihost import split_over_processes
 from mrt_jax.train.rollout import ExperienceConfig
@@ -144,20 +145,32 @@ def experience_config(config: ConfigDict, tokenizer, model_config) -> Experience
                       progress_norm=adv.progress_norm)
     except ValueError as e:
       raise ValueError(f"config.advantage / config.rollout: {e}") from None
-  probing = star is not None or adv.estimator == "mrt"
+  probing = star is not None or adv.estimator in NEEDS_J
   # MRT-STaR (no advantage block) reads progress only; the advantages computed for it are unused.
   advantage = (dict(estimator="mrt", alpha=0.0) if adv is None else
                dict(estimator=adv.estimator, alpha=adv.alpha, outcome_norm=adv.outcome_norm,
                     progress_norm=adv.progress_norm, std=adv.std, eps=adv.eps))
   suffix = tokenizer.encode(p.termination_suffix, add_special_tokens=False)
   stop = tuple(sorted({tokenizer.eos_token_id, *model_config.eos_token_ids} - {None}))
+  j_estimator = p.estimator if probing else None
+  answer = None
+  if probing:
+    check_estimator(j_estimator, "config.probe.estimator")
+    if j_estimator == "sampled" and p.num_probes < 1:
+      reader = (f"config.advantage.estimator={adv.estimator!r}" if star is None else
+                "MRT-STaR (config.star)")
+      raise ValueError(f"config.probe.num_probes={p.num_probes} with config.probe.estimator="
+                       f"'sampled': {reader} reads the meta-prover's J, and sampled answers need "
+                       "m >= 1 probes per boundary; set probe.num_probes >= 1 or "
+                       "probe.estimator='likelihood'")
+    answer = prover_answer(config, tokenizer, "probe.estimator", j_estimator)
   return ExperienceConfig(
       num_generations=r.num_generations, max_completion_len=r.max_completion_len,
       temperature=r.temperature, top_p=r.top_p,
       num_probes=p.num_probes if probing else 0,
       probe_temperature=p.temperature, probe_top_p=p.top_p,
       probe_max_answer_len=p.max_answer_len, suffix_tokens=tuple(suffix), stop_token_ids=stop,
-      segment=segment_config(config), **advantage)
+      segment=segment_config(config), j_estimator=j_estimator, answer=answer, **advantage)
 
 
 def prompt_buckets(max_prompt_len: int) -> tuple[int, ...]:

@@ -88,8 +88,8 @@ class Layout:
     return cls(tokenizer=tokenizer, suffix=tuple(tokenizer.encode(
         config.probe.termination_suffix, add_special_tokens=False)),
                eos_id=tokenizer.eos_token_id, segment=task.segment_config(config),
-               prompt_template=d.get("prompt_template", "{problem}"),
-               system=d.get("system", None), thinking_opener=d.thinking_opener)
+               prompt_template=d.prompt_template,
+               system=d.system, thinking_opener=d.thinking_opener)
 
   def prompt(self, problem: str) -> list[int]:
     """The problem's generation prompt, as the data pipeline and the evaluation render it."""

@@ -102,9 +102,10 @@ def test_default_segmenter_recovers_the_blocks(tiny_tokenizer):
     starts = (0,) + seg.boundaries[:-1]
     for j, (a, b) in enumerate(zip(starts, seg.boundaries)):
       block = tiny_tokenizer.decode(ids[a:b])
-      # Every block keeps its trailing blank line, the last one too (before "</think>").
-      assert block == el.block_text(p, order, j) + "\n\n"
-    assert tiny_tokenizer.decode(ids[seg.think_end:]) == "</think>\n\n" + completion.answer
+      # The blank line before a block opens it (the "continue" decision); the one before
+      # "</think>" opens the answer segment (the "stop" decision).
+      assert block == ("\n\n" if j else "") + el.block_text(p, order, j)
+    assert tiny_tokenizer.decode(ids[seg.think_end:]) == el.THINK_END + completion.answer
 
 
 def test_forced_prefix_ends_on_a_boundary(tiny_tokenizer):

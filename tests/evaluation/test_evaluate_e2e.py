@@ -229,3 +229,33 @@ def test_forced_success_probes_each_cut_once_and_maps_back():
   assert [p.boundary for p in sampler.calls[0]] == [10, 13, 21]
   np.testing.assert_array_equal(j[0], [1.0, 0.0, 0.0, 1.0])
   np.testing.assert_array_equal(j[1], [0.0])
+
+
+def test_forced_success_by_likelihood_scores_the_reference_answer_at_each_cut():
+  """eval.j_estimator = "likelihood": J at a cut = exp(sum log-probs) of the rendered answer +
+  eos after prompt + thinking[:cut] + suffix (scored on the explicit sequences)."""
+  import jax
+  from model_fixtures import tiny_config
+  from mrt_jax import models
+  from mrt_jax.mrt.meta_prover import AnswerTemplate
+  from mrt_jax.sampling import Sampler
+  config = tiny_config()
+  params = models.init_params(config, jax.random.key(5))
+  encode = lambda text: [ord(c) - 60 for c in text]  # "A" -> 5, "=" -> 1
+  answer = AnswerTemplate("={answer}", stop_token=2, encode=encode)
+  settings = budget.ProbeSettings((5, 6), num_probes=0, max_answer_len=4, temperature=0.7,
+                                  top_p=1.0, stop_token_ids=(2,), estimator="likelihood",
+                                  answer=answer)
+  seqs = [[3, 9, 17, 30, 11, 12, 13, 14, 15], [4, 40, 41, 12, 8, 33, 7, 21]]
+  sampler = Sampler(config)
+  trunk = sampler.prefill(params, seqs)
+  records = [{"answer": "C"}, {"answer": "DE"}]
+  cuts = [[0, 3, 3, 5], [2]]
+  j = budget.forced_success(sampler, params, trunk, [4, 3], cuts, settings, judge=None,
+                            decode=str, seed=0, records=records)
+  contexts = [seqs[r][:[4, 3][r] + c] + [5, 6] for r, row in enumerate(cuts) for c in row]
+  targets = [answer.tokens(records[r]["answer"]) for r, row in enumerate(cuts) for _ in row]
+  lp = sampler.score(params, contexts, targets, temperature=0.7)
+  want = np.exp([float(np.sum(x, dtype=np.float64)) for x in lp])
+  assert targets[-1] == (1, 8, 9, 2) and np.all(want > 0)
+  np.testing.assert_allclose(np.concatenate(j), want, rtol=1e-5, atol=0)

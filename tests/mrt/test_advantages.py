@@ -200,6 +200,8 @@ def test_all_equal_group_gets_exactly_zero(estimator, value):
   B = 2 * G
   r = np.full(B, value, np.float32)
   extra = {"terminated": np.arange(B) % 2 == 0} if estimator == "mrt_prefix" else {}
+  if estimator.startswith("termination"):  # no group baseline: J equal to r gives zero
+    extra = {"success": np.full((B, 3), value, np.float32)}
   adv = mrt_advantages(r, np.zeros((B, 2), np.float32), np.ones((B, 5), np.int32),
                        np.ones((B, 5), bool), group_size=G, alpha=0.5, estimator=estimator,
                        **extra)
@@ -258,3 +260,57 @@ def test_bad_input_errors():
     call(estimator="mrt_prefix")
   with pytest.raises(ValueError, match="group_size=1; expected >= 2"):
     call(group_size=1)
+
+
+def _termination_reference(r_B, success_BxN1, ids_BxT, mask_BxT, dense):
+  """NumPy loops: r − J_0 per rollout, or r − J_{j−1} in block j and r − J_N on the answer."""
+  B, T = ids_BxT.shape
+  out = np.zeros((B, T))
+  for b in range(B):
+    n = max([ids_BxT[b, t] for t in range(T) if mask_BxT[b, t]] + [0])
+    for t in range(T):
+      if mask_BxT[b, t]:
+        j = ids_BxT[b, t]
+        col = 0 if not dense else (j - 1 if j > 0 else n)
+        out[b, t] = r_B[b] - success_BxN1[b, col]
+  return out
+
+
+@pytest.mark.parametrize("estimator", ["termination", "termination_dense"])
+def test_termination_baselines_match_numpy(estimator):
+  rng = np.random.default_rng(11)
+  G, P, T = 3, 2, 13
+  B = G * P
+  r = rng.integers(0, 2, size=B).astype(np.float32)
+  num_blocks = np.array([3, 1, 0, 2, 3, 2])
+  ids = np.zeros((B, T), np.int32)
+  for b, n in enumerate(num_blocks):  # blocks 1..n of 2-4 tokens, then answer tokens
+    t = 0
+    for j in range(1, n + 1):
+      width = int(rng.integers(2, 5))
+      ids[b, t:t + width] = j
+      t += width
+  mask = np.arange(T)[None, :] < rng.integers(T - 2, T + 1, size=(B, 1))
+  success = rng.random((B, 4)).astype(np.float32)
+  success[num_blocks[:, None] < np.arange(4)[None, :]] = 7.0  # past N: never read
+  adv = np.asarray(mrt_advantages(r, np.zeros((B, 3), np.float32), ids, mask, group_size=G,
+                                  alpha=0.5, estimator=estimator, success=success))
+  ref = _termination_reference(r, success, ids, mask, estimator == "termination_dense")
+  np.testing.assert_allclose(adv, ref, rtol=0, atol=1e-6)
+  if estimator == "termination":
+    np.testing.assert_array_equal(adv[:, 0], r - success[:, 0])
+
+
+def test_termination_needs_success_and_mrt_prefix_needs_a_terminated_rollout():
+  kwargs = dict(group_size=2, alpha=1.0)
+  r, p = np.array([1, 0, 1, 1], np.float32), np.zeros((4, 2), np.float32)
+  ids, mask = np.ones((4, 3), np.int32), np.ones((4, 3), bool)
+  with pytest.raises(ValueError, match="success is missing"):
+    mrt_advantages(r, p, ids, mask, estimator="termination", **kwargs)
+  with pytest.raises(ValueError, match=r"success has shape \(4, 2\); expected \[B, N\+1\]"):
+    mrt_advantages(r, p, ids, mask, estimator="termination", success=p, **kwargs)
+  with pytest.raises(ValueError, match="success is given"):
+    mrt_advantages(r, p, ids, mask, estimator="mrt", success=np.zeros((4, 3)), **kwargs)
+  with pytest.raises(ValueError, match=r"terminated: group 1 \(rows 2...3\) has no terminated"):
+    mrt_advantages(r, p, ids, mask, estimator="mrt_prefix",
+                   terminated=np.array([True, False, False, False]), **kwargs)

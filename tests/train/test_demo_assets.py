@@ -1,6 +1,8 @@
 """The demo's warm start: SFT examples mirror the probes token for token; SFT learns; the
 model directory refuses to be reused for other settings."""
 
+import json
+import os
 import re
 
 import jax
@@ -120,3 +122,11 @@ def test_model_built_from_other_settings_is_an_error(tmp_path):
   other = _config(str(tmp_path), "demo.waste_prob=0.1")
   with pytest.raises(ValueError, match="demo.waste_prob: built 0.5, config 0.1"):
     demo.build_assets(other)
+  # Assets whose forced answers were laid out otherwise (an older segmenter) are refused too.
+  path = os.path.join(config.model.path, demo.MANIFEST)
+  with open(path, encoding="utf-8") as f:
+    built = json.load(f)
+  with open(path, "w", encoding="utf-8") as f:
+    json.dump({**built, "probe_layout": "older"}, f)
+  with pytest.raises(ValueError, match="the forced answers' layout \\(built 'older'"):
+    demo.build_assets(config)

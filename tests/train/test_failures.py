@@ -74,8 +74,8 @@ def test_segmentation_is_described_block_by_block():
   assert text.splitlines() == [
       f"segmentation: {config}",
       "first sampled trace: 2 blocks, thinking ends at token 7 of 9",
-      "  block 1 (tokens 0..4): 'A.\\n\\nB.\\n\\n'",
-      "  block 2 (tokens 4..7): 'Wait C.'",
+      "  block 1 (tokens 0..3): 'A.\\n\\nB'",  # ".\n\n" is the decision to go on: block 2's
+      "  block 2 (tokens 3..7): '.\\n\\nWait C.'",
       "  answer (tokens 7..9): '</think> 7'"]
 
 

@@ -60,3 +60,54 @@ def test_success_equals_greedy_answers_from_explicit_prefixes(setup):
   np.testing.assert_array_equal(exp.success_BxN1, want_BxN1)
   np.testing.assert_allclose(exp.progress_BxN, np.diff(want_BxN1, axis=1), atol=0)
   assert exp.boundary_mask_BxN1.all()
+
+
+def _encode(text):
+  """A character tokenizer on ids 1..63 of the tiny vocab ("A" -> 5, "=" -> 1)."""
+  return [ord(c) - 60 for c in text]
+
+
+def test_likelihood_j_is_the_probability_of_the_reference_answer():
+  """J_j = exp(sum of log-probs) of the rendered answer + stop after prompt + trace[:b_j] +
+  suffix, scored on the explicit prefixes; no answer is sampled, so J repeats exactly."""
+  from mrt_jax.mrt.meta_prover import AnswerTemplate
+  config = tiny_config()
+  params = models.init_params(config, jax.random.key(3))
+  prompts = [[1, 9, 17, 30, 2], [1, 40, 41, 12, 8, 33, 3]]
+  records = [{"answer": "D"}, {"answer": "EF"}]
+  answer = AnswerTemplate("={answer}", stop_token=2, encode=_encode)
+  cfg = ExperienceConfig(num_generations=G, max_completion_len=T, temperature=1.0, top_p=1.0,
+                         num_probes=0, probe_temperature=0.8, probe_top_p=0.9,
+                         probe_max_answer_len=3, suffix_tokens=SUFFIX, stop_token_ids=(),
+                         estimator="mrt", alpha=1.0, j_estimator="likelihood", answer=answer,
+                         segment=SegmentConfig(method="fixed_chunk", chunk_tokens=CHUNK))
+  sampler = sampling.Sampler(config, prompt_buckets=(16,))
+  run = lambda seed: collect(sampler, params, prompts, records, cfg, _reward_fn,
+                             decode=lambda ids: " ".join(map(str, ids)), seed=seed)
+  exp = run(0)
+  assert answer.tokens("EF") == (1, 9, 10, 2) and exp.stats["num_probes"] == 0
+  contexts = [exp.prompts[i] + exp.completions[i][:j * CHUNK] + list(SUFFIX)
+              for i in range(P * G) for j in range(N + 1)]
+  targets = [answer.tokens(records[i // G]["answer"]) for i in range(P * G)
+             for _ in range(N + 1)]
+  lp = sampling.Sampler(config).score(params, contexts, targets, temperature=0.8, top_p=0.9)
+  want_BxN1 = np.exp([float(np.sum(x, dtype=np.float64)) for x in lp]).reshape(P * G, N + 1)
+  assert np.all(want_BxN1 > 0)
+  np.testing.assert_allclose(exp.success_BxN1, want_BxN1, rtol=1e-5, atol=0)
+  again = collect(sampler, params, prompts, records, cfg, _reward_fn,
+                  decode=lambda ids: " ".join(map(str, ids)), seed=0)
+  np.testing.assert_array_equal(again.progress_BxN, exp.progress_BxN)
+
+
+def test_estimators_that_read_j_refuse_configs_that_do_not_measure_it():
+  common = dict(num_generations=G, max_completion_len=T, temperature=1.0, top_p=1.0,
+                probe_temperature=0.0, probe_top_p=1.0, probe_max_answer_len=3,
+                suffix_tokens=SUFFIX, stop_token_ids=(), alpha=1.0)
+  for estimator in ("mrt", "termination", "termination_dense"):
+    with pytest.raises(ValueError, match=f"estimator='{estimator}' reads the meta-prover's J"):
+      ExperienceConfig(num_probes=0, estimator=estimator, **common)
+  with pytest.raises(ValueError, match="j_estimator='likelihood' needs the reference answer"):
+    ExperienceConfig(num_probes=0, estimator="mrt", j_estimator="likelihood", **common)
+  with pytest.raises(ValueError, match="j_estimator='mean' is unknown"):
+    ExperienceConfig(num_probes=2, estimator="mrt", j_estimator="mean", **common)
+  ExperienceConfig(num_probes=0, estimator="grpo", **common)  # outcome-only: fine
