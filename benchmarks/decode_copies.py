@@ -2,7 +2,8 @@
 
 Decode is bound by memory traffic: every step reads the weights and the KV cache once. A copy
 of a layer's cache inside the loop adds a write and a read of it on every step. This program
-compiles the sampler's real decode loop (`mrt_jax.sampling.decode.decode`) through libtpu on
+compiles the sampler's real decode loop (`mrt_jax.sampling.decode.phase`, one phase over
+the whole window) through libtpu on
 this machine (no TPU needed) for one chip, once with the layers scanned over a stacked cache and
 once unrolled over per-layer buffers (the `Sampler` default), and counts the copies in the
 optimized HLO whose shape is a whole layer's keys or values [B, K, S, E] (with or without a
@@ -56,7 +57,7 @@ def layer_copies(hlo_text: str, batch: int, kv_heads: int, cache_len: int,
 
 def compile_decode(config, s: dict, scan_layers: bool, device, hlo_dir: str | None = None
                    ) -> dict:
-  """Compiles `decode.decode` for one device; returns copies, temp bytes and compile time."""
+  """Compiles `decode.phase` for one device; returns copies, temp bytes and compile time."""
   B, S = s["batch"], s["prompt"] + s["new"]
   sharding = SingleDeviceSharding(device)
   on = lambda tree: jax.tree.map(
@@ -68,18 +69,19 @@ def compile_decode(config, s: dict, scan_layers: bool, device, hlo_dir: str | No
     kv = jax.ShapeDtypeStruct((config.num_layers,) + layer, jnp.bfloat16, sharding=sharding)
   else:
     kv = (jax.ShapeDtypeStruct(layer, jnp.bfloat16, sharding=sharding),) * config.num_layers
-  rows = jax.ShapeDtypeStruct((B,), jnp.int32, sharding=sharding)
-  cache = KVCache(kv, kv, rows, rows)
+  per_row = lambda dtype, *more: jax.ShapeDtypeStruct((B,) + more, dtype, sharding=sharding)
+  cache = KVCache(kv, kv, per_row(jnp.int32), per_row(jnp.int32))
   rules = on(jax.eval_shape(lambda: SamplingRules(1.0).to_arrays(config.vocab_size, s["new"])))
   key_dtype = jax.eval_shape(lambda: jax.random.key(0)).dtype
-  args = (config, params, cache,
-          jax.ShapeDtypeStruct((B, config.vocab_size), jnp.float32, sharding=sharding), rules,
-          jax.ShapeDtypeStruct((B,), key_dtype, sharding=sharding),
-          jax.ShapeDtypeStruct((B,), jnp.bool_, sharding=sharding),
-          jax.ShapeDtypeStruct((), jnp.int32, sharding=sharding))
+  rows = decode.Rows(token_B=per_row(jnp.int32), pending_B=per_row(jnp.bool_),
+                     done_B=per_row(jnp.bool_), stopped_B=per_row(jnp.bool_),
+                     emitted_B=per_row(jnp.int32), budget_B=per_row(jnp.int32),
+                     window_BxW=per_row(jnp.int32, rules.stops_XxW.shape[1]),
+                     keys_B=per_row(key_dtype))
   start = time.perf_counter()
-  compiled = decode.decode.lower(*args, rules=(), compute_dtype=jnp.bfloat16,
-                                 new_tokens=s["new"], scan_layers=scan_layers).compile()
+  compiled = decode.phase.lower(config, params, cache, rows, rules, rules=(),
+                                compute_dtype=jnp.bfloat16, steps=s["new"],
+                                scan_layers=scan_layers).compile()
   seconds = time.perf_counter() - start
   if hlo_dir:
     name = "scanned" if scan_layers else "unrolled"

@@ -11,10 +11,10 @@ cache into a new window):
 - when more sequences were asked for than `slots`, queued sequences take the freed slots
   (continuous batching); each row keeps its PRNG key and its token index, so its tokens do not
   depend on the batch it was decoded in;
-- every row's entries are moved so that they end at the new P: the old window while the
-  longest kept row fills more than half of it, else the smallest bucket
-  (`buckets.fine_at_least`) that holds it, so that the window follows the longest live row,
-  not the longest row ever decoded.
+- every row's entries are moved so that they end at the new P. Queued rows join at the
+  old window (at least their prompt width), or, when the longest kept row fills at most
+  half of it, at the smallest bucket (`buckets.fine_at_least`) that holds it: over a queue,
+  the window follows the longest live row, not the longest row ever decoded.
 
 Phase lengths come from bucketed sizes only (`phase_steps`), so the compiled phase programs
 are bounded by (batch buckets) x (window buckets) for a given prompt and new-token bucket.
@@ -160,12 +160,14 @@ def run(*, admit: Callable[[int, int | None, Callable[[int], int] | None], Fresh
       fresh_take_B[len(kept):len(kept) + num_fresh] = admitted
       new_seq_B[len(kept):len(kept) + num_fresh] = fresh.seq_B[admitted]
       next_seq += num_fresh
-    # Rows that go on keep their window unless it is more than twice what they need (so
-    # that plain generation's windows depend on the buckets only); admitted rows need theirs.
-    window = old_len if 2 * context > old_len else buckets.fine_at_least(context)
+    # Without admissions the rows keep their window (plain generation's windows then depend
+    # on the buckets only). With them, a window more than twice what the kept rows need
+    # shrinks to their bucket, and the admitted rows need their prompt width.
+    window = old_len
     if fresh is not None:
+      if 2 * context <= old_len:
+        window = buckets.fine_at_least(context)
       window = max(window, fresh.width)
-    if fresh is not None:
       fresh_args = ((fresh.cache, fresh_rows), put(fresh_take_B),
                     jnp.int32(window - fresh.width))
     steps = steps_for(window, max(
