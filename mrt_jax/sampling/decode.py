@@ -1,20 +1,24 @@
-"""The jitted core of the sampler: prefill, and the decode loop (one `lax.while_loop`).
+"""The jitted core of the sampler: prefill, a row's first token, decode phases, repacking.
 
-Both are pure functions of (params, arrays) with the architecture and shapes static; `jit`
+All are pure functions of (params, arrays) with the architecture and shapes static; `jit`
 compiles them once per shape bucket. `TRACES` counts how often each was traced (= compiled),
-which tests read to show that calls inside a bucket do not recompile.
+which tests read to bound the compiles.
 
-Cache invariant kept by the loop: row b's cache holds exactly its prompt (or, with a prefix, its
-suffix) and every token it has emitted, `lengths_B[b]` of them. Prompts come left-padded to
-the prompt width W, so every row's prompt ends at entry W (`KVCache.start_B`) and all rows
-write the token they feed at step i to the same entry W + i (`forward(write_at=...)`): one
+A decode phase is one `lax.while_loop` of up to C steps over a cache window of S = P + C
+entries; `schedule.py` runs phases over growing windows and `repack` builds each phase's batch
+(rows that finished leave, queued ones join, entries move to the new window).
+
+Cache invariant kept by a phase: row b's cache holds exactly its prompt (or, with a prefix, its
+suffix) and every token it has fed, `lengths_B[b]` of them, ending at the phase's first entry P
+for every row with a token to feed (`KVCache.start_B` places each row), and all rows write the
+token they feed at step i to the same entry P + i (`forward(write_at=...)`): one
 `dynamic_update_slice` per layer, which every backend does in place (libtpu answers a per-row
 scatter by re-laying-out the whole cache on every step). A token is fed (written to the
-cache) in the step after it is emitted, so with `feed_last` the loop runs until every
-emitted token is fed: the returned cache is complete, and a fork can branch at any position
+cache) in the step after it is emitted, so with `feed_last` the phases run until every
+emitted token is fed: the final cache is complete, and a fork can branch at any position
 of it.
-Without it (callers that drop the cache: probes, generation without `keep_cache`) the loop
-ends when the last row emits its last token, one forward pass sooner.
+Without it (callers that drop the cache: probes, generation without `keep_cache`) they end
+when the last row emits its last token, one forward pass sooner.
 
 Cache layout: with `scan_layers` the caches are stacked [L, B, K, S, E] arrays; unrolled
 (`scan_layers=False`, the `Sampler`'s default) they are per-layer buffers [B, K, S, E]

@@ -1,8 +1,9 @@
 """`Sampler`: bucketed, jitted generation from prompts (and, in `fork.py`, from prefixes).
 
 A `Sampler` is a frozen settings object; params come with each call (they change every RL
-step). Each call pads its inputs to shape buckets, prefills every prompt once, and decodes all
-rows in one `lax.while_loop` (`decode.py`).
+step). Each call pads its inputs to shape buckets, prefills every prompt once, and decodes the
+rows in phases over growing cache windows, finished rows leaving the batch and queued ones
+taking their slots (`schedule.py`, `decode.py`).
 
 Seed convention: row r of a result (prompt-major: prompt p, sample n -> r = p * num_samples + n)
 draws its randomness from `fold_in(key(seed), r)`, folded with the token index. A row's samples

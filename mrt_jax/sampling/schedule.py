@@ -54,14 +54,16 @@ class Decoded:
   cache: KVCache
 
 
-def phase_steps(window: int, need: int, min_steps: int) -> int:
+def phase_steps(window: int, need: int, min_steps: int, new_tokens: int) -> int:
   """Steps of a phase whose rows start writing at entry `window` and need `need` more steps.
 
   A quarter of the window rounded up to a power of two (the window grows ~1.25-1.5x per
   phase, and a finished row costs at most a quarter of its context in steps before it
-  leaves), but no more than `need` rounded up to a power of two, and at least `min_steps`.
+  leaves), but no more than `need` rounded up to a power of two, and at least `min_steps`;
+  never more than the new-token bucket (the static batch's one phase).
   """
-  return max(min_steps, min(buckets.pow2_at_least(need), buckets.pow2_at_least(window) // 4))
+  quarter = buckets.pow2_at_least(window) // 4
+  return min(new_tokens, max(min_steps, min(buckets.pow2_at_least(need), quarter)))
 
 
 def run(*, admit: Callable[[int, int | None, Callable[[int], int] | None], Fresh],
@@ -102,7 +104,7 @@ def run(*, admit: Callable[[int, int | None, Callable[[int], int] | None], Fresh
     return out
 
   def steps_for(window: int, n: int) -> int:
-    return phase_steps(window, n, min_steps) if phased else new_tokens
+    return phase_steps(window, n, min_steps, new_tokens) if phased else new_tokens
 
   def begin(fresh: Fresh):
     rows, token_B, logprob_B = start(fresh.first_logits_BxV, fresh.keys_B, fresh.live_B,

@@ -68,7 +68,7 @@ def test_phase_compiles_are_bounded_by_phases_times_batch_buckets(setup):
   # 2, 1: at most 9 programs, whatever the prompt lengths and stops.
   windows, emitted = [32], 1
   while emitted < 40:
-    steps = schedule.phase_steps(windows[-1], 40 - emitted, 16)
+    steps = schedule.phase_steps(windows[-1], 40 - emitted, 16, 64)
     windows.append(windows[-1] + steps)
     emitted += steps
   assert windows == [32, 48, 64, 80]
