@@ -157,8 +157,9 @@ def bench_long_tail(config, params, s: dict, repeats: int) -> tuple[float, float
         stop_token_ids=[2], **kwargs)
 
   useful = int(lengths.sum())
-  return (useful / best_time(phased, repeats),
-          useful / best_time(static, repeats, warmup=warm_static), lengths)
+  ours = useful / best_time(phased, repeats)
+  print(f"long tail: phased {ours:.1f} useful tokens/s", flush=True)
+  return ours, useful / best_time(static, repeats, warmup=warm_static), lengths
 
 
 def bench_probes(config, params, s: dict, repeats: int) -> tuple[float, float]:
@@ -204,6 +205,7 @@ def main():
         f"{jax.__version__} on {jax.devices()[0].platform} ({len(os.sched_getaffinity(0))} cores), "
         f"torch {torch.__version__}, transformers {transformers.__version__}")
   gen_ours, gen_peer = bench_generate(model, config, params, s, args.repeats, threads)
+  print(f"generate: mrt_jax {gen_ours:.1f} tokens/s", flush=True)
   print("transformers generate tokens/s by torch threads: "
         + ", ".join(f"{n}: {v:.1f}" for n, v in gen_peer.items()))
   best = max(gen_peer, key=gen_peer.get)
@@ -212,6 +214,7 @@ def main():
         f"{ceiling:.1f} tokens/s = {ceiling / gen_peer[best]:.1f}x transformers, the most any "
         "decode loop on this machine's XLA:CPU dots can reach")
   probe_ours, probe_naive = bench_probes(config, params, s, args.repeats)
+  print(f"probes: fork {probe_ours:.1f}, re-prefill {probe_naive:.1f} answer tokens/s", flush=True)
   tail_phased, tail_static, lengths = bench_long_tail(config, params, s, args.repeats)
   print(f"long-tail lengths: {len(lengths)} rows, median {int(np.median(lengths))}, mean "
         f"{lengths.mean():.0f}, max {lengths.max()} of a {s['tail_budget']}-token budget "
