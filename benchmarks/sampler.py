@@ -20,6 +20,7 @@ under the same `taskset` to give them the same cores).
 
   python benchmarks/sampler.py            # the figures in BENCHMARKS.md
   python benchmarks/sampler.py --quick    # smoke run (seconds)
+  python benchmarks/sampler.py --parts=longtail --tail-budget=512   # one workload, shorter
 
 The last line is one JSON object of the headline ratios.
 """
@@ -195,55 +196,64 @@ def main():
   parser.add_argument("--repeats", type=int, default=1, help="timed runs per measurement")
   parser.add_argument("--threads", default="1,2",
                       help="torch intra-op thread counts to try (comma-separated)")
+  parser.add_argument("--parts", default="generate,probes,longtail",
+                      help="workloads to measure (comma-separated)")
+  parser.add_argument("--tail-budget", type=int, default=None,
+                      help="the long-tail budget (default 2048; --quick 64)")
   args = parser.parse_args()
   threads = [int(n) for n in args.threads.split(",")]
-  s = QUICK if args.quick else FULL
+  parts = set(args.parts.split(","))
+  if parts - {"generate", "probes", "longtail"}:
+    raise SystemExit(f"--parts: unknown {sorted(parts - {'generate', 'probes', 'longtail'})}; "
+                     "expected generate, probes, longtail")
+  s = dict(QUICK if args.quick else FULL)
+  if args.tail_budget:
+    s["tail_budget"] = args.tail_budget
   with tempfile.TemporaryDirectory() as directory:
     model, config, params = build_model(directory)
   num_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
   print(f"Qwen2 random checkpoint: {num_params / 1e6:.1f}M params, f32; jax "
         f"{jax.__version__} on {jax.devices()[0].platform} ({len(os.sched_getaffinity(0))} cores), "
         f"torch {torch.__version__}, transformers {transformers.__version__}")
-  gen_ours, gen_peer = bench_generate(model, config, params, s, args.repeats, threads)
-  print(f"generate: mrt_jax {gen_ours:.1f} tokens/s", flush=True)
-  print("transformers generate tokens/s by torch threads: "
-        + ", ".join(f"{n}: {v:.1f}" for n, v in gen_peer.items()))
-  best = max(gen_peer, key=gen_peer.get)
-  ceiling = matmul_ceiling(params, s, args.repeats)
-  print(f"matmul-only decode steps (batch {s['batch']}, no attention/cache/sampling): "
-        f"{ceiling:.1f} tokens/s = {ceiling / gen_peer[best]:.1f}x transformers, the most any "
-        "decode loop on this machine's XLA:CPU dots can reach")
-  probe_ours, probe_naive = bench_probes(config, params, s, args.repeats)
-  print(f"probes: fork {probe_ours:.1f}, re-prefill {probe_naive:.1f} answer tokens/s", flush=True)
-  tail_phased, tail_static, lengths = bench_long_tail(config, params, s, args.repeats)
-  print(f"long-tail lengths: {len(lengths)} rows, median {int(np.median(lengths))}, mean "
-        f"{lengths.mean():.0f}, max {lengths.max()} of a {s['tail_budget']}-token budget "
-        f"({lengths.sum() / (len(lengths) * lengths.max()):.0%} of the static batch's "
-        "row-steps are useful)")
-  rows = [
-      (f"generate: batch {s['batch']}, prompt {s['prompt']}, {s['new']} new, T=1 (tokens/s)",
-       gen_ours, f"transformers, {best} thr", gen_peer[best]),
-      (f"probes: {s['traces']} traces x {s['trace_len']} tok, {s['boundaries']} boundaries x "
-       f"{s['probes']} probes, {s['answer']} answer tok (answer tokens/s)",
-       probe_ours, "re-prefill each prefix", probe_naive),
-      (f"long tail: {s['tail_rows']} rows, prompt {s['prompt']}, log-normal lengths up to "
-       f"{s['tail_budget']}, T=1 (useful tokens/s)", tail_phased, "static batch",
-       tail_static),
-  ]
+  rows, headline = [], {}
+  if "generate" in parts:
+    gen_ours, gen_peer = bench_generate(model, config, params, s, args.repeats, threads)
+    print(f"generate: mrt_jax {gen_ours:.1f} tokens/s", flush=True)
+    print("transformers generate tokens/s by torch threads: "
+          + ", ".join(f"{n}: {v:.1f}" for n, v in gen_peer.items()))
+    best = max(gen_peer, key=gen_peer.get)
+    ceiling = matmul_ceiling(params, s, args.repeats)
+    print(f"matmul-only decode steps (batch {s['batch']}, no attention/cache/sampling): "
+          f"{ceiling:.1f} tokens/s = {ceiling / gen_peer[best]:.1f}x transformers, the most any "
+          "decode loop on this machine's XLA:CPU dots can reach", flush=True)
+    rows.append((f"generate: batch {s['batch']}, prompt {s['prompt']}, {s['new']} new, T=1 "
+                 "(tokens/s)", gen_ours, f"transformers, {best} thr", gen_peer[best]))
+    headline.update(generate_over_transformers=round(gen_ours / gen_peer[best], 2),
+                    matmul_ceiling_over_transformers=round(ceiling / gen_peer[best], 2))
+  if "longtail" in parts:
+    tail_phased, tail_static, lengths = bench_long_tail(config, params, s, args.repeats)
+    print(f"long-tail lengths: {len(lengths)} rows, median {int(np.median(lengths))}, mean "
+          f"{lengths.mean():.0f}, max {lengths.max()} of a {s['tail_budget']}-token budget "
+          f"({lengths.sum() / (len(lengths) * lengths.max()):.0%} of the static batch's "
+          "row-steps are useful)", flush=True)
+    rows.append((f"long tail: {s['tail_rows']} rows, prompt {s['prompt']}, log-normal lengths up "
+                 f"to {s['tail_budget']}, T=1 (useful tokens/s)", tail_phased, "static batch",
+                 tail_static))
+    headline.update(longtail_over_static=round(tail_phased / tail_static, 2))
+  if "probes" in parts:
+    probe_ours, probe_naive = bench_probes(config, params, s, args.repeats)
+    print(f"probes: fork {probe_ours:.1f}, re-prefill {probe_naive:.1f} answer tokens/s",
+          flush=True)
+    rows.append((f"probes: {s['traces']} traces x {s['trace_len']} tok, {s['boundaries']} "
+                 f"boundaries x {s['probes']} probes, {s['answer']} answer tok (answer tokens/s)",
+                 probe_ours, "re-prefill each prefix", probe_naive))
+    headline.update(fork_over_reprefill=round(probe_ours / probe_naive, 2))
   print(f"| {'workload':<92} | {'mrt_jax':>9} | {'peer':<22} | {'peer value':>10} | ratio |")
   print(f"|{'-' * 94}|{'-' * 11}|{'-' * 24}|{'-' * 12}|-------|")
   for name, ours, peer, theirs in rows:
     print(f"| {name:<92} | {ours:>9.1f} | {peer:<22} | {theirs:>10.1f} | "
           f"{ours / theirs:>4.1f}x |")
-  print(json.dumps({
-      "generate_over_transformers": round(gen_ours / gen_peer[best], 2),
-      "matmul_ceiling_over_transformers": round(ceiling / gen_peer[best], 2),
-      "longtail_over_static": round(tail_phased / tail_static, 2),
-      "fork_over_reprefill": round(probe_ours / probe_naive, 2),
-      "generate_tokens_per_s": round(gen_ours, 1), "transformers_tokens_per_s":
-      round(gen_peer[best], 1), "longtail_useful_tokens_per_s": round(tail_phased, 1),
-      "static_useful_tokens_per_s": round(tail_static, 1)}))
-
+  print(json.dumps(headline))
 
 if __name__ == "__main__":
   main()
