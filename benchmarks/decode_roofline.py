@@ -14,8 +14,8 @@ decodes the full budget.
   fraction      = roofline s / decode s (target: >= 50%).
 
 A second fraction counts the KV bytes of the whole cache bucket (prompt bucket + new-token
-bucket), which is what the decode attention reads every step: the gap between the two is the
-cost of reading unused cache slots.
+bucket), which is what a static batch's decode attention reads every step; the phased sampler
+reads a window that grows with the rows (`sampling/schedule.py`), between the two.
 
 The peak bandwidth comes from the device kind (table below) or --peak-gbps. One JSON line at
 the end holds every figure.

@@ -2,7 +2,12 @@
 
 1. Generation: tokens/s of `mrt_jax.sampling` vs `transformers` `generate` (PyTorch CPU) on the
    same random Qwen2 checkpoint (~19M params), batch 16, prompt 64, 256 new tokens, T = 1.
-2. Probes: 8 traces of 512 tokens, 8 boundaries each, 4 probes per boundary, an 8-token
+2. Long tail: 64 sequences whose lengths follow a log-normal (median a quarter of the
+   2,048-token budget, sigma 1, capped at 2,048; prompt 64, T = 1), each row's length forced by
+   its own budget so that the workload is the same in every run: useful (generated) tokens/s of
+   the phased sampler (growing windows, finished rows leaving the batch) vs the static batch
+   (`Sampler(phased=False)`: every row over the whole bucket until the longest ends).
+3. Probes: 8 traces of 512 tokens, 8 boundaries each, 4 probes per boundary, an 8-token
    termination suffix and 32 answer tokens: forking from the traces' KV cache (prefilling the
    traces once, included in the time) vs re-prefilling every prefix + suffix (the same jitted
    sampler, tight prompt bucket, each prefix prefilled once and shared by its 4 probes).
@@ -15,11 +20,15 @@ under the same `taskset` to give them the same cores).
 
   python benchmarks/sampler.py            # the figures in BENCHMARKS.md
   python benchmarks/sampler.py --quick    # smoke run (seconds)
+  python benchmarks/sampler.py --parts=longtail --tail-budget=512   # one workload, shorter
+
+The last line is one JSON object of the headline ratios.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -44,9 +53,9 @@ MODEL = dict(vocab_size=8192, hidden_size=384, intermediate_size=1024, num_hidde
              bos_token_id=1, eos_token_id=2, pad_token_id=0)
 
 FULL = dict(batch=16, prompt=64, new=256, traces=8, trace_len=512, boundaries=8, probes=4,
-            suffix=8, answer=32)
+            suffix=8, answer=32, tail_rows=64, tail_budget=2048)
 QUICK = dict(batch=4, prompt=16, new=32, traces=2, trace_len=64, boundaries=2, probes=2,
-             suffix=4, answer=8)
+             suffix=4, answer=8, tail_rows=8, tail_budget=64)
 
 
 def build_model(directory: str):
@@ -115,6 +124,45 @@ def matmul_ceiling(params, s: dict, repeats: int, steps: int = 32) -> float:
   return s["batch"] * steps / seconds
 
 
+def tail_lengths(rows: int, budget: int) -> np.ndarray:
+  """Log-normal lengths: median budget / 4, sigma 1, in [1, budget]; the longest is `budget`."""
+  rng = np.random.default_rng(2)
+  lengths = np.exp(rng.normal(np.log(budget / 4), 1.0, size=rows)).round().astype(int)
+  lengths = np.clip(lengths, 1, budget)
+  lengths[np.argmax(lengths)] = budget
+  return lengths
+
+
+def bench_long_tail(config, params, s: dict, repeats: int) -> tuple[float, float, np.ndarray]:
+  """Useful tokens/s of the phased and of the static sampler on the long-tail workload."""
+  lengths = tail_lengths(s["tail_rows"], s["tail_budget"])
+  prompts = np.random.default_rng(3).integers(3, config.vocab_size,
+                                              size=(s["tail_rows"], s["prompt"])).tolist()
+  kwargs = dict(temperature=1.0, seed=0)
+
+  def run(sampler, budgets):
+    def go():
+      result = sampler.generate(params, prompts, max_new_tokens=budgets.tolist(), **kwargs)
+      assert [len(t) for t in result.tokens] == budgets.tolist()
+    return go
+
+  phased = run(sampling.Sampler(config), lengths)
+  static = run(sampling.Sampler(config, phased=False), lengths)
+
+  def warm_static():
+    """The static batch compiles one program whatever the lengths: warm it up on the same
+    buckets with every row stopped at its first token (the phased one warms up on the real
+    workload, whose lengths decide its phases)."""
+    sampling.Sampler(config, phased=False).generate(
+        params, prompts, max_new_tokens=lengths.tolist(), forced=[(0, [2])],
+        stop_token_ids=[2], **kwargs)
+
+  useful = int(lengths.sum())
+  ours = useful / best_time(phased, repeats)
+  print(f"long tail: phased {ours:.1f} useful tokens/s", flush=True)
+  return ours, useful / best_time(static, repeats, warmup=warm_static), lengths
+
+
 def bench_probes(config, params, s: dict, repeats: int) -> tuple[float, float]:
   rng = np.random.default_rng(1)
   traces = rng.integers(3, config.vocab_size, size=(s["traces"], s["trace_len"])).tolist()
@@ -148,37 +196,64 @@ def main():
   parser.add_argument("--repeats", type=int, default=1, help="timed runs per measurement")
   parser.add_argument("--threads", default="1,2",
                       help="torch intra-op thread counts to try (comma-separated)")
+  parser.add_argument("--parts", default="generate,probes,longtail",
+                      help="workloads to measure (comma-separated)")
+  parser.add_argument("--tail-budget", type=int, default=None,
+                      help="the long-tail budget (default 2048; --quick 64)")
   args = parser.parse_args()
   threads = [int(n) for n in args.threads.split(",")]
-  s = QUICK if args.quick else FULL
+  parts = set(args.parts.split(","))
+  if parts - {"generate", "probes", "longtail"}:
+    raise SystemExit(f"--parts: unknown {sorted(parts - {'generate', 'probes', 'longtail'})}; "
+                     "expected generate, probes, longtail")
+  s = dict(QUICK if args.quick else FULL)
+  if args.tail_budget:
+    s["tail_budget"] = args.tail_budget
   with tempfile.TemporaryDirectory() as directory:
     model, config, params = build_model(directory)
   num_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
   print(f"Qwen2 random checkpoint: {num_params / 1e6:.1f}M params, f32; jax "
         f"{jax.__version__} on {jax.devices()[0].platform} ({len(os.sched_getaffinity(0))} cores), "
         f"torch {torch.__version__}, transformers {transformers.__version__}")
-  gen_ours, gen_peer = bench_generate(model, config, params, s, args.repeats, threads)
-  print("transformers generate tokens/s by torch threads: "
-        + ", ".join(f"{n}: {v:.1f}" for n, v in gen_peer.items()))
-  best = max(gen_peer, key=gen_peer.get)
-  ceiling = matmul_ceiling(params, s, args.repeats)
-  print(f"matmul-only decode steps (batch {s['batch']}, no attention/cache/sampling): "
-        f"{ceiling:.1f} tokens/s = {ceiling / gen_peer[best]:.1f}x transformers, the most any "
-        "decode loop on this machine's XLA:CPU dots can reach")
-  probe_ours, probe_naive = bench_probes(config, params, s, args.repeats)
-  rows = [
-      (f"generate: batch {s['batch']}, prompt {s['prompt']}, {s['new']} new, T=1 (tokens/s)",
-       gen_ours, f"transformers, {best} thr", gen_peer[best]),
-      (f"probes: {s['traces']} traces x {s['trace_len']} tok, {s['boundaries']} boundaries x "
-       f"{s['probes']} probes, {s['answer']} answer tok (answer tokens/s)",
-       probe_ours, "re-prefill each prefix", probe_naive),
-  ]
+  rows, headline = [], {}
+  if "generate" in parts:
+    gen_ours, gen_peer = bench_generate(model, config, params, s, args.repeats, threads)
+    print(f"generate: mrt_jax {gen_ours:.1f} tokens/s", flush=True)
+    print("transformers generate tokens/s by torch threads: "
+          + ", ".join(f"{n}: {v:.1f}" for n, v in gen_peer.items()))
+    best = max(gen_peer, key=gen_peer.get)
+    ceiling = matmul_ceiling(params, s, args.repeats)
+    print(f"matmul-only decode steps (batch {s['batch']}, no attention/cache/sampling): "
+          f"{ceiling:.1f} tokens/s = {ceiling / gen_peer[best]:.1f}x transformers, the most any "
+          "decode loop on this machine's XLA:CPU dots can reach", flush=True)
+    rows.append((f"generate: batch {s['batch']}, prompt {s['prompt']}, {s['new']} new, T=1 "
+                 "(tokens/s)", gen_ours, f"transformers, {best} thr", gen_peer[best]))
+    headline.update(generate_over_transformers=round(gen_ours / gen_peer[best], 2),
+                    matmul_ceiling_over_transformers=round(ceiling / gen_peer[best], 2))
+  if "longtail" in parts:
+    tail_phased, tail_static, lengths = bench_long_tail(config, params, s, args.repeats)
+    print(f"long-tail lengths: {len(lengths)} rows, median {int(np.median(lengths))}, mean "
+          f"{lengths.mean():.0f}, max {lengths.max()} of a {s['tail_budget']}-token budget "
+          f"({lengths.sum() / (len(lengths) * lengths.max()):.0%} of the static batch's "
+          "row-steps are useful)", flush=True)
+    rows.append((f"long tail: {s['tail_rows']} rows, prompt {s['prompt']}, log-normal lengths up "
+                 f"to {s['tail_budget']}, T=1 (useful tokens/s)", tail_phased, "static batch",
+                 tail_static))
+    headline.update(longtail_over_static=round(tail_phased / tail_static, 2))
+  if "probes" in parts:
+    probe_ours, probe_naive = bench_probes(config, params, s, args.repeats)
+    print(f"probes: fork {probe_ours:.1f}, re-prefill {probe_naive:.1f} answer tokens/s",
+          flush=True)
+    rows.append((f"probes: {s['traces']} traces x {s['trace_len']} tok, {s['boundaries']} "
+                 f"boundaries x {s['probes']} probes, {s['answer']} answer tok (answer tokens/s)",
+                 probe_ours, "re-prefill each prefix", probe_naive))
+    headline.update(fork_over_reprefill=round(probe_ours / probe_naive, 2))
   print(f"| {'workload':<92} | {'mrt_jax':>9} | {'peer':<22} | {'peer value':>10} | ratio |")
   print(f"|{'-' * 94}|{'-' * 11}|{'-' * 24}|{'-' * 12}|-------|")
   for name, ours, peer, theirs in rows:
     print(f"| {name:<92} | {ours:>9.1f} | {peer:<22} | {theirs:>10.1f} | "
           f"{ours / theirs:>4.1f}x |")
-
+  print(json.dumps(headline))
 
 if __name__ == "__main__":
   main()

@@ -12,8 +12,10 @@ chip's published peaks), then one JSON line (the last line on stdout, with those
 Programs compiled, with the shapes the training loop gives them:
 - `prefill`: the step's prompts (train.global_batch_prompts rows of data.max_prompt_len,
   bucketed) into a KV cache of G = rollout.num_generations samples per prompt;
-- `decode`: the sampler's whole decode `while_loop` over that cache (rows x (prompt bucket +
-  completion bucket)), weights in the sampling layout;
+- `decode`: the sampler's largest decode phase, one `while_loop` over that cache's whole
+  window (rows x (prompt bucket + completion bucket)): the peak of the decode programs (phased
+  decoding's later, smaller batches and earlier windows need less), weights in the sampling
+  layout;
 - `train`: one optimizer update on global_batch_prompts x G rows of max_prompt_len +
   max_completion_len tokens, accumulated over global / micro_batch_prompts micro-batches.
 
@@ -203,13 +205,15 @@ def sampler_programs(mc: ModelConfig, config: ConfigDict, mesh, dtype):
   rule_arrays = _replicated(jax.eval_shape(lambda: sampling.to_arrays(mc.vocab_size, new_tokens)),
                             mesh)
   key_dtype = jax.eval_shape(lambda: jax.random.key(0)).dtype
-  decode_loop = (decode.decode,
-                 (mc, params, cache,
-                  _abstract((B, mc.vocab_size), jnp.float32, mesh, ("batch", "vocab"), rules),
-                  rule_arrays, _abstract((B,), key_dtype, mesh, ("batch",), rules),
-                  _abstract((B,), jnp.bool_, mesh, ("batch",), rules),
-                  _replicated(jax.ShapeDtypeStruct((), jnp.int32), mesh)),
-                 dict(new_tokens=new_tokens, **static))
+  per_row = lambda dtype, *more: _abstract((B,) + more, dtype, mesh,
+                                           ("batch",) + (None,) * len(more), rules)
+  rows = decode.Rows(token_B=per_row(jnp.int32), pending_B=per_row(jnp.bool_),
+                     done_B=per_row(jnp.bool_), stopped_B=per_row(jnp.bool_),
+                     emitted_B=per_row(jnp.int32), budget_B=per_row(jnp.int32),
+                     window_BxW=per_row(jnp.int32, rule_arrays.stops_XxW.shape[1]),
+                     keys_B=per_row(key_dtype))
+  decode_loop = (decode.phase, (mc, params, cache, rows, rule_arrays),
+                 dict(steps=new_tokens, **static))
   shapes = {"prompt_rows": P, "prompt_len": width, "rollout_rows": B, "cache_len": S,
             "new_tokens": new_tokens}
   return {"prefill": prefill, "decode": decode_loop}, shapes

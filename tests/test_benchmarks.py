@@ -85,8 +85,13 @@ def test_quick_copy_count_compiles_both_layer_loops_for_a_tpu():
                          "--quick"], capture_output=True, text=True, timeout=300, cwd=ROOT)
   assert proc.returncode == 0, proc.stderr[-4000:]
   out = json.loads(proc.stdout.strip().splitlines()[-1])
-  rows = {r["scan_layers"]: r for r in out["rows"]}
+  rows = {r["scan_layers"]: r for r in out["rows"] if r["steps"] == out["new"]}
   assert set(rows) == {True, False} and out["num_layers"] == 2
+  first_phase = [r for r in out["rows"] if r["steps"] == out["phase"]]
+  assert len(first_phase) == 1 and first_phase[0]["layer_cache_copies"] == 0
+  # A shorter window reads less per token, and never less than the roofline.
+  assert (rows[False]["bytes_accessed_per_token"] > first_phase[0]["bytes_accessed_per_token"]
+          > first_phase[0]["roofline_bytes_per_token"])
   # libtpu materializes the scanned layer's dynamic slice of the stacked cache (K and V) on
   # every step. The unrolled loop (the sampler's default) writes each new token with one
   # dynamic_update_slice at an entry common to all rows and copies no layer's cache at all

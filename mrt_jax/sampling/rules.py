@@ -257,22 +257,24 @@ def _kept(logits_BxV: jax.Array, rules: RuleArrays):
 
 
 def choose(logits_BxV: jax.Array, rules: RuleArrays, row_keys_B: jax.Array,
-           step: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Next token of each row at generated index `step`, and its log-prob (module docstring).
+           step_B: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Next token of each row at generated index `step_B` ([] or per row), and its log-prob.
 
-  Row b's randomness is `fold_in(row_keys_B[b], step)`: it depends on the row's identity and
-  the step only, never on the batch it is computed in. Greedy and sampled tokens are both
+  Log-probs follow the module docstring's convention. Row b's randomness is
+  `fold_in(row_keys_B[b], step_B[b])`: it depends on the row's identity and the index only,
+  never on the batch it is computed in. Greedy and sampled tokens are both
   computed and one is selected (no `lax.cond`: XLA:CPU's conditional costs more than the
   sampling it would skip); top-k/top-p cost nothing when switched off (`_largest_cut`).
   """
   t = rules.temperature
   scaled_BxV, allowed_BxV, weights_BxV, kept_BxV = _kept(logits_BxV, rules)
   logsumexp_B = jax.nn.logsumexp(scaled_BxV, axis=-1)
-  step_keys_B = jax.vmap(jax.random.fold_in, (0, None))(row_keys_B, step)
+  step_B = jnp.broadcast_to(step_B, row_keys_B.shape)
+  step_keys_B = jax.vmap(jax.random.fold_in)(row_keys_B, step_B)
   sampled_B = inverse_cdf_sample(step_keys_B, jnp.where(kept_BxV, weights_BxV, 0.0))
   token_B = jnp.where(t > 0, sampled_B, _argmax(allowed_BxV))
-  forced = rules.forced_N.at[step].get(mode="fill", fill_value=-1)
-  token_B = jnp.where(forced >= 0, forced, token_B)
+  forced_B = rules.forced_N.at[step_B].get(mode="fill", fill_value=-1)
+  token_B = jnp.where(forced_B >= 0, forced_B, token_B)
   logprob_B = jnp.take_along_axis(scaled_BxV, token_B[:, None], axis=-1)[:, 0] - logsumexp_B
   return token_B, logprob_B
 

@@ -1,8 +1,9 @@
 """`Sampler`: bucketed, jitted generation from prompts (and, in `fork.py`, from prefixes).
 
 A `Sampler` is a frozen settings object; params come with each call (they change every RL
-step). Each call pads its inputs to shape buckets, prefills every prompt once, and decodes all
-rows in one `lax.while_loop` (`decode.py`).
+step). Each call pads its inputs to shape buckets, prefills every prompt once, and decodes the
+rows in phases over growing cache windows, finished rows leaving the batch and queued ones
+taking their slots (`schedule.py`, `decode.py`).
 
 Seed convention: row r of a result (prompt-major: prompt p, sample n -> r = p * num_samples + n)
 draws its randomness from `fold_in(key(seed), r)`, folded with the token index. A row's samples
@@ -27,7 +28,7 @@ from mrt_jax.models.sharding import (SAMPLE_RULES, Rules, from_host, named_shard
                                      to_host)
 from mrt_jax.models.transformer import KVCache, Prefix
 from mrt_jax.models.weights import Params
-from mrt_jax.sampling import buckets, decode, score
+from mrt_jax.sampling import buckets, decode, schedule, score
 from mrt_jax.sampling.fork import Probe, arrange
 from mrt_jax.sampling.rules import SamplingRules
 
@@ -74,6 +75,14 @@ class Sampler:
       of the stacked cache: XLA:CPU copies its weights and cache slices too (2-3x slower
       steps for small models), and libtpu copies every layer's K and V cache on every step,
       which the unrolled loop does not (`benchmarks/decode_copies.py`).
+    max_batch_rows: the most sequences decoded at once (a power of two, a multiple of the
+      mesh's batch shards); a call with more queues the rest, and a queued sequence takes the
+      slot of one that finished (continuous batching). None: every sequence of a call at once.
+    phased: decode in phases over growing cache windows, finished rows leaving the batch
+      between phases (`schedule.py`); False: one phase over the whole new-token bucket, every
+      row kept until the last one finishes (the static batch; the same tokens).
+    min_phase_tokens: steps of the shortest phase (each phase is a quarter of its window,
+      rounded up to a power of two, at least this many steps).
   """
   config: ModelConfig
   prompt_buckets: tuple[int, ...] = (32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384,
@@ -86,6 +95,17 @@ class Sampler:
   mesh: Mesh | None = None
   rules: Rules = SAMPLE_RULES
   scan_layers: bool = False
+  max_batch_rows: int | None = None
+  phased: bool = True
+  min_phase_tokens: int = 64
+
+  def __post_init__(self):
+    n = self.max_batch_rows
+    if n is not None and (n < 1 or n & (n - 1) or n % self._batch_multiple()):
+      raise ValueError(f"max_batch_rows must be a power of two and a multiple of the mesh's "
+                       f"{self._batch_multiple()} batch shards, got {n}")
+    if self.min_phase_tokens < 1:
+      raise ValueError(f"min_phase_tokens must be >= 1, got {self.min_phase_tokens}")
 
   # --- helpers shared with fork.py ------------------------------------------------------------
 
@@ -150,31 +170,36 @@ class Sampler:
         cache_dtype=self._cache_dtype(params), cache_len=width + extra, repeats=repeats,
         scan_layers=self.scan_layers)
 
-  def _decode(self, params: Params, cache: KVCache, first_logits: jax.Array,
-              rules: SamplingRules, row_ids: np.ndarray, live: np.ndarray,
-              max_new_tokens: int, new_tokens: int, seed: int, prefix=None, *,
-              feed_last: bool):
-    return decode.decode(
-        self.config, params, cache, first_logits,
-        rules.to_arrays(self.config.vocab_size, new_tokens), self._row_keys(seed, row_ids),
-        self._put(live, ("batch",)), jnp.int32(max_new_tokens), prefix, rules=self.rules,
-        compute_dtype=self.compute_dtype, new_tokens=new_tokens, scan_layers=self.scan_layers,
-        feed_last=feed_last)
+  def _run(self, params: Params, rules: SamplingRules, new_tokens: int, admit, num_seqs: int,
+           budgets: np.ndarray, prefix=None, *, keep_all: bool, feed_last: bool,
+           slots: int | None) -> schedule.Decoded:
+    """Decodes `num_seqs` sequences admitted by `admit` (`schedule.run`)."""
+    rule_arrays = rules.to_arrays(self.config.vocab_size, new_tokens)
+    static = dict(rules=self.rules, compute_dtype=self.compute_dtype,
+                  scan_layers=self.scan_layers, feed_last=feed_last)
+    return schedule.run(
+        admit=admit, num_seqs=num_seqs, budgets=budgets, slots=slots, keep_all=keep_all,
+        phased=self.phased, min_steps=self.min_phase_tokens, new_tokens=new_tokens,
+        feed_last=feed_last,
+        start=lambda logits, keys, live, budget: decode.start(logits, rule_arrays, keys, live,
+                                                              budget, rules=self.rules),
+        step=lambda cache, rows, steps: decode.phase(self.config, params, cache, rows,
+                                                     rule_arrays, prefix, steps=steps,
+                                                     **static),
+        repack=functools.partial(decode.repack, rules=self.rules),
+        put=lambda x: self._put(x, ("batch",)), batch_multiple=self._batch_multiple())
 
   @staticmethod
-  def _results(state: decode.DecodeState, order: np.ndarray):
-    """Host lists for the grid rows `order` (in result order)."""
-    tokens = to_host(state.tokens_BxN)[order]  # All-gathered on multi-process meshes.
-    logprobs = to_host(state.logprobs_BxN)[order]
-    stopped = to_host(state.stopped_B)[order]
-    counts = (tokens >= 0).sum(axis=1)
-    return ([t[:n].tolist() for t, n in zip(tokens, counts)],
-            [lp[:n].copy() for lp, n in zip(logprobs, counts)],
-            [FINISH_STOP if s else FINISH_LENGTH for s in stopped])
+  def _results(decoded: schedule.Decoded):
+    """Host lists in result order."""
+    return ([list(t) for t in decoded.tokens],
+            [np.asarray(lp, np.float32) for lp in decoded.logprobs],
+            [FINISH_STOP if s else FINISH_LENGTH for s in decoded.stopped])
 
   # --- public API -------------------------------------------------------------------------------
 
-  def generate(self, params: Params, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
+  def generate(self, params: Params, prompts: Sequence[Sequence[int]], *,
+               max_new_tokens: int | Sequence[int],
                temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
                stop_token_ids: Sequence[int] = (), stop_sequences: Sequence[Sequence[int]] = (),
                suppress_token_ids: Sequence[int] = (),
@@ -186,7 +211,8 @@ class Sampler:
       params: model params (placed on `self.mesh` with `self.rules` when sharded).
       prompts: token id lists of any lengths (each non-empty, at most the largest prompt
         bucket).
-      max_new_tokens: budget of generated tokens per row (>= 1).
+      max_new_tokens: budget of generated tokens per row (>= 1): one for every prompt, or a
+        sequence of one per prompt (the bucket is that of the largest).
       temperature, top_p, top_k, stop_token_ids, stop_sequences, suppress_token_ids, forced:
         see `SamplingRules`.
       num_samples: continuations per prompt; each prompt is prefilled once and its cache shared.
@@ -199,18 +225,54 @@ class Sampler:
     prompts = buckets.check_sequences(prompts, self.config.vocab_size, "prompt")
     if num_samples < 1:
       raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-    new_tokens = self._new_tokens(max_new_tokens)
+    per_prompt = np.asarray(max_new_tokens, np.int64).reshape(-1)
+    if per_prompt.size == 1:
+      per_prompt = np.repeat(per_prompt, len(prompts))
+    if per_prompt.size != len(prompts):
+      raise ValueError(f"max_new_tokens holds {per_prompt.size} budgets for {len(prompts)} "
+                       "prompts; expected one int or one per prompt")
+    new_tokens = max(self._new_tokens(b) for b in set(per_prompt.tolist()))
     rules = SamplingRules(temperature, top_p, top_k, stop_token_ids, stop_sequences,
                           suppress_token_ids, forced)
-    with self._context():
-      cache, first_logits = self._prefill(params, prompts, new_tokens, repeats=num_samples)
+    num_seqs = len(prompts) * num_samples
+    slots = self.max_batch_rows
+    if slots is not None and num_samples > slots:
+      raise ValueError(f"num_samples={num_samples} is more than the max_batch_rows={slots} "
+                       "sequences decoded at once; a prompt's samples decode together")
+    if keep_cache and slots is not None and num_seqs > slots:
+      raise ValueError(f"keep_cache returns one cache of all {num_seqs} sequences, more than "
+                       f"max_batch_rows={slots}; raise max_batch_rows or split the call")
+    budgets = np.repeat(per_prompt, num_samples)
+
+    def admit(first: int, max_rows: int | None, steps_for):
+      """Whole prompts from sequence `first` on (their samples share one prefill)."""
+      p0 = first // num_samples
+      count = len(prompts) - p0
+      if max_rows is not None:
+        count = min(count, max_rows // num_samples)
+      if count < 1:
+        return None
+      group = prompts[p0:p0 + count]
+      width = buckets.bucket(max(len(g) for g in group), self.prompt_buckets,
+                             "the longest prompt length", "prompt_buckets")
+      extra = steps_for(width) if steps_for is not None else 0
+      cache, first_logits = self._prefill(params, group, extra, repeats=num_samples,
+                                          width=width)
       rows = first_logits.shape[0]
-      num_real = len(prompts) * num_samples
-      state = self._decode(params, cache, first_logits, rules, np.arange(rows),
-                           np.arange(rows) < num_real, max_new_tokens, new_tokens, seed,
-                           feed_last=keep_cache)
-      tokens, logprobs, reasons = self._results(state, np.arange(num_real))
-    return SampleResult(tokens, logprobs, reasons, state.cache if keep_cache else None)
+      seq_B = np.full((rows,), -1, np.int64)
+      seq_B[:count * num_samples] = first + np.arange(count * num_samples)
+      # Padding rows draw from ids past the results (they emit nothing).
+      row_ids = np.where(seq_B >= 0, seq_B, num_seqs + np.arange(rows))
+      return schedule.Fresh(cache, first_logits, seq_B, self._row_keys(seed, row_ids),
+                            self._put(seq_B >= 0, ("batch",)),
+                            self._put(np.where(seq_B >= 0, budgets[seq_B], 1).astype(np.int32),
+                                      ("batch",)), width)
+
+    with self._context():
+      decoded = self._run(params, rules, new_tokens, admit, num_seqs, budgets,
+                          keep_all=keep_cache, feed_last=keep_cache, slots=slots)
+    tokens, logprobs, reasons = self._results(decoded)
+    return SampleResult(tokens, logprobs, reasons, decoded.cache if keep_cache else None)
 
   def prefill(self, params: Params, sequences: Sequence[Sequence[int]]) -> KVCache:
     """Runs sequences (e.g. traces to probe) into a KV cache: a trunk for `fork`.
@@ -260,13 +322,26 @@ class Sampler:
       trunk = decode.in_layout(trunk, self.scan_layers)
       prefix = Prefix(trunk, self._put(layout.boundaries_B, ("batch",)))
       slot_prefix = Prefix(trunk, self._put(layout.boundaries_B[::n], ("batch",)))
-      cache, first_logits = self._prefill(params, layout.suffixes[::n], new_tokens,
-                                          repeats=n, prefix=slot_prefix,
-                                          rows=len(layout.suffixes) // n, width=width)
+      num_seqs = len(layout.order)
+      budgets = np.full((num_seqs,), int(max_new_tokens), np.int64)
+
+      def admit(first: int, max_rows: int | None, steps_for):
+        """Every probe at once, on the trunk's grid (rows stay in their grid slots)."""
+        del first, max_rows
+        cache, first_logits = self._prefill(params, layout.suffixes[::n], steps_for(width),
+                                            repeats=n, prefix=slot_prefix,
+                                            rows=len(layout.suffixes) // n, width=width)
+        seq_B = np.where(layout.live_B, layout.row_ids_B, -1)
+        return schedule.Fresh(
+            cache, first_logits, seq_B, self._row_keys(seed, layout.row_ids_B),
+            self._put(layout.live_B, ("batch",)),
+            self._put(np.full(layout.live_B.shape, int(max_new_tokens), np.int32), ("batch",)),
+            width)
+
       # The probes' own cache is dropped: their last answer token need not be fed.
-      state = self._decode(params, cache, first_logits, rules, layout.row_ids_B, layout.live_B,
-                           max_new_tokens, new_tokens, seed, prefix, feed_last=False)
-      tokens, logprobs, reasons = self._results(state, layout.order)
+      decoded = self._run(params, rules, new_tokens, admit, num_seqs, budgets, prefix,
+                          keep_all=True, feed_last=False, slots=None)
+    tokens, logprobs, reasons = self._results(decoded)
     return SampleResult(tokens, logprobs, reasons)
 
   def score(self, params: Params, prompts: Sequence[Sequence[int]],

@@ -1,5 +1,7 @@
 """One sampler workload, run both unsharded (in the test) and on 8 devices (in a subprocess)."""
 
+import dataclasses
+
 import numpy as np
 
 from mrt_jax import sampling
@@ -18,8 +20,12 @@ def run(sampler: sampling.Sampler, params) -> dict:
             sampling.Probe(2, 9, (4, 5, 6))]
   forked = sampler.fork(params, greedy.cache, probes, max_new_tokens=40, temperature=1.0,
                         seed=2)
+  # 4 slots for 6 sequences of ragged budgets, short phases: rows leave and queued ones join.
+  queued = dataclasses.replace(sampler, max_batch_rows=4, min_phase_tokens=8).generate(
+      params, prompts, max_new_tokens=(3, 40, 17), temperature=1.0, num_samples=2, seed=5)
   out = {}
-  for name, r in (("greedy", greedy), ("sampled", sampled), ("forked", forked)):
+  for name, r in (("greedy", greedy), ("sampled", sampled), ("forked", forked),
+                  ("queued", queued)):
     out[f"{name}_tokens"] = r.tokens
     out[f"{name}_reasons"] = r.finish_reasons
     out[f"{name}_logprobs"] = [np.asarray(lp).tolist() for lp in r.logprobs]

@@ -12,6 +12,7 @@ from scipy import stats
 
 import hf_fixtures
 from mrt_jax import models, sampling
+from mrt_jax.sampling import decode
 from sampling_reference import (first_stop, full_forward_logprobs, processed_probs,
                                 random_prompts)
 
@@ -94,24 +95,27 @@ def test_stop_sequences_and_finish_reasons(checkpoint):
 
 
 def test_a_dropped_cache_skips_the_last_forward_pass(checkpoint):
-  """Without keep_cache the loop ends when every row has emitted its last token (N emits, N - 1
+  """Without feed_last a phase ends when every row has emitted its last token (N emits, N - 1
   forward passes after the prefill); with it, it also feeds that token: one more pass, same
   tokens and log-probs, and a complete cache."""
   _, config, params, _ = checkpoint("qwen2")
   prompts = random_prompts(LENGTHS, config.vocab_size, seed=5)
   sampler = sampling.Sampler(config)
-  steps = {}
+  rules = sampling.SamplingRules(temperature=0.0).to_arrays(config.vocab_size, 64)
+  out = {}
   for feed_last in (False, True):
     cache, first = sampler._prefill(params, prompts, 64)
-    live = np.arange(first.shape[0]) < len(prompts)
-    state = sampler._decode(params, cache, first, sampling.SamplingRules(temperature=0.0),
-                            np.arange(first.shape[0]), live, 50, 64, 0, feed_last=feed_last)
-    steps[feed_last] = (int(state.step), np.asarray(state.tokens_BxN),
-                        np.asarray(state.cache.lengths_B))
-  assert steps[False][0] == 50 and steps[True][0] == 51  # emits: 1 from the prefill + passes
-  np.testing.assert_array_equal(steps[False][1], steps[True][1])
-  assert steps[True][2][:len(prompts)].tolist() == [len(p) + 50 for p in prompts]
-  assert steps[False][2][:len(prompts)].tolist() == [len(p) + 49 for p in prompts]
+    B = first.shape[0]
+    rows, token_B, _ = decode.start(first, rules, sampler._row_keys(0, np.arange(B)),
+                                    np.arange(B) < len(prompts), np.full((B,), 50), rules=())
+    cache, rows, tokens, _ = decode.phase(config, params, cache, rows, rules, rules=(),
+                                          compute_dtype=None, steps=64, scan_layers=False,
+                                          feed_last=feed_last)
+    out[feed_last] = (np.asarray(tokens), np.asarray(cache.lengths_B), np.asarray(token_B))
+  np.testing.assert_array_equal(out[False][0], out[True][0])
+  assert (out[False][0][:len(prompts)] >= 0).sum(axis=1).tolist() == [49] * len(prompts)
+  assert out[True][1][:len(prompts)].tolist() == [len(p) + 50 for p in prompts]
+  assert out[False][1][:len(prompts)].tolist() == [len(p) + 49 for p in prompts]
 
 
 def test_suppressed_and_forced_tokens(checkpoint):
@@ -137,13 +141,14 @@ def test_compile_count_constant_after_warmup(checkpoint):
   sampler.generate(params, random_prompts(LENGTHS, config.vocab_size), max_new_tokens=64,
                    temperature=0.0)
   warm = dict(sampling.TRACES)
-  assert warm["prefill"] >= 1 and warm["decode"] >= 1
-  # Same buckets (3-4 prompts of <= 32 tokens, 33-64 new tokens, <= 4 stops of <= 4 tokens),
-  # other lengths and rules.
+  assert warm["prefill"] >= 1 and warm["phase"] >= 1
+  # Same buckets (3-4 prompts of <= 32 tokens, 33-64 new tokens, <= 4 stops of <= 4 tokens
+  # that never match, so that no row leaves the batch), other lengths and rules.
   for i, lengths in enumerate([(3, 30, 17, 8), (32, 1, 2), (1, 2, 31, 4)]):
     sampler.generate(params, random_prompts(lengths, config.vocab_size, seed=i),
                      max_new_tokens=33 + 10 * i, temperature=0.5 * i, top_k=3 * i, top_p=0.9,
-                     stop_token_ids=[7, 8][:i], stop_sequences=[[4, 5]], seed=i)
+                     suppress_token_ids=[7, 8, 4], stop_token_ids=[7, 8][:i],
+                     stop_sequences=[[4, 5]], seed=i)
   assert dict(sampling.TRACES) == warm
 
 
