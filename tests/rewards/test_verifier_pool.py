@@ -108,7 +108,7 @@ def test_closed_pool_refuses_work():
 
 
 def test_answer_helpers():
-  assert answer_segment("a</think>b</think>c") == "c"
+  assert answer_segment("a</think>b</think>c") == "b</think>c"  # the first tag ends thinking
   assert answer_segment("no tag") is None
   assert answer_segment("no tag", whole_text_if_unclosed=True) == "no tag"
   assert last_boxed("\\boxed{1} and \\boxed{\\frac{1}{2}}.") == "\\frac{1}{2}"
