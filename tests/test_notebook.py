@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import nbformat
-import pytest
 from nbclient import NotebookClient
 
 from subprocess_util import ROOT

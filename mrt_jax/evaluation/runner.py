@@ -36,7 +36,6 @@ N1 boundaries of a trace, H horizons, E extrapolation budgets.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Any, Mapping, Sequence
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from mrt_jax.models.sharding import to_host
 from mrt_jax.models.transformer import KVCache
-from mrt_jax.sampling import buckets, decode
+from mrt_jax.sampling import buckets
 
 
 @dataclasses.dataclass

@@ -25,7 +25,7 @@ from mrt_jax.mrt.advantages import NEEDS_J, mrt_advantages
 from mrt_jax.mrt.meta_prover import J_ESTIMATORS, AnswerTemplate, Cuts, ProverSettings
 from mrt_jax.mrt.progress import progress_reward
 from mrt_jax.mrt.segment import (SegmentConfig, Segmentation, segment, stack_segmentations)
-from mrt_jax.sampling import Probe, Sampler
+from mrt_jax.sampling import Sampler
 
 # (records, completion texts, completion token ids) -> (rewards f32 [B], stats dict).
 RewardFn = Callable[[Sequence[dict], Sequence[str], Sequence[Sequence[int]]],

@@ -126,9 +126,6 @@ def step_config(config: ConfigDict, objective: str = "policy") -> StepConfig:
                     temperature=config.rollout.temperature, loss=loss_config)
 
 
-segment_config = task.segment_config  # The same `SegmentConfig` in training and evaluation.
-
-
 def experience_config(config: ConfigDict, tokenizer, model_config) -> ExperienceConfig:
   p, r = config.probe, config.rollout
   adv = config.get("advantage")
@@ -170,7 +167,7 @@ def experience_config(config: ConfigDict, tokenizer, model_config) -> Experience
       num_probes=p.num_probes if probing else 0,
       probe_temperature=p.temperature, probe_top_p=p.top_p,
       probe_max_answer_len=p.max_answer_len, suffix_tokens=tuple(suffix), stop_token_ids=stop,
-      segment=segment_config(config), j_estimator=j_estimator, answer=answer, **advantage)
+      segment=task.segment_config(config), j_estimator=j_estimator, answer=answer, **advantage)
 
 
 def prompt_buckets(max_prompt_len: int) -> tuple[int, ...]:

@@ -3,7 +3,6 @@ tokenizer and a tiny Qwen2 from transformers) trains and evaluates through both 
 only by its config."""
 
 import json
-import os
 import re
 import sys
 
