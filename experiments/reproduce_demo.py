@@ -1,26 +1,52 @@
-"""Small-scale reproduction of MRT vs GRPO on the CPU demo's task; writes docs/RESULTS.md.
+"""The reproduction: GRPO against three MRT recipes on the CPU demo's task; writes docs/RESULTS.md.
 
-  nice -n 5 python experiments/reproduce_demo.py   # the full run, ~40 min (docs/RESULTS.md)
-  python experiments/reproduce_demo.py --quick               # smoke run, a few minutes
+  nice -n 10 python experiments/reproduce_demo.py           # the study (docs/RESULTS.md)
+  python experiments/reproduce_demo.py --quick              # smoke run, minutes, not a result
+  python experiments/reproduce_demo.py --arms=grpo,mrt_likelihood --seeds=0,1,2
 
 1. Builds the demo's assets once (configs/demo_cpu.py): elimination problems, tiny tokenizer,
    tiny model, SFT warm start, held-out test problems.
-2. Evaluates the warm start with `python -m mrt_jax.evaluate`, once per seed (the seed moves
-   only the evaluation's sampling).
-3. Trains `grpo` and `mrt` from that warm start with `python -m mrt_jax.launch` for every seed:
-   the same prompts per step, samples per prompt, steps and optimizer; they differ only in
-   `advantage.estimator` (MRT also samples the forced-answer probes its progress needs).
-4. Evaluates every final checkpoint with `python -m mrt_jax.evaluate` on the test problems.
-5. Writes the table (mean and 95% interval over seeds), per-seed figures, timings and plots.
+2. Measures the training regime at the warm start (`regime`): G samples per training problem
+   at the rollout temperature, J at every block boundary from the likelihood meta-prover.
+3. Evaluates the warm start once per seed (the seed moves only the evaluation's sampling).
+4. Trains every arm of `ARMS` from that warm start with `python -m mrt_jax.launch` for every
+   seed: the same prompts per step, samples per prompt, steps and optimizer; the arms differ only
+   in their overrides (the advantage estimator and the meta-prover it reads).
+5. Evaluates every final checkpoint on the held-out problems (`EVAL`: J(c) and regret from the
+   likelihood meta-prover, no probe noise).
+6. Writes docs/results.json, the measured section of docs/RESULTS.md and the plots.
 
 Everything goes under --out; a step whose output exists is skipped, so an interrupted run
 resumes with the same command. All runs share a persistent XLA compilation cache.
+
+docs/results.json (schema 2; a figure is {"mean", "low", "high", "per_seed": [...], "n"}: the
+mean and 95% Student-t interval over the seeds whose value is finite, n of them, and every
+seed's value, null where not finite, e.g. a run that never reaches the target):
+  schema          2.
+  seeds           the seeds, in the order of every per_seed list.
+  arms            arm -> figure name -> figure; the names are `summarize.run_figures`' scalar
+                  keys: pass@1, thinking_tokens, completion_tokens, normalized_regret,
+                  episode_normalized_regret, tokens_to_target, blocks, wasteful_blocks,
+                  real_clues, harmful_traces, progress_new, progress_recheck, progress_madeup,
+                  progress_spread, num_correct, num_samples; and train_probes_per_step.
+  warm_start      figure name -> figure, the warm start's evaluations (one per seed).
+  pooled_pass@1   arm (and "warm_start") -> {"p", "low", "high", "n"}: every sample of every
+                  seed pooled, Wilson 95% interval.
+  regime          `summarize.regime_figures` at the warm start, plus "settings" (problems,
+                  samples per problem, temperature).
+  target          {"accuracy": the J of tokens_to_target, "checks": MRT arm ->
+                  `summarize.target_checks` against grpo, "reached": any arm reached it,
+                  "reached_by": those arms}.
+  settings        the shared run settings, each arm's description and overrides, the model's
+                  parameter count, the evaluation's settings.
+  timings_s       step name -> wall seconds.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -33,28 +59,49 @@ from mrt_jax import config_cli  # noqa: E402  (after the path: runnable from a c
 from experiments import summarize  # noqa: E402
 
 CONFIG = "configs/demo_cpu.py"
-METHODS = ("grpo", "mrt")
-# Evaluation of every run: held-out problems, n samples, m probes per budget cut, a budget grid
-# dense enough to read tokens-to-accuracy off J(c); no "Wait" extrapolation (not compared here).
-EVAL = ["eval.num_problems=32", "eval.num_samples=4", "eval.num_probes=4",
+BASELINE = "grpo"
+# Arm name -> (description, config overrides). Every other setting is shared by all arms.
+ARMS = {
+    "grpo": ("GRPO: the group-normalized outcome on every token",
+             ("advantage.estimator=grpo",)),
+    "mrt_sampled": ("MRT-dense: outcome + α·progress, J from m = 8 sampled forced answers",
+                    ("advantage.estimator=mrt", "probe.estimator=sampled",
+                     "probe.num_probes=8")),
+    "mrt_likelihood": ("MRT-dense: outcome + α·progress, J from the likelihood meta-prover",
+                       ("advantage.estimator=mrt", "probe.estimator=likelihood")),
+    "termination": ("the MRT authors' recipe: r − J_0, the group baseline replaced by forcing "
+                    "the answer at the prompt, J_0 from m = 8 sampled answers",
+                    ("advantage.estimator=termination", "probe.estimator=sampled",
+                     "probe.num_probes=8")),
+}
+# Evaluation of every run on the held-out problems: 128 problems × n = 2 samples make 2048
+# samples per arm over 8 seeds, a pooled pass@1 interval of about ±0.02-0.03; J(c) from the
+# likelihood meta-prover at a budget grid dense enough to read tokens-to-target off it.
+EVAL = ("eval.j_estimator=likelihood", "eval.num_problems=128", "eval.num_samples=2",
         "eval.budgets=(32,64,96,128,160,192)", "eval.extrapolation_budgets=()",
-        "eval.num_resamples=200"]
-# The reproduction's model: about 1-10M parameters is the aim. 4 layers and FFN 384 at the
-# demo's width 128 make 0.84M. configs/demo_cpu.py keeps 2 layers and FFN 256 (0.35M): that warm
-# start builds in half the time (5 min against 9.5 on 2 cores), so the demo fits its 10 minutes.
-MODEL = ["demo.num_layers=4", "demo.intermediate_size=384"]
+        "eval.num_resamples=200")
+REGIME_PROBLEMS = 64  # training problems sampled G times each for the regime figures
 # --quick: a tiny warm start and 3 RL steps, 8 problems, 2 seeds (checks the pipeline only).
-QUICK = ["demo.sft_trace_steps=20", "demo.sft_answer_steps=10", "demo.sft_problems=64",
-         "train.total_steps=3",
-         "eval.num_problems=8", "eval.num_samples=2", "eval.num_probes=2"]
+QUICK = ("demo.sft_trace_steps=20", "demo.sft_answer_steps=10", "demo.sft_problems=64",
+         "train.total_steps=3", "eval.num_problems=8")
 
 
-def _overrides(args, out: str) -> list[str]:
+def overrides(args, out: str) -> list[str]:
+  """The overrides every run shares: the assets under `out`, EVAL, --quick, --steps, --set."""
   assets = os.path.join(out, "assets")
   return [f"model.path={assets}/model", f"model.tokenizer_path={assets}/tokenizer",
           f"data.path={assets}/train.jsonl", f"eval.data_path={assets}/test.jsonl",
-          "train.eval_every=0", *MODEL, *EVAL, *(QUICK if args.quick else []),
+          "train.eval_every=0", *EVAL, *(QUICK if args.quick else ()),
           *([] if args.quick else ["train.total_steps=%d" % args.steps]), *args.set]
+
+
+def regime_overrides(config, out: str, quick: bool) -> list[str]:
+  """Evaluation overrides that sample the warm start as training does, on training problems."""
+  r = config.rollout
+  return [f"eval.data_path={os.path.join(out, 'assets', 'train.jsonl')}",
+          f"eval.num_problems={8 if quick else REGIME_PROBLEMS}",
+          f"eval.num_samples={r.num_generations}", f"eval.temperature={r.temperature}",
+          f"eval.top_p={r.top_p}", "seed=0"]
 
 
 def _run(cmd: list[str], log: str, env: dict) -> float:
@@ -67,8 +114,39 @@ def _run(cmd: list[str], log: str, env: dict) -> float:
   return time.perf_counter() - start
 
 
-def _flags(overrides: list[str]) -> list[str]:
-  return [f"--config={CONFIG}"] + [f"--config.{o}" for o in overrides]
+def flags(overrides_: list[str]) -> list[str]:
+  return [f"--config={CONFIG}"] + [f"--config.{o}" for o in overrides_]
+
+
+class Steps:
+  """Runs named steps once each: a step whose `done` file exists is skipped (resume); wall
+  times are kept in <out>/timings.json."""
+
+  def __init__(self, out: str, env: dict):
+    self.out, self.env = out, env
+    self.path = os.path.join(out, "timings.json")
+    self.timings = json.load(open(self.path)) if os.path.exists(self.path) else {}
+
+  def __call__(self, name: str, done: str, cmd: list[str]) -> None:
+    if os.path.exists(done):
+      print(f"[skip] {name}: {done} exists", flush=True)
+      return
+    print(f"[run ] {name}", flush=True)
+    self.timings[name] = _run(cmd, os.path.join(self.out, f"{name.replace('/', '_')}.log"),
+                              self.env)
+    print(f"[done] {name} in {self.timings[name]:.0f}s", flush=True)
+    with open(self.path, "w") as f:
+      json.dump(self.timings, f, indent=2)
+
+
+def environment(out: str, cache: bool = True) -> dict:
+  """The runs' environment: CPU, the checkout on the path, a shared compilation cache."""
+  env = dict(os.environ, JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"),
+             PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+  if cache:
+    env.update(JAX_COMPILATION_CACHE_DIR=os.path.join(out, "jax_cache"),
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+  return env
 
 
 def main(argv=None) -> None:
@@ -76,16 +154,22 @@ def main(argv=None) -> None:
   parser.add_argument("--quick", action="store_true", help="smoke run (minutes, not a result)")
   parser.add_argument("--out", default=None, help="work directory (default /tmp/mrt_jax/"
                       "reproduce, or reproduce_quick with --quick)")
-  parser.add_argument("--docs", default=None, help="where RESULTS.md and the PNGs go (default "
-                      "docs/; <out>/docs with --quick)")
+  parser.add_argument("--docs", default=None, help="where RESULTS.md, results.json and the PNGs "
+                      "go (default docs/; <out>/docs with --quick)")
   parser.add_argument("--seeds", default=None, help="comma-separated seeds (default 0..7; "
                       "0,1 with --quick)")
-  parser.add_argument("--steps", type=int, default=60, help="RL steps (default 60; the demo "
-                      "config's 20 with --quick's 3)")
+  parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated arms of "
+                      f"{list(ARMS)} (default all; {BASELINE} is the target's baseline)")
+  parser.add_argument("--steps", type=int, default=60, help="RL steps (default 60; 3 with "
+                      "--quick)")
   parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                       help="extra config override for every run (repeatable), e.g. "
-                      "--set=probe.num_probes=8; the warm start must not depend on it")
+                      "--set=advantage.alpha=2.0")
   args = parser.parse_args(argv)
+  arms = args.arms.split(",")
+  unknown = [a for a in arms if a not in ARMS]
+  if unknown:
+    parser.error(f"--arms: {unknown} unknown; expected names of {list(ARMS)}")
   out = os.path.abspath(args.out or ("/tmp/mrt_jax/reproduce_quick" if args.quick
                                      else "/tmp/mrt_jax/reproduce"))
   docs = os.path.abspath(args.docs or (os.path.join(out, "docs") if args.quick
@@ -93,98 +177,234 @@ def main(argv=None) -> None:
   seeds = [int(s) for s in (args.seeds or ("0,1" if args.quick else "0,1,2,3,4,5,6,7")
                             ).split(",")]
   os.makedirs(out, exist_ok=True)
-  overrides = _overrides(args, out)
-  config = config_cli.load_config(CONFIG, overrides)
-  env = dict(os.environ, JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"),
-             JAX_COMPILATION_CACHE_DIR=os.path.join(out, "jax_cache"),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-             PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
-  timings_path = os.path.join(out, "timings.json")
-  timings = json.load(open(timings_path)) if os.path.exists(timings_path) else {}
-
-  def step(name: str, done: str, cmd: list[str]) -> None:
-    if os.path.exists(done):
-      print(f"[skip] {name}: {done} exists", flush=True)
-      return
-    print(f"[run ] {name}", flush=True)
-    timings[name] = _run(cmd, os.path.join(out, f"{name.replace('/', '_')}.log"), env)
-    print(f"[done] {name} in {timings[name]:.0f}s", flush=True)
-    with open(timings_path, "w") as f:
-      json.dump(timings, f, indent=2)
-
+  shared = overrides(args, out)
+  config = config_cli.load_config(CONFIG, shared)
+  arm_configs = {a: config_cli.load_config(CONFIG, shared + list(ARMS[a][1])) for a in arms}
+  step = Steps(out, environment(out))
   build = ("from mrt_jax import config_cli; from mrt_jax.train import demo; "
-           f"demo.build_assets(config_cli.load_config({CONFIG!r}, {overrides!r}))")
+           f"demo.build_assets(config_cli.load_config({CONFIG!r}, {shared!r}))")
   step("warm_start", os.path.join(config.model.path, "demo.json"),
        [sys.executable, "-c", build])
+  regime = shared + regime_overrides(config, out, args.quick)
+  step("regime", os.path.join(out, "regime", "eval.json"),
+       [sys.executable, "-m", "mrt_jax.evaluate", *flags(regime),
+        f"--checkpoint={config.model.path}", f"--out={out}/regime"])
   for seed in seeds:
     base_out = os.path.join(out, "base", f"seed{seed}")
     step(f"base/seed{seed}", os.path.join(base_out, "eval.json"),
-         [sys.executable, "-m", "mrt_jax.evaluate", *_flags(overrides + [f"seed={seed}"]),
+         [sys.executable, "-m", "mrt_jax.evaluate", *flags(shared + [f"seed={seed}"]),
           f"--checkpoint={config.model.path}", f"--out={base_out}"])
-  for method in METHODS:
+  for arm in arms:
     for seed in seeds:
-      work = os.path.join(out, method, f"seed{seed}")
-      run = overrides + [f"seed={seed}", f"advantage.estimator={method}", f"workdir={work}"]
-      step(f"{method}/seed{seed}/train",
-           os.path.join(work, "checkpoints", str(config.train.total_steps)),
-           [sys.executable, "-m", "mrt_jax.launch", *_flags(run)])
-      step(f"{method}/seed{seed}/eval", os.path.join(work, "eval", "final", "eval.json"),
-           [sys.executable, "-m", "mrt_jax.evaluate", *_flags(run),
+      work = os.path.join(out, arm, f"seed{seed}")
+      run = shared + list(ARMS[arm][1]) + [f"seed={seed}", f"workdir={work}"]
+      step(f"{arm}/seed{seed}/train",
+           os.path.join(work, "checkpoints", str(arm_configs[arm].train.total_steps)),
+           [sys.executable, "-m", "mrt_jax.launch", *flags(run)])
+      step(f"{arm}/seed{seed}/eval", os.path.join(work, "eval", "final", "eval.json"),
+           [sys.executable, "-m", "mrt_jax.evaluate", *flags(run),
             f"--checkpoint={work}/checkpoints", f"--out={work}/eval/final"])
-  write_results(out, docs, seeds, config, timings, args.quick)
+  record = write_results(out, docs, seeds, arms, config, step.timings, args.quick,
+                         regime_config=config_cli.load_config(CONFIG, regime))
+  for arm, pooled in record["pooled_pass@1"].items():
+    print(f"pooled pass@1 {arm}: {pooled['p']:.3f} [{pooled['low']:.3f}, {pooled['high']:.3f}] "
+          f"over {pooled['n']} samples", flush=True)
+  print("target: " + (f"reached by {', '.join(record['target']['reached_by'])}"
+                      if record["target"]["reached"] else "not reached"), flush=True)
 
 
-def write_results(out: str, docs: str, seeds, config, timings: dict, quick: bool) -> None:
-  """docs/RESULTS.md's measured part and the PNGs (see `summarize`)."""
+def _figure(values) -> dict:
+  """{"mean", "low", "high", "per_seed", "n"} of one figure over seeds (JSON-safe)."""
+  finite = [float(v) for v in values if v is not None and math.isfinite(v)]
+  mean, low, high = summarize.interval(finite)
+  safe = lambda v: v if v is not None and math.isfinite(v) else None
+  return {"mean": safe(mean), "low": safe(low), "high": safe(high),
+          "per_seed": [safe(float(v)) for v in values], "n": len(finite)}
+
+
+def figure_record(runs) -> dict:
+  """Figure name -> `_figure` over the per-seed `run_figures` (their scalar keys)."""
+  keys = [k for k, v in runs[0].items() if not isinstance(v, (list, tuple)) and
+          getattr(v, "ndim", 0) == 0]
+  return {k: _figure([r[k] for r in runs]) for k in keys}
+
+
+def results_record(figures, curves, seeds, target, regime, settings, timings) -> dict:
+  """docs/results.json (module docstring) from the per-seed figures of the warm start and arms.
+
+  Args:
+    figures: {"warm start": per-seed run_figures, arm: per-seed run_figures, ...}.
+    curves: arm -> per-seed metrics.jsonl lines.
+    seeds: the seeds, in order.
+    target: the J target of tokens_to_target.
+    regime: `summarize.regime_figures` at the warm start (with its settings).
+    settings: the shared settings (JSON-able).
+    timings: step name -> seconds.
+  """
+  arms = [a for a in figures if a != "warm start"]
+  record_arms = {}
+  for arm in arms:
+    record_arms[arm] = figure_record(figures[arm])
+    record_arms[arm]["train_probes_per_step"] = _figure(
+        [sum(l.get("num_probes", 0) for l in c) / max(len(c), 1) for c in curves[arm]])
+  checks = {arm: summarize.target_checks(figures[BASELINE], figures[arm])
+            for arm in arms if arm != BASELINE and BASELINE in figures}
+  reached = [arm for arm, c in checks.items() if c["reached"]]
+  pooled = {arm: summarize.pooled_pass_at_1(figures[arm]) for arm in arms}
+  pooled["warm_start"] = summarize.pooled_pass_at_1(figures["warm start"])
+  safe = lambda v: v if not isinstance(v, float) or math.isfinite(v) else None
+  return {"schema": 2, "seeds": list(seeds), "arms": record_arms,
+          "warm_start": figure_record(figures["warm start"]), "pooled_pass@1": pooled,
+          "regime": {k: safe(v) for k, v in regime.items()},
+          "target": {"accuracy": target,
+                     "checks": {a: {k: safe(v) for k, v in c.items()} for a, c in checks.items()},
+                     "reached": bool(reached), "reached_by": reached},
+          "settings": settings, "timings_s": timings}
+
+
+def write_results(out: str, docs: str, seeds, arms, config, timings: dict, quick: bool,
+                  regime_config) -> dict:
+  """docs/results.json, RESULTS.md's measured part and the PNGs; returns the results record."""
   from mrt_jax.evaluation.runner import eval_problems
   problems = {p["id"]: p for p in eval_problems(config)[0]}
-  base_dirs = [os.path.join(out, "base", f"seed{s}") for s in seeds]
-  # Target success for tokens-to-target: 90% of the lower of the two trained methods' mean J
-  # at the largest budget, so every trained run's curve can reach it; the figure is how many
-  # thinking tokens each model spends (under budget forcing) to get there.
-  finals = {}
-  for method in METHODS:
-    finals[method] = sum(json.load(open(os.path.join(out, method, f"seed{s}", "eval", "final",
-                                                     "eval.json")))["budget_forcing"]["J"][-1]
-                         for s in seeds) / len(seeds)
-  target = 0.9 * min(finals.values())
-  figures = {"warm start": [summarize.run_figures(d, problems, target) for d in base_dirs]}
+  train_problems = {p["id"]: p for p in eval_problems(regime_config)[0]}
+  # Target for tokens-to-target: 90% of the lowest of the arms' mean J at the largest budget,
+  # so every trained run's curve can reach it; the figure is how many thinking tokens each
+  # model spends (under budget forcing) to get there.
+  final_j = lambda arm, s: json.load(open(os.path.join(
+      out, arm, f"seed{s}", "eval", "final", "eval.json")))["budget_forcing"]["J"][-1]
+  target = 0.9 * min(sum(final_j(a, s) for s in seeds) / len(seeds) for a in arms)
+  figures = {"warm start": [summarize.run_figures(os.path.join(out, "base", f"seed{s}"),
+                                                  problems, target) for s in seeds]}
   curves = {"warm start": []}
-  for method in METHODS:
-    works = [os.path.join(out, method, f"seed{s}") for s in seeds]
-    figures[method] = [summarize.run_figures(os.path.join(w, "eval", "final"), problems, target)
-                       for w in works]
-    curves[method] = [[json.loads(l) for l in open(os.path.join(w, "metrics.jsonl"))]
-                      for w in works]
+  for arm in arms:
+    works = [os.path.join(out, arm, f"seed{s}") for s in seeds]
+    figures[arm] = [summarize.run_figures(os.path.join(w, "eval", "final"), problems, target)
+                    for w in works]
+    curves[arm] = [[json.loads(l) for l in open(os.path.join(w, "metrics.jsonl"))]
+                   for w in works]
+  regime = summarize.regime_figures(os.path.join(out, "regime", "samples.jsonl"), train_problems)
+  r = regime_config.eval
+  regime["settings"] = {"num_problems": r.num_problems, "num_samples": r.num_samples,
+                        "temperature": r.temperature, "j_estimator": r.j_estimator}
+  parameters = summarize.count_parameters(config.model.path)
+  record = results_record(figures, curves, seeds, target, regime,
+                          settings(config, arms, parameters, quick), timings)
   pngs = summarize.plot_all(figures, curves, docs, "results_")
-  record = {"seeds": list(seeds), "target_accuracy": target, "timings_s": timings,
-            "figures": {k: [{n: v for n, v in f.items() if not isinstance(v, list)}
-                            for f in runs] for k, runs in figures.items()},
-            "train_probes_per_step": {m: [sum(l["num_probes"] for l in c) / len(c) for c in
-                                          curves[m]] for m in METHODS}}
   os.makedirs(docs, exist_ok=True)
   with open(os.path.join(docs, "results.json"), "w") as f:
-    json.dump(record, f, indent=2, default=float)
-  measured = summarize.markdown(figures, seeds, target, timings, config, pngs, docs, quick,
-                                parameters=summarize.count_parameters(config.model.path))
-  splice(os.path.join(docs, "RESULTS.md"), measured)
+    json.dump(record, f, indent=2)
+  splice(os.path.join(docs, "RESULTS.md"),
+         markdown(figures, record, config, pngs, docs, quick, parameters))
   print(f"wrote {docs}/RESULTS.md, results.json and the plots", flush=True)
+  return record
+
+
+def settings(config, arms, parameters: int, quick: bool) -> dict:
+  """What every arm shares, and how the arms differ (results.json "settings")."""
+  t, r, e, d = config.train, config.rollout, config.eval, config.demo
+  return {"quick": quick, "config": CONFIG, "steps": t.total_steps,
+          "prompts_per_step": t.global_batch_prompts, "num_generations": r.num_generations,
+          "rollout_temperature": r.temperature, "max_completion_len": r.max_completion_len,
+          "learning_rate": config.optimizer.learning_rate, "kl_beta": config.loss.kl_beta,
+          "alpha": config.advantage.alpha,
+          "eval": {"num_problems": e.num_problems, "num_samples": e.num_samples,
+                   "temperature": e.temperature, "j_estimator": e.j_estimator,
+                   "budgets": list(e.budgets)},
+          "task": {"num_candidates": d.num_candidates, "num_clues": d.num_clues,
+                   "waste_prob": d.waste_prob},
+          "model": {"num_layers": d.num_layers, "hidden_size": d.hidden_size,
+                    "intermediate_size": d.intermediate_size, "parameters": parameters},
+          "arms": {a: {"description": ARMS[a][0], "overrides": list(ARMS[a][1])} for a in arms}}
+
+
+def _regime_lines(regime: dict) -> list[str]:
+  s, f = regime["settings"], lambda k: regime[k]
+  fmt = lambda v: "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:+.3f}"
+  return [
+      f"At the warm start, sampled as training samples ({s['num_problems']} training problems × "
+      f"G = {f('group_size')}, temperature {s['temperature']}, J at every block boundary from "
+      f"the {s['j_estimator']} meta-prover):",
+      "",
+      f"- groups whose G outcomes are all equal (GRPO's advantage is 0): {f('all_equal'):.3f} "
+      f"(all correct {f('all_correct'):.3f}, all wrong {f('all_wrong'):.3f})",
+      f"- pass@1 at that temperature: {f('pass@1'):.3f}",
+      f"- wasteful (re-check) blocks per trace: {f('wasteful_blocks'):.2f}",
+      f"- measured ΔJ of a block: new clue {fmt(f('progress_new'))}, re-check "
+      f"{fmt(f('progress_recheck'))}, made-up clue {fmt(f('progress_madeup'))} (spread "
+      f"{fmt(f('progress_spread'))})"]
+
+
+def markdown(figures, record: dict, config, pngs, docs: str, quick: bool,
+             parameters: int) -> str:
+  """The measured section of RESULTS.md: settings, arms, table, regime, target, runs, plots."""
+  t, r, e, d = config.train, config.rollout, config.eval, config.demo
+  rel = lambda p: os.path.relpath(p, docs)
+  timings, seeds = record["timings_s"], record["seeds"]
+  arms = [a for a in figures if a != "warm start"]
+  pooled = record["pooled_pass@1"]
+  lines = [
+      "" if not quick else "**Quick smoke run: too small to mean anything.**\n",
+      f"Seeds {', '.join(map(str, seeds))}; every arm starts from the same warm start and trains "
+      f"{t.total_steps} steps × {t.global_batch_prompts} prompts × G = {r.num_generations} "
+      f"rollouts (temperature {r.temperature}, at most {r.max_completion_len} tokens), lr "
+      f"{config.optimizer.learning_rate}, KL β = {config.loss.kl_beta}, α = "
+      f"{config.advantage.alpha} where progress enters. Evaluation: {e.num_problems} held-out "
+      f"problems × n = {e.num_samples} samples (temperature {e.temperature}), J(c) from the "
+      f"{e.j_estimator} meta-prover at budgets 0, {', '.join(str(b) for b in e.budgets)} and at "
+      f"every block boundary. Task: {d.num_candidates} letters, {d.num_clues} clues, waste "
+      f"probability {d.waste_prob} in the warm start's data. Model: Qwen2-style, "
+      f"{d.num_layers} layers, hidden {d.hidden_size}, FFN {d.intermediate_size}, "
+      f"{parameters / 1e6:.2f}M parameters. Wall time of the whole run: "
+      f"{sum(timings.values()) / 60:.1f} min.",
+      "",
+      "Arms:",
+      "",
+      *[f"- `{a}`: {ARMS[a][0]} (`{' '.join(ARMS[a][1])}`)" for a in arms],
+      "",
+      f"Mean [95% interval over seeds]. Target for *tokens to target*: J = "
+      f"{record['target']['accuracy']:.3f}, 90% of the lowest of the arms' mean J at the "
+      "largest budget.",
+      "",
+      summarize.table(figures),
+      "",
+      "pass@1 pooled over every sample of every seed [Wilson 95% interval]: " + "; ".join(
+          f"{a.replace('_', ' ') if a == 'warm_start' else a} {p['p']:.3f} [{p['low']:.3f}, "
+          f"{p['high']:.3f}] (n = {p['n']})" for a, p in pooled.items()),
+      "",
+      *_regime_lines(record["regime"]),
+      "",
+      f"The reproduction's target, each MRT arm against {BASELINE}:",
+      "",
+      summarize.target_lines(record["target"]["checks"], BASELINE),
+      "",
+      "Every run:",
+      "",
+      summarize.per_seed(figures, seeds),
+      "",
+      "Wall time per step of the run (s): " + ", ".join(
+          f"{k} {v:.0f}" for k, v in timings.items()),
+      "",
+      *[f"![{k}]({rel(p)})" for k, p in pngs.items()],
+  ]
+  return "\n".join(lines) + "\n"
 
 
 BEGIN = "<!-- measured: begin (written by experiments/reproduce_demo.py; edits here are lost) -->"
 END = "<!-- measured: end -->"
 
 
-def splice(path: str, measured: str) -> None:
-  """Replaces the measured section of `path` (created if missing), keeping the text around it."""
-  text = open(path, encoding="utf-8").read() if os.path.exists(path) else (
+def splice(path: str, text: str, begin: str = BEGIN, end: str = END) -> None:
+  """Replaces what lies between the `begin` and `end` lines of `path` with `text`, keeping the
+  rest; a file without them (or a missing file) gets them appended."""
+  body = open(path, encoding="utf-8").read() if os.path.exists(path) else (
       "# Results: MRT vs GRPO on the CPU demo's task\n\n")
-  if BEGIN not in text:
-    text += f"{BEGIN}\n{END}\n"
-  head, rest = text.split(BEGIN, 1)
-  tail = rest.split(END, 1)[1] if END in rest else "\n"
+  if begin not in body:
+    body += f"{begin}\n{end}\n"
+  head, rest = body.split(begin, 1)
+  tail = rest.split(end, 1)[1] if end in rest else "\n"
   with open(path, "w", encoding="utf-8") as f:
-    f.write(f"{head}{BEGIN}\n{measured}{END}{tail}")
+    f.write(f"{head}{begin}\n{text}{end}{tail}")
 
 
 if __name__ == "__main__":

@@ -1,19 +1,25 @@
-"""Tables and plots of the GRPO-vs-MRT reproduction (`reproduce_demo.py`) from its eval.json files.
+"""Figures, tables and plots of the reproduction (`reproduce_demo.py`) from its eval.json files.
 
-Every figure is per run first (one run = one method and one seed, evaluated by
-`mrt_jax.evaluate` on held-out problems), then averaged over seeds with a 95% Student-t
-interval: mean ± t_{0.975, n-1} · sd / sqrt(n). With 3 seeds t = 4.30, so intervals are wide
-on purpose: they are intervals over training seeds, not over problems.
+Every figure is per run first (one run = one arm and one seed, evaluated by `mrt_jax.evaluate`
+on held-out problems), then averaged over seeds with a 95% Student-t interval:
+mean ± t_{0.975, n-1} · sd / sqrt(n). With 3 seeds t = 4.30, so intervals are wide on purpose:
+they are intervals over training seeds, not over problems. `pooled_pass_at_1` is the other
+kind: every sample of every seed pooled into one proportion (Wilson interval).
 
-Figures of a run:
-  accuracy            pass@1 (n samples per problem, the evaluation's temperature).
-  thinking tokens     mean thinking tokens per trace (the tokens before "</think>").
-  normalized regret   1 − (1/C0)·∫_0^C0 J(c) dc at the largest budget C0 (docs/method.md).
-  tokens to target    thinking tokens spent at the smallest budget where the budget-forced
+Figures of a run (`run_figures`; the keys of docs/results.json):
+  pass@1              accuracy (n samples per problem, the evaluation's temperature).
+  thinking_tokens     mean thinking tokens per trace (the tokens before "</think>").
+  completion_tokens   thinking and answer tokens per trace.
+  normalized_regret   1 − (1/C0)·∫_0^C0 J(c) dc at the largest budget C0 (docs/method.md);
+                      episode_normalized_regret from the J curve at the traces' own blocks.
+  tokens_to_target    thinking tokens spent at the smallest budget where the budget-forced
                       success J(c) reaches the target accuracy (linear between budgets).
-  wasteful blocks     blocks per trace that re-check a clue already checked.
-  real clues          fraction of the traces' clue lines that copy a clue of the problem.
-  harmful traces      fraction of traces with a block striking the hidden letter.
+  blocks              blocks per trace.
+  wasteful_blocks     blocks per trace that re-check a clue already checked.
+  real_clues          fraction of the traces' clue lines that copy a clue of the problem.
+  harmful_traces      fraction of traces with a block striking the hidden letter.
+  progress_*          measured ΔJ of a block by kind (`progress_by_kind`).
+  num_correct, num_samples   the samples' successes and count (for the pooled interval).
 """
 
 from __future__ import annotations
@@ -142,25 +148,27 @@ def run_figures(eval_dir: str, problems: Mapping[int, dict], target: float) -> d
   with open(os.path.join(eval_dir, "eval.json"), encoding="utf-8") as f:
     record = json.load(f)
   m, bf = record["metrics"], record["budget_forcing"]
+  samples = os.path.join(eval_dir, "samples.jsonl")
   return {
-      "accuracy": m["pass@1"], "thinking_tokens": m["mean_thinking_tokens"],
+      "pass@1": m["pass@1"], "thinking_tokens": m["mean_thinking_tokens"],
       "completion_tokens": m["mean_thinking_tokens"] + m["mean_answer_tokens"],
-      "regret": m["normalized_regret"], "episode_regret": m["episode_normalized_regret"],
+      "normalized_regret": m["normalized_regret"],
+      "episode_normalized_regret": m["episode_normalized_regret"],
       "tokens_to_target": tokens_to_reach(bf["mean_thinking_tokens"], bf["J"], target),
       "blocks": m["mean_blocks"],
-      "wasteful_blocks": wasteful_blocks(os.path.join(eval_dir, "samples.jsonl"), problems),
-      **block_quality(os.path.join(eval_dir, "samples.jsonl"), problems),
-      **progress_by_kind(os.path.join(eval_dir, "samples.jsonl"), problems),
+      "wasteful_blocks": wasteful_blocks(samples, problems),
+      **block_quality(samples, problems), **progress_by_kind(samples, problems),
+      **correct_count(samples),
       "budgets": bf["budgets"], "J": bf["J"], "J_tokens": bf["mean_thinking_tokens"]}
 
 
 # (key, label, format, what a NaN value means): one row of the results table each.
 _NEVER = "never reach it"
 _NONE = "have no such block"
-ROWS = (("accuracy", "accuracy (pass@1)", "{:.3f}", _NONE),
+ROWS = (("pass@1", "accuracy (pass@1)", "{:.3f}", _NONE),
         ("thinking_tokens", "thinking tokens", "{:.1f}", _NONE),
         ("completion_tokens", "completion tokens", "{:.1f}", _NONE),
-        ("regret", "normalized regret", "{:.3f}", _NONE),
+        ("normalized_regret", "normalized regret", "{:.3f}", _NONE),
         ("tokens_to_target", "tokens to target accuracy", "{:.1f}", _NEVER),
         ("blocks", "blocks per trace", "{:.2f}", _NONE),
         ("wasteful_blocks", "wasteful blocks per trace", "{:.2f}", _NONE),
@@ -203,18 +211,18 @@ def per_seed(figures: Mapping[str, Sequence[dict]], seeds: Sequence[int]) -> str
            "|---|---|---|---|---|---|"]
   for name, runs in figures.items():
     for seed, f in zip(seeds, runs):
-      lines.append(f"| {name} | {seed} | {f['accuracy']:.3f} | {f['thinking_tokens']:.1f} | "
-                   f"{f['regret']:.3f} | {f['wasteful_blocks']:.2f} |")
+      lines.append(f"| {name} | {seed} | {f['pass@1']:.3f} | {f['thinking_tokens']:.1f} | "
+                   f"{f['normalized_regret']:.3f} | {f['wasteful_blocks']:.2f} |")
   return "\n".join(lines)
 
 
 def plot_all(figures: Mapping[str, Sequence[dict]], curves: Mapping[str, Sequence[dict]],
              out_dir: str, prefix: str) -> dict[str, str]:
-  """PNGs: J(c) over thinking tokens, accuracy vs tokens per run, training curves.
+  """PNGs: J(c) over thinking tokens, accuracy vs tokens per arm, training curves per arm.
 
   Args:
-    figures: method -> per-seed `run_figures`.
-    curves: method -> per-seed training metrics lines (metrics.jsonl), empty for the base.
+    figures: name (an arm, or the warm start) -> per-seed `run_figures`.
+    curves: name -> per-seed training metrics lines (metrics.jsonl); empty for the warm start.
     out_dir: where the PNGs go.
     prefix: file name prefix.
   """
@@ -224,11 +232,11 @@ def plot_all(figures: Mapping[str, Sequence[dict]], curves: Mapping[str, Sequenc
        figures.items()}
   out["j_curves"] = plots.plot_j_curves(j, os.path.join(out_dir, f"{prefix}j_curves.png"),
                                         title="Budget-forced success J(c), mean ± s.e. over seeds")
-  acc = {f"{name} seed {i}": (r["J_tokens"], r["J"]) for name, runs in figures.items()
-         for i, r in enumerate(runs)}
+  acc = {name: (np.mean([r["J_tokens"] for r in runs], axis=0),
+                np.mean([r["J"] for r in runs], axis=0)) for name, runs in figures.items()}
   out["accuracy_vs_tokens"] = plots.plot_accuracy_vs_tokens(
       acc, os.path.join(out_dir, f"{prefix}accuracy_vs_tokens.png"),
-      title="J at each budget vs thinking tokens used, every run")
+      title="J at each budget vs thinking tokens used, mean over seeds")
   for key, ylabel in (("reward_mean", "outcome reward"),
                       ("completion_tokens_mean", "completion tokens"),
                       ("blocks_mean", "blocks per trace")):
@@ -256,29 +264,107 @@ def _ratio(a: float, b: float) -> float:
   return a / b if b and math.isfinite(a) and math.isfinite(b) else math.nan
 
 
-def target_check(figures: Mapping[str, Sequence[dict]], baseline: str = "grpo",
-                 method: str = "mrt", token_ratio: float = 1.2) -> str:
-  """Markdown lines: does `method` meet the reproduction's target against `baseline`, per item."""
-  g, m = figures[baseline], figures[method]
+def target_checks(baseline: Sequence[dict], arm: Sequence[dict], token_ratio: float = 1.2
+                  ) -> dict:
+  """The reproduction's target for one arm against the baseline's runs (per-seed figures).
+
+  Returns:
+    {"pass@1_not_lower": mean pass@1 >= the baseline's;
+     "thinking_tokens_ratio": baseline / arm mean thinking tokens;
+     "thinking_tokens": that ratio >= `token_ratio` and the arm's seed interval scaled by
+       `token_ratio` apart from the baseline's;
+     "tokens_to_target_ratio", "tokens_to_target": the same for the budget-forced tokens to the
+       target J (runs that never reach it left out);
+     "regret_lower": mean normalized regret below the baseline's, seed intervals apart;
+     "reached": pass@1_not_lower and (thinking_tokens or tokens_to_target) and regret_lower}.
+  """
   col = lambda runs, k: [r[k] for r in runs]
-  regret_ok = (interval(col(m, "regret"))[0] < interval(col(g, "regret"))[0]
-               and not _overlap(col(m, "regret"), col(g, "regret")))
-  ratio = _ratio(interval(col(g, "thinking_tokens"))[0], interval(col(m, "thinking_tokens"))[0])
-  scaled = [t * token_ratio for t in col(m, "thinking_tokens")]
-  tokens_ok = ratio >= token_ratio and not _overlap(scaled, col(g, "thinking_tokens"))
+  mean = lambda runs, k: interval(col(runs, k))[0]
+  regret_ok = (mean(arm, "normalized_regret") < mean(baseline, "normalized_regret")
+               and not _overlap(col(arm, "normalized_regret"),
+                                col(baseline, "normalized_regret")))
+  ratio = _ratio(mean(baseline, "thinking_tokens"), mean(arm, "thinking_tokens"))
+  tokens_ok = ratio >= token_ratio and not _overlap(
+      [t * token_ratio for t in col(arm, "thinking_tokens")], col(baseline, "thinking_tokens"))
   reach = lambda runs: [v for v in col(runs, "tokens_to_target") if math.isfinite(v)]
-  reach_ratio = _ratio(interval(reach(g))[0], interval(reach(m))[0])
-  reach_ok = reach_ratio >= token_ratio and not _overlap([t * token_ratio for t in reach(m)],
-                                                          reach(g))
-  acc_ok = interval(col(m, "accuracy"))[0] >= interval(col(g, "accuracy"))[0]
+  reach_ratio = _ratio(interval(reach(baseline))[0], interval(reach(arm))[0])
+  reach_ok = reach_ratio >= token_ratio and not _overlap(
+      [t * token_ratio for t in reach(arm)], reach(baseline))
+  acc_ok = mean(arm, "pass@1") >= mean(baseline, "pass@1")
+  return {"pass@1_not_lower": bool(acc_ok), "thinking_tokens_ratio": ratio,
+          "thinking_tokens": bool(tokens_ok), "tokens_to_target_ratio": reach_ratio,
+          "tokens_to_target": bool(reach_ok), "regret_lower": bool(regret_ok),
+          "reached": bool(acc_ok and (tokens_ok or reach_ok) and regret_ok)}
+
+
+def target_lines(checks: Mapping[str, dict], baseline: str = "grpo",
+                 token_ratio: float = 1.2) -> str:
+  """Markdown lines of `target_checks` per arm, then one line naming the arms that reach it."""
   yes = lambda ok: "**yes**" if ok else "**no**"
-  return "\n".join([
-      f"- {method} regret below {baseline}'s, intervals apart: {yes(regret_ok)}",
-      f"- {baseline} / {method} thinking tokens = {ratio:.2f}× (target ≥ {token_ratio}×, "
-      f"{method}'s interval × {token_ratio} apart from {baseline}'s): {yes(tokens_ok)}",
-      f"- {baseline} / {method} budget-forced tokens to the target J = {reach_ratio:.2f}× "
-      f"(same test): {yes(reach_ok)}",
-      f"- {method} accuracy ≥ {baseline}'s (means): {yes(acc_ok)}"])
+  lines = []
+  for arm, c in checks.items():
+    lines += [
+        f"- {arm}: pass@1 ≥ {baseline}'s (means): {yes(c['pass@1_not_lower'])}; "
+        f"{baseline} / {arm} thinking tokens = {c['thinking_tokens_ratio']:.2f}× (≥ "
+        f"{token_ratio}×, intervals apart at that margin): {yes(c['thinking_tokens'])}; "
+        f"budget-forced tokens to the target J = {c['tokens_to_target_ratio']:.2f}× (same "
+        f"test): {yes(c['tokens_to_target'])}; normalized regret below {baseline}'s, intervals "
+        f"apart: {yes(c['regret_lower'])}"]
+  reached = [arm for arm, c in checks.items() if c["reached"]]
+  lines += ["", f"**target: reached by {', '.join(reached)}**" if reached else
+            "**target: not reached**"]
+  return "\n".join(lines)
+
+
+def correct_count(samples_path: str) -> dict[str, int]:
+  """{"num_correct", "num_samples"}: the run's samples whose verdict is a success (> 0.5)."""
+  with open(samples_path, encoding="utf-8") as f:
+    verdicts = [json.loads(line)["verdict"] for line in f if line.strip()]
+  return {"num_correct": sum(v > 0.5 for v in verdicts), "num_samples": len(verdicts)}
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> dict[str, float]:
+  """{"p", "low", "high", "n"}: the proportion k / n with its Wilson score interval (95%)."""
+  if n < 1:
+    raise ValueError(f"n={n}; expected at least one sample for a proportion")
+  p = k / n
+  denom = 1 + z * z / n
+  center = (p + z * z / (2 * n)) / denom
+  half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+  return {"p": p, "low": center - half, "high": center + half, "n": n}
+
+
+def pooled_pass_at_1(runs: Sequence[dict]) -> dict[str, float]:
+  """pass@1 of every sample of every seed's evaluation pooled (`wilson`), from `run_figures`."""
+  return wilson(sum(r["num_correct"] for r in runs), sum(r["num_samples"] for r in runs))
+
+
+def regime_figures(samples_path: str, problems: Mapping[int, dict]) -> dict[str, float]:
+  """The training regime at a checkpoint, from an evaluation sampled the way training samples
+  (rollout temperature, G samples per problem, training problems; samples.jsonl).
+
+  Returns:
+    group_size (G), num_groups, all_correct / all_wrong / all_equal (fractions of groups whose
+    G outcomes are all successes / all failures / either: GRPO's advantage is 0 there),
+    pass@1, wasteful_blocks (per trace) and `progress_by_kind`'s ΔJ per block kind.
+  """
+  groups: dict[int, list[bool]] = {}
+  with open(samples_path, encoding="utf-8") as f:
+    for line in f:
+      s = json.loads(line)
+      groups.setdefault(s["problem_id"], []).append(s["verdict"] > 0.5)
+  sizes = {len(g) for g in groups.values()}
+  if len(sizes) != 1:
+    raise ValueError(f"{samples_path}: groups of sizes {sorted(sizes)}; expected every problem "
+                     "sampled the same number of times")
+  correct = sum(all(g) for g in groups.values())
+  wrong = sum(not any(g) for g in groups.values())
+  return {"group_size": sizes.pop(), "num_groups": len(groups),
+          "all_correct": correct / len(groups), "all_wrong": wrong / len(groups),
+          "all_equal": (correct + wrong) / len(groups),
+          "pass@1": float(np.mean([v for g in groups.values() for v in g])),
+          "wasteful_blocks": wasteful_blocks(samples_path, problems),
+          **progress_by_kind(samples_path, problems)}
 
 
 def count_parameters(model_dir: str) -> int:
@@ -292,55 +378,3 @@ def count_parameters(model_dir: str) -> int:
     with safe_open(path, framework="numpy") as f:
       total += sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())
   return total
-
-
-def markdown(figures: Mapping[str, Sequence[dict]], seeds: Sequence[int], target: float,
-             timings: Mapping[str, float], config, pngs: Mapping[str, str], docs: str,
-             quick: bool, parameters: int | None = None) -> str:
-  """The measured section of RESULTS.md: settings, table, target check, per-seed, plots.
-
-  `parameters` is the warm start's parameter count (`count_parameters`), printed with the
-  architecture when given.
-  """
-  t, r, e, d = config.train, config.rollout, config.eval, config.demo
-  rel = lambda p: os.path.relpath(p, docs)
-  minutes = sum(timings.values()) / 60
-  lines = [
-      "" if not quick else "**Quick smoke run: too small to mean anything.**\n",
-      f"Seeds {', '.join(map(str, seeds))}; every run starts from the same warm start and trains "
-      f"{t.total_steps} steps × {t.global_batch_prompts} prompts × G = {r.num_generations} "
-      f"rollouts (temperature {r.temperature}, at most {r.max_completion_len} tokens), lr "
-      f"{config.optimizer.learning_rate}, KL β = {config.loss.kl_beta}; MRT adds α = "
-      f"{config.advantage.alpha} × progress with m = {config.probe.num_probes} probes per "
-      f"boundary. Evaluation: {e.num_problems} held-out problems × n = {e.num_samples} samples "
-      f"(temperature {e.temperature}), J(c) from m = {e.num_probes} forced answers at budgets "
-      f"0, {', '.join(str(b) for b in e.budgets)} and at every block boundary. Task: "
-      f"{d.num_candidates} letters, {d.num_clues} clues, waste probability {d.waste_prob} in "
-      f"the warm start's data. Model: Qwen2-style, {d.num_layers} layers, hidden "
-      f"{d.hidden_size}, FFN {d.intermediate_size}, {d.num_heads} heads / {d.num_kv_heads} kv "
-      f"heads" + ("" if parameters is None else f", {parameters / 1e6:.2f}M parameters") +
-      f". Wall time of the whole run: {minutes:.1f} min.",
-      "",
-      f"Mean [95% interval over seeds]. Target for *tokens to target*: J = {target:.3f}, 90% "
-      f"of the lower of the trained methods' mean J at the largest budget.",
-      "",
-      table(figures),
-      "",
-      "The reproduction's target, checked on these numbers:",
-      "",
-      target_check(figures),
-      "",
-      "Every run:",
-      "",
-      per_seed(figures, seeds),
-      "",
-      "Wall time per step of the run (s): " + ", ".join(
-          f"{k} {v:.0f}" for k, v in timings.items()),
-      "",
-      f"![J(c)]({rel(pngs['j_curves'])})",
-      f"![accuracy vs tokens]({rel(pngs['accuracy_vs_tokens'])})",
-      f"![reward]({rel(pngs['reward_mean'])})",
-      f"![tokens]({rel(pngs['completion_tokens_mean'])})",
-      f"![blocks]({rel(pngs['blocks_mean'])})",
-  ]
-  return "\n".join(lines) + "\n"

@@ -1,4 +1,4 @@
-"""The reproduction's summary figures (experiments/summarize.py) on hand-computed inputs."""
+"""The reproduction's scripts (experiments/) on hand-computed inputs and fabricated runs."""
 
 import json
 import math
@@ -66,9 +66,13 @@ def test_progress_by_kind_reads_each_blocks_change_of_j(tmp_path):
 
 
 def test_target_check_survives_a_target_reached_at_budget_zero():
-  run = dict(regret=0.5, thinking_tokens=10.0, tokens_to_target=0.0, accuracy=0.3)
-  text = summarize.target_check({"grpo": [run, run], "mrt": [run, run]})
-  assert "nan×" in text and "**yes**" in text  # equal accuracy counts as "≥"
+  run = {"normalized_regret": 0.5, "thinking_tokens": 10.0, "tokens_to_target": 0.0,
+         "pass@1": 0.3}
+  checks = summarize.target_checks([run, run], [run, run])
+  assert math.isnan(checks["tokens_to_target_ratio"]) and checks["pass@1_not_lower"]
+  assert not checks["reached"]  # equal regret is not lower
+  text = summarize.target_lines({"mrt": checks})
+  assert "nan×" in text and "**yes**" in text and "**target: not reached**" in text
 
 
 def test_table_labels_missing_values_by_row():
@@ -91,3 +95,223 @@ def test_count_parameters_sums_every_tensor_of_every_shard(tmp_path):
   assert summarize.count_parameters(str(tmp_path)) == 12 + 5 + 8
   with pytest.raises(FileNotFoundError, match="no \\*.safetensors files"):
     summarize.count_parameters(str(tmp_path / "missing"))
+
+
+def test_wilson_bounds_solve_the_score_equation():
+  got = summarize.wilson(8, 10)
+  z = 1.96
+  for p in (got["low"], got["high"]):  # (p̂ − p)² = z²·p(1 − p)/n at both ends
+    assert (0.8 - p) ** 2 == pytest.approx(z * z * p * (1 - p) / 10, rel=1e-9)
+  assert got["low"] < 0.8 < got["high"] and (got["p"], got["n"]) == (0.8, 10)
+  assert summarize.wilson(0, 5)["low"] == pytest.approx(0.0, abs=1e-12)
+  pooled = summarize.pooled_pass_at_1([{"num_correct": 3, "num_samples": 4},
+                                       {"num_correct": 5, "num_samples": 6}])
+  assert pooled == summarize.wilson(8, 10)
+  with pytest.raises(ValueError, match="n=0"):
+    summarize.wilson(0, 0)
+
+
+# ---- reproduce_demo: fabricated runs in the layout the study writes -------------------------
+
+from experiments import demo_seeds, reproduce_demo  # noqa: E402
+from mrt_jax import config_cli  # noqa: E402
+
+_PROBLEM = {**elimination.generate_problem(0, 0, elimination.EliminationConfig(
+    num_candidates=6, num_clues=3, indirect_prob=0.0)), "id": 0}
+_BUDGETS = [0, 32, 64]
+_J = [0.1, 0.5, 0.8]
+
+
+def _write_eval(path, *, pass1, tokens, regret, j_tokens, seed):
+  """eval.json and samples.jsonl of one evaluation (the fields summarize reads)."""
+  path.mkdir(parents=True, exist_ok=True)
+  metrics = {"pass@1": pass1, "pass@1_ci": [pass1 - 0.1, pass1 + 0.1],
+             "mean_thinking_tokens": tokens + seed, "mean_answer_tokens": 5.0,
+             "normalized_regret": regret + 0.01 * seed, "episode_normalized_regret": regret,
+             "mean_blocks": 3.0}
+  (path / "eval.json").write_text(json.dumps({"metrics": metrics, "budget_forcing": {
+      "budgets": _BUDGETS, "J": _J, "mean_thinking_tokens": [t + seed for t in j_tokens]}}))
+  trace = elimination.trace_completion(_PROBLEM, [0, 0, 1]).text  # new, re-check, new
+  rows = [{"problem_id": 0, "completion": trace, "j_values": [0.2, 0.5, 0.5, 1.0],
+           "verdict": float(i < 3)} for i in range(4)]  # 3 of 4 correct
+  (path / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+# arm -> (pass@1, thinking tokens, regret, J tokens at the budgets): mrt_likelihood spends 1.6×
+# fewer tokens at the same accuracy with lower regret; mrt_sampled loses accuracy; termination
+# matches grpo.
+_ARMS = {"grpo": (0.7, 100.0, 0.5, [0, 32, 64]), "mrt_sampled": (0.5, 60.0, 0.3, [0, 20, 40]),
+         "mrt_likelihood": (0.7, 60.0, 0.3, [0, 20, 40]),
+         "termination": (0.7, 100.0, 0.5, [0, 32, 64])}
+
+
+def _study(tmp_path, seeds=(0, 1, 2)):
+  from safetensors.numpy import save_file
+  out = tmp_path / "out"
+  assets = out / "assets"
+  (assets / "model").mkdir(parents=True)
+  save_file({"w": np.zeros((4, 4), np.float32)}, str(assets / "model" / "model.safetensors"))
+  for name in ("train.jsonl", "test.jsonl"):
+    (assets / name).write_text(json.dumps(_PROBLEM) + "\n")
+  for s in seeds:
+    _write_eval(out / "base" / f"seed{s}", pass1=0.6, tokens=120.0, regret=0.6,
+                j_tokens=[0, 32, 64], seed=s)
+    for arm, (pass1, tokens, regret, j_tokens) in _ARMS.items():
+      work = out / arm / f"seed{s}"
+      _write_eval(work / "eval" / "final", pass1=pass1, tokens=tokens, regret=regret,
+                  j_tokens=j_tokens, seed=s)
+      (work / "metrics.jsonl").write_text("".join(json.dumps(
+          {"reward_mean": 0.5, "completion_tokens_mean": 100.0, "blocks_mean": 3.0,
+           "num_probes": 8 * (arm != "grpo")}) + "\n" for _ in range(3)))
+  _write_eval(out / "regime", pass1=0.75, tokens=100.0, regret=0.5, j_tokens=[0, 32, 64], seed=0)
+  args = reproduce_demo.argparse.Namespace(quick=False, steps=3, set=[])
+  shared = reproduce_demo.overrides(args, str(out))
+  config = config_cli.load_config(reproduce_demo.CONFIG, shared)
+  regime = config_cli.load_config(reproduce_demo.CONFIG, shared + reproduce_demo.regime_overrides(
+      config, str(out), quick=False))
+  docs = tmp_path / "docs"
+  docs.mkdir()
+  (docs / "RESULTS.md").write_text(f"# Results\n\nprose above\n\n{reproduce_demo.BEGIN}\nold\n"
+                                   f"{reproduce_demo.END}\n\nprose below\n")
+  record = reproduce_demo.write_results(str(out), str(docs), list(seeds), list(_ARMS), config,
+                                        {"warm_start": 60.0}, False, regime_config=regime)
+  return record, docs
+
+
+def test_results_json_keys_and_target_checks_from_fabricated_runs(tmp_path):
+  record, docs = _study(tmp_path)
+  on_disk = json.loads((docs / "results.json").read_text())
+  assert on_disk == json.loads(json.dumps(record))  # strict JSON, what was returned
+  assert set(on_disk) == {"schema", "seeds", "arms", "warm_start", "pooled_pass@1", "regime",
+                          "target", "settings", "timings_s"}
+  assert on_disk["schema"] == 2 and on_disk["seeds"] == [0, 1, 2]
+  assert list(on_disk["arms"]) == list(_ARMS)
+  for name in ("pass@1", "thinking_tokens", "normalized_regret", "tokens_to_target"):
+    for figures in (*on_disk["arms"].values(), on_disk["warm_start"]):
+      assert set(figures[name]) == {"mean", "low", "high", "per_seed", "n"}
+  grpo = on_disk["arms"]["grpo"]
+  assert grpo["thinking_tokens"]["per_seed"] == [100.0, 101.0, 102.0]
+  mean, low, high = summarize.interval([100.0, 101.0, 102.0])
+  assert (grpo["thinking_tokens"]["mean"], grpo["thinking_tokens"]["low"],
+          grpo["thinking_tokens"]["high"]) == pytest.approx((mean, low, high))
+  assert on_disk["arms"]["mrt_sampled"]["train_probes_per_step"]["mean"] == 8
+  # Target J: 90% of the arms' lowest mean final J; grpo reaches it between 32 and 64 tokens.
+  assert on_disk["target"]["accuracy"] == pytest.approx(0.72)
+  assert grpo["tokens_to_target"]["per_seed"][0] == pytest.approx(32 + 32 * 0.22 / 0.3)
+  checks = on_disk["target"]["checks"]
+  assert set(checks) == {"mrt_sampled", "mrt_likelihood", "termination"}
+  assert checks["mrt_likelihood"] == {
+      "pass@1_not_lower": True, "thinking_tokens_ratio": pytest.approx(101 / 61),
+      "thinking_tokens": True, "tokens_to_target_ratio": pytest.approx(1.6, rel=0.05),
+      "tokens_to_target": True, "regret_lower": True, "reached": True}
+  assert not checks["mrt_sampled"]["pass@1_not_lower"] and not checks["mrt_sampled"]["reached"]
+  assert not checks["termination"]["regret_lower"] and not checks["termination"]["reached"]
+  assert on_disk["target"]["reached"] and on_disk["target"]["reached_by"] == ["mrt_likelihood"]
+  # Pooled pass@1: 3 of 4 samples correct in each of 3 seeds.
+  assert on_disk["pooled_pass@1"]["grpo"] == pytest.approx(summarize.wilson(9, 12))
+  assert set(on_disk["pooled_pass@1"]) == {*_ARMS, "warm_start"}
+  regime = on_disk["regime"]
+  assert (regime["group_size"], regime["num_groups"], regime["all_equal"]) == (4, 1, 0.0)
+  assert regime["pass@1"] == 0.75 and regime["wasteful_blocks"] == 1.0
+  assert regime["progress_recheck"] == 0.0 and regime["settings"]["num_samples"] == 4
+  assert on_disk["settings"]["arms"]["mrt_likelihood"]["overrides"] == list(
+      reproduce_demo.ARMS["mrt_likelihood"][1])
+  text = (docs / "RESULTS.md").read_text()
+  assert text.startswith("# Results\n\nprose above\n\n") and text.endswith("\n\nprose below\n")
+  assert "old" not in text and "**target: reached by mrt_likelihood**" in text
+  assert "| mrt_sampled | 2 | 0.500 |" in text  # a per-seed row
+  for png in ("j_curves", "accuracy_vs_tokens", "train_reward_mean"):
+    assert (docs / f"results_{png}.png").exists() and f"results_{png}.png)" in text
+
+
+def test_regime_rejects_groups_of_unequal_size(tmp_path):
+  path = tmp_path / "samples.jsonl"
+  path.write_text("".join(json.dumps({"problem_id": i, "completion": "", "verdict": 1.0}) + "\n"
+                          for i in (0, 0, 1)))
+  with pytest.raises(ValueError, match=r"groups of sizes \[1, 2\]"):
+    summarize.regime_figures(str(path), {})
+
+
+def _fake_tokenizer_setup(config):
+  import types
+  from mrt_jax.train import setup
+  tokenizer = types.SimpleNamespace(encode=lambda text, add_special_tokens=False: [5, 6],
+                                    eos_token_id=0)
+  return setup.experience_config(config, tokenizer, types.SimpleNamespace(eos_token_ids=(3,)))
+
+
+@pytest.mark.parametrize("arm", list(reproduce_demo.ARMS))
+def test_every_arm_loads_and_passes_the_setup_checks(arm, tmp_path):
+  from mrt_jax.evaluation import runner
+  args = reproduce_demo.argparse.Namespace(quick=False, steps=60, set=[])
+  shared = reproduce_demo.overrides(args, str(tmp_path))
+  config = config_cli.load_config(reproduce_demo.CONFIG, shared + list(reproduce_demo.ARMS[arm][1]))
+  experience = _fake_tokenizer_setup(config)
+  assert experience.estimator == config.advantage.estimator
+  assert experience.measures_j == (arm != "grpo")
+  assert config.eval.j_estimator == "likelihood" and runner._j_estimator(config) == "likelihood"
+  assert runner.EvalSettings.from_config(config).num_problems == 128
+  regime = config_cli.load_config(reproduce_demo.CONFIG, shared + reproduce_demo.regime_overrides(
+      config, str(tmp_path), quick=False))
+  settings = runner.EvalSettings.from_config(regime)
+  assert (settings.num_samples, settings.temperature) == (config.rollout.num_generations,
+                                                          config.rollout.temperature)
+
+
+def test_unknown_arm_is_refused(capsys):
+  with pytest.raises(SystemExit):
+    reproduce_demo.main(["--arms=grpo,mrt"])
+  assert "--arms: ['mrt'] unknown" in capsys.readouterr().err
+
+
+# ---- demo_seeds: fabricated step-0 and final evaluations ------------------------------------
+
+def _demo_eval(workdir, step, pass1, low, tokens, regret):
+  d = workdir / "eval" / f"step_{step}"
+  d.mkdir(parents=True)
+  (d / "eval.json").write_text(json.dumps({"metrics": {
+      "pass@1": pass1, "pass@1_ci": [low, pass1 + 0.1], "mean_thinking_tokens": tokens,
+      "normalized_regret": regret}}))
+
+
+def test_demo_seeds_reads_first_and_last_evaluation_and_summarizes(tmp_path):
+  runs = []
+  # seed 0 improves; seed 1's regret rises; seed 2 falls below the warm start's interval.
+  for seed, after in ((0, (0.70, 0.6, 110.0, 0.40)), (1, (0.75, 0.6, 130.0, 0.55)),
+                      (2, (0.40, 0.3, 90.0, 0.30))):
+    work = tmp_path / f"seed{seed}" / "run"
+    _demo_eval(work, 0, 0.70, 0.60, 120.0, 0.50)
+    _demo_eval(work, 2, 0.10, 0.0, 1.0, 0.9)  # step 2 < step 10: the last is step 10
+    _demo_eval(work, 10, *after)
+    before, last = demo_seeds.evaluations(str(work))
+    runs.append({"seed": seed, "wall_s": 60.0 * (seed + 1), "before": demo_seeds.side(before),
+                 "after": demo_seeds.side(last)})
+  assert runs[0]["before"] == {"pass@1": 0.70, "low": 0.60, "high": pytest.approx(0.80),
+                               "thinking_tokens": 120.0, "normalized_regret": 0.50}
+  assert runs[0]["after"]["normalized_regret"] == 0.40
+  s = demo_seeds.summary(runs)
+  assert (s["num_seeds"], s["regret_drops"], s["pass@1_kept"], s["improved"]) == (3, 2, 2, 1)
+  assert s["max_wall_s"] == 180.0
+  mean, low, high = summarize.interval([-0.10, 0.05, -0.20])
+  assert (s["after_minus_before"]["normalized_regret"]["mean"],
+          s["after_minus_before"]["normalized_regret"]["low"]) == pytest.approx((mean, low))
+  record = {"seeds": [0, 1, 2], "runs": runs, "summary": s}
+  results = tmp_path / "RESULTS.md"
+  results.write_text(f"top\n{reproduce_demo.BEGIN}\nmeasured\n{reproduce_demo.END}\nbottom\n")
+  reproduce_demo.splice(str(results), demo_seeds.table(record), demo_seeds.BEGIN, demo_seeds.END)
+  text = results.read_text()
+  assert "measured" in text and text.startswith("top\n") and demo_seeds.END in text
+  assert "| 1 | 0.700 [0.600, 0.800] | 0.750 [0.600, 0.850] | 120.0 → 130.0 | 0.500 → 0.550 |" \
+      " 2.0 min |" in text
+  assert "Regret drops in 2 of 3 seeds" in text and "both in 1." in text
+  with pytest.raises(FileNotFoundError, match="expected the warm start"):
+    demo_seeds.evaluations(str(tmp_path / "missing"))
+
+
+def test_demo_seed_overrides_load_and_put_every_asset_under_the_seed(tmp_path):
+  config = config_cli.load_config(demo_seeds.CONFIG, demo_seeds.seed_overrides(
+      str(tmp_path), 3, ["train.total_steps=2"]))
+  assert config.demo.seed == 3 and config.seed == 3 and config.train.total_steps == 2
+  for path in (config.model.path, config.model.tokenizer_path, config.data.path,
+               config.eval.data_path, config.workdir):
+    assert path.startswith(str(tmp_path / "seed3") + "/")
