@@ -12,10 +12,11 @@ wall time is a fresh machine's.
 
 It writes docs/demo_seeds.json:
   seeds     the seeds.
+  quick     whether this was a --quick smoke run; overrides: the --quick and --set overrides.
   runs      one per seed: {"seed", "wall_s" (the launch command, null if it ran in an earlier
             invocation without a record), "before" and "after": {"pass@1", "low", "high" (its
-            bootstrap 95% interval over problems), "thinking_tokens", "normalized_regret"}}; before
-            is the step-0 evaluation, after the last one.
+            bootstrap 95% interval over problems), "thinking_tokens", "normalized_regret",
+            "num_problems", "num_samples"}}; before is the step-0 evaluation, after the last.
   summary   {"before", "after", "after_minus_before": figure -> {"mean", "low", "high"} (95%
             Student-t interval over seeds), "num_seeds", "regret_drops" (seeds whose regret
             falls), "pass@1_kept" (seeds whose after pass@1 is not below the before interval's
@@ -73,7 +74,8 @@ def side(record: dict) -> dict:
   m = record["metrics"]
   low, high = m["pass@1_ci"]
   return {"pass@1": m["pass@1"], "low": low, "high": high,
-          "thinking_tokens": m["mean_thinking_tokens"], "normalized_regret": m["normalized_regret"]}
+          "thinking_tokens": m["mean_thinking_tokens"], "normalized_regret": m["normalized_regret"],
+          "num_problems": record.get("num_problems"), "num_samples": record.get("num_samples")}
 
 
 def summary(runs) -> dict:
@@ -95,7 +97,12 @@ def summary(runs) -> dict:
 def table(record: dict) -> str:
   """Markdown: one row per seed (before → after), then the summary line."""
   fmt = lambda s: f"{s['pass@1']:.3f} [{s['low']:.3f}, {s['high']:.3f}]"
-  lines = ["| seed | pass@1 before | pass@1 after | thinking tokens before → after | "
+  first = record["runs"][0]["after"]
+  lines = ["**Quick smoke run: too small to mean anything.**\n" if record["quick"] else "",
+           f"The whole demo (`python -m mrt_jax.launch --config={CONFIG}`, warm start included) "
+           f"per seed; before = its step-0 evaluation (the warm start), after = its last; "
+           f"{first['num_problems']} held-out problems × {first['num_samples']} samples each, "
+           "pass@1 with its 95% bootstrap interval over problems.", "","| seed | pass@1 before | pass@1 after | thinking tokens before → after | "
            "normalized regret before → after | wall time |", "|---|---|---|---|---|---|"]
   for r in record["runs"]:
     b, a = r["before"], r["after"]
@@ -149,10 +156,11 @@ def main(argv=None) -> None:
     before, after = evaluations(config.workdir)
     runs.append({"seed": seed, "wall_s": step.timings.get(f"seed{seed}"),
                  "before": side(before), "after": side(after)})
-  record = {"seeds": seeds, "runs": runs, "summary": summary(runs)}
+  record = {"seeds": seeds, "quick": args.quick, "overrides": extra, "runs": runs,
+            "summary": summary(runs)}
   os.makedirs(docs, exist_ok=True)
   with open(os.path.join(docs, "demo_seeds.json"), "w") as f:
-    json.dump(record, f, indent=2)
+    json.dump(record, f, indent=2, allow_nan=False)
   text = table(record)
   reproduce_demo.splice(os.path.join(docs, "RESULTS.md"), text, BEGIN, END)
   print(text, flush=True)

@@ -293,7 +293,7 @@ def write_results(out: str, docs: str, seeds, arms, config, timings: dict, quick
   pngs = summarize.plot_all(figures, curves, docs, "results_")
   os.makedirs(docs, exist_ok=True)
   with open(os.path.join(docs, "results.json"), "w") as f:
-    json.dump(record, f, indent=2)
+    json.dump(record, f, indent=2, allow_nan=False)
   splice(os.path.join(docs, "RESULTS.md"),
          markdown(figures, record, config, pngs, docs, quick, parameters))
   print(f"wrote {docs}/RESULTS.md, results.json and the plots", flush=True)

@@ -310,6 +310,8 @@ def target_lines(checks: Mapping[str, dict], baseline: str = "grpo",
         f"budget-forced tokens to the target J = {c['tokens_to_target_ratio']:.2f}× (same "
         f"test): {yes(c['tokens_to_target'])}; normalized regret below {baseline}'s, intervals "
         f"apart: {yes(c['regret_lower'])}"]
+  if not checks:
+    return f"**target: not checked (no arm to compare with {baseline})**"
   reached = [arm for arm, c in checks.items() if c["reached"]]
   lines += ["", f"**target: reached by {', '.join(reached)}**" if reached else
             "**target: not reached**"]

@@ -73,6 +73,7 @@ def test_target_check_survives_a_target_reached_at_budget_zero():
   assert not checks["reached"]  # equal regret is not lower
   text = summarize.target_lines({"mrt": checks})
   assert "nan×" in text and "**yes**" in text and "**target: not reached**" in text
+  assert "not checked (no arm to compare with grpo)" in summarize.target_lines({})
 
 
 def test_table_labels_missing_values_by_row():
@@ -269,7 +270,7 @@ def test_unknown_arm_is_refused(capsys):
 def _demo_eval(workdir, step, pass1, low, tokens, regret):
   d = workdir / "eval" / f"step_{step}"
   d.mkdir(parents=True)
-  (d / "eval.json").write_text(json.dumps({"metrics": {
+  (d / "eval.json").write_text(json.dumps({"num_problems": 16, "num_samples": 2, "metrics": {
       "pass@1": pass1, "pass@1_ci": [low, pass1 + 0.1], "mean_thinking_tokens": tokens,
       "normalized_regret": regret}}))
 
@@ -287,7 +288,8 @@ def test_demo_seeds_reads_first_and_last_evaluation_and_summarizes(tmp_path):
     runs.append({"seed": seed, "wall_s": 60.0 * (seed + 1), "before": demo_seeds.side(before),
                  "after": demo_seeds.side(last)})
   assert runs[0]["before"] == {"pass@1": 0.70, "low": 0.60, "high": pytest.approx(0.80),
-                               "thinking_tokens": 120.0, "normalized_regret": 0.50}
+                               "thinking_tokens": 120.0, "normalized_regret": 0.50,
+                               "num_problems": 16, "num_samples": 2}
   assert runs[0]["after"]["normalized_regret"] == 0.40
   s = demo_seeds.summary(runs)
   assert (s["num_seeds"], s["regret_drops"], s["pass@1_kept"], s["improved"]) == (3, 2, 2, 1)
@@ -295,7 +297,7 @@ def test_demo_seeds_reads_first_and_last_evaluation_and_summarizes(tmp_path):
   mean, low, high = summarize.interval([-0.10, 0.05, -0.20])
   assert (s["after_minus_before"]["normalized_regret"]["mean"],
           s["after_minus_before"]["normalized_regret"]["low"]) == pytest.approx((mean, low))
-  record = {"seeds": [0, 1, 2], "runs": runs, "summary": s}
+  record = {"seeds": [0, 1, 2], "quick": False, "overrides": [], "runs": runs, "summary": s}
   results = tmp_path / "RESULTS.md"
   results.write_text(f"top\n{reproduce_demo.BEGIN}\nmeasured\n{reproduce_demo.END}\nbottom\n")
   reproduce_demo.splice(str(results), demo_seeds.table(record), demo_seeds.BEGIN, demo_seeds.END)
@@ -304,6 +306,7 @@ def test_demo_seeds_reads_first_and_last_evaluation_and_summarizes(tmp_path):
   assert "| 1 | 0.700 [0.600, 0.800] | 0.750 [0.600, 0.850] | 120.0 → 130.0 | 0.500 → 0.550 |" \
       " 2.0 min |" in text
   assert "Regret drops in 2 of 3 seeds" in text and "both in 1." in text
+  assert "16 held-out problems × 2 samples" in text and "Quick smoke" not in text
   with pytest.raises(FileNotFoundError, match="expected the warm start"):
     demo_seeds.evaluations(str(tmp_path / "missing"))
 
