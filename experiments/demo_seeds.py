@@ -119,7 +119,10 @@ def table(record: dict) -> str:
             f"{cell(d['thinking_tokens'], '+.1f')}, normalized regret "
             f"{cell(d['normalized_regret'], '+.3f')}. Regret drops in {s['regret_drops']} of "
             f"{s['num_seeds']} seeds; pass@1 stays at or above the warm start's interval in "
-            f"{s['pass@1_kept']}; both in {s['improved']}."]
+            f"{s['pass@1_kept']}; both in {s['improved']}." + (
+                "" if s["max_wall_s"] is None else
+                f" Longest run: {s['max_wall_s'] / 60:.1f} min (the demo's budget: 10 min on 2 "
+                "cores).")]
   return "\n".join(lines) + "\n"
 
 

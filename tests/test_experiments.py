@@ -307,6 +307,7 @@ def test_demo_seeds_reads_first_and_last_evaluation_and_summarizes(tmp_path):
       " 2.0 min |" in text
   assert "Regret drops in 2 of 3 seeds" in text and "both in 1." in text
   assert "16 held-out problems × 2 samples" in text and "Quick smoke" not in text
+  assert "Longest run: 3.0 min" in text
   with pytest.raises(FileNotFoundError, match="expected the warm start"):
     demo_seeds.evaluations(str(tmp_path / "missing"))
 
