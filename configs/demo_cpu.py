@@ -14,10 +14,15 @@ def get_config(arg=None):
   c = defaults.rl(c, estimator="mrt", alpha=1.0)  # α = 1
   c = defaults.finish(c, arg or "cpu", demo_assets=True)  # the demo is tiny in every variant
   c.eval.data_path = f"{defaults.DEMO_DIR}/test.jsonl"  # held-out problems the demo writes
-  c.train.total_steps = 20  # enough steps to watch the reward move
-  c.train.eval_every = 20  # evaluate the warm start (step 0) and the trained model (step 20)
+  c.train.total_steps = 30  # enough steps to watch the reward move
+  c.train.eval_every = 30  # evaluate the warm start (step 0) and the trained model (step 30)
   c.rollout.num_generations = 4  # G: a group needs several traces for outcome contrast
   c.optimizer.learning_rate = 3e-4  # a tiny model moves at a larger lr than 7B's 1e-6
-  c.probe.num_probes = 8  # m: with 2, a block's progress is mostly the noise of J (docs/RESULTS.md)
+  # J by the likelihood of the reference answer: exact for this task's one-letter answers, no
+  # probe noise in a block's progress, and about the cost of a GRPO step (docs/RESULTS.md)
+  c.probe.estimator = "likelihood"
+  c.probe.num_probes = 8  # m of the sampled meta-prover, when probe.estimator=sampled
+  c.eval.j_estimator = "likelihood"  # J(c) and normalized regret without probe noise
+  c.eval.num_problems = 64  # held-out problems of test.jsonl; x num_samples = 128 traces
   c.optimizer.warmup_ratio = 0.0  # few steps: no warm-up
   return c

@@ -14,7 +14,7 @@ TINY = [
     "--config.demo.intermediate_size=64", "--config.demo.sft_trace_steps=0",
     "--config.demo.sft_answer_steps=0",
     "--config.rollout.max_completion_len=24", "--config.probe.max_answer_len=4",
-    "--config.probe.num_probes=2",
+    "--config.probe.estimator=sampled", "--config.probe.num_probes=2",
     "--config.train.global_batch_prompts=2", "--config.train.micro_batch_prompts=1",
     "--config.segment.method=fixed_chunk", "--config.segment.chunk_tokens=8",
 ]
