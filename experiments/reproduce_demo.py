@@ -74,10 +74,10 @@ ARMS = {
                     ("advantage.estimator=termination", "probe.estimator=sampled",
                      "probe.num_probes=8")),
 }
-# Evaluation of every run on the held-out problems: 128 problems × n = 2 samples make 2048
-# samples per arm over 8 seeds, a pooled pass@1 interval of about ±0.02-0.03; J(c) from the
+# Evaluation of every run on the held-out problems: 64 problems × n = 2 samples make 1024
+# samples per arm over 8 seeds, a pooled pass@1 interval of about ±0.03; J(c) from the
 # likelihood meta-prover at a budget grid dense enough to read tokens-to-target off it.
-EVAL = ("eval.j_estimator=likelihood", "eval.num_problems=128", "eval.num_samples=2",
+EVAL = ("eval.j_estimator=likelihood", "eval.num_problems=64", "eval.num_samples=2",
         "eval.budgets=(32,64,96,128,160,192)", "eval.extrapolation_budgets=()",
         "eval.num_resamples=200")
 REGIME_PROBLEMS = 64  # training problems sampled G times each for the regime figures
@@ -160,7 +160,7 @@ def main(argv=None) -> None:
                       "0,1 with --quick)")
   parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated arms of "
                       f"{list(ARMS)} (default all; {BASELINE} is the target's baseline)")
-  parser.add_argument("--steps", type=int, default=60, help="RL steps (default 60; 3 with "
+  parser.add_argument("--steps", type=int, default=40, help="RL steps (default 40; 3 with "
                       "--quick)")
   parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                       help="extra config override for every run (repeatable), e.g. "

@@ -244,14 +244,14 @@ def _fake_tokenizer_setup(config):
 @pytest.mark.parametrize("arm", list(reproduce_demo.ARMS))
 def test_every_arm_loads_and_passes_the_setup_checks(arm, tmp_path):
   from mrt_jax.evaluation import runner
-  args = reproduce_demo.argparse.Namespace(quick=False, steps=60, set=[])
+  args = reproduce_demo.argparse.Namespace(quick=False, steps=40, set=[])
   shared = reproduce_demo.overrides(args, str(tmp_path))
   config = config_cli.load_config(reproduce_demo.CONFIG, shared + list(reproduce_demo.ARMS[arm][1]))
   experience = _fake_tokenizer_setup(config)
   assert experience.estimator == config.advantage.estimator
   assert experience.measures_j == (arm != "grpo")
   assert config.eval.j_estimator == "likelihood" and runner._j_estimator(config) == "likelihood"
-  assert runner.EvalSettings.from_config(config).num_problems == 128
+  assert runner.EvalSettings.from_config(config).num_problems == 64
   regime = config_cli.load_config(reproduce_demo.CONFIG, shared + reproduce_demo.regime_overrides(
       config, str(tmp_path), quick=False))
   settings = runner.EvalSettings.from_config(regime)
