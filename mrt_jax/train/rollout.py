@@ -151,7 +151,8 @@ def _probe_success(sampler: Sampler, params, result, segs, prompts, records, cfg
   if where:
     success_BxN1[tuple(np.array(where).T)] = j_U
   total = lambda k: head_stats[k] + fork_stats[k]
-  stats["num_probes"] = total("num_probes")
+  stats["num_probes"] = total("num_probes")  # sampled answers (0 under the likelihood prover)
+  stats["probe_answers"] = total("answers")  # answers sampled or scored: J measurements made
   stats["probe_tokens_mean"] = total("answer_tokens") / max(total("answers"), 1)
   return np.where(stack.boundary_mask_BxN1, success_BxN1, 0.0).astype(np.float32), stack
 
@@ -187,7 +188,7 @@ def collect(sampler: Sampler, params, prompts: Sequence[Sequence[int]],
     progress = np.asarray(progress_reward(success, stack.num_blocks_B))
     boundary_mask = np.asarray(stack.boundary_mask_BxN1)
   else:
-    stats["num_probes"] = 0
+    stats["num_probes"] = stats["probe_answers"] = 0
     success = np.zeros((len(rows), 1), np.float32)
     boundary_mask = np.zeros((len(rows), 1), bool)
     progress = np.zeros((len(rows), 1), np.float32)
