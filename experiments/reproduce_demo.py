@@ -194,8 +194,8 @@ def main(argv=None) -> None:
     step(f"base/seed{seed}", os.path.join(base_out, "eval.json"),
          [sys.executable, "-m", "mrt_jax.evaluate", *flags(shared + [f"seed={seed}"]),
           f"--checkpoint={config.model.path}", f"--out={base_out}"])
-  for arm in arms:
-    for seed in seeds:
+  for seed in seeds:  # seed by seed, so a study cut short has every arm on its first seeds
+    for arm in arms:
       work = os.path.join(out, arm, f"seed{seed}")
       run = shared + list(ARMS[arm][1]) + [f"seed={seed}", f"workdir={work}"]
       step(f"{arm}/seed{seed}/train",
