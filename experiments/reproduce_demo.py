@@ -27,8 +27,10 @@ seed's value, null where not finite, e.g. a run that never reaches the target):
   arms            arm -> figure name -> figure; the names are `summarize.run_figures`' scalar
                   keys: pass@1, thinking_tokens, completion_tokens, normalized_regret,
                   episode_normalized_regret, tokens_to_target, blocks, wasteful_blocks,
+                  rechecks_before_last_new, rechecks_after_last_new,
                   real_clues, harmful_traces, progress_new, progress_recheck, progress_madeup,
-                  progress_spread, num_correct, num_samples; and train_probes_per_step.
+                  progress_spread, num_correct, num_samples; and train_probe_answers_per_step (the
+                  meta-prover's answers per training step, sampled or scored).
   warm_start      figure name -> figure, the warm start's evaluations (one per seed).
   pooled_pass@1   arm (and "warm_start") -> {"p", "low", "high", "n"}: every sample of every
                   seed pooled, Wilson 95% interval.
@@ -245,8 +247,8 @@ def results_record(figures, curves, seeds, target, regime, settings, timings) ->
   record_arms = {}
   for arm in arms:
     record_arms[arm] = figure_record(figures[arm])
-    record_arms[arm]["train_probes_per_step"] = _figure(
-        [sum(l.get("num_probes", 0) for l in c) / max(len(c), 1) for c in curves[arm]])
+    record_arms[arm]["train_probe_answers_per_step"] = _figure(
+        [sum(l.get("probe_answers", 0) for l in c) / max(len(c), 1) for c in curves[arm]])
   checks = {arm: summarize.target_checks(figures[BASELINE], figures[arm])
             for arm in arms if arm != BASELINE and BASELINE in figures}
   reached = [arm for arm, c in checks.items() if c["reached"]]
@@ -329,7 +331,9 @@ def _regime_lines(regime: dict) -> list[str]:
       f"- groups whose G outcomes are all equal (GRPO's advantage is 0): {f('all_equal'):.3f} "
       f"(all correct {f('all_correct'):.3f}, all wrong {f('all_wrong'):.3f})",
       f"- pass@1 at that temperature: {f('pass@1'):.3f}",
-      f"- wasteful (re-check) blocks per trace: {f('wasteful_blocks'):.2f}",
+      f"- wasteful (re-check) blocks per trace: {f('wasteful_blocks'):.2f} "
+      f"({f('rechecks_before_last_new'):.2f} before the trace's last new clue, "
+      f"{f('rechecks_after_last_new'):.2f} after it)",
       f"- measured ΔJ of a block: new clue {fmt(f('progress_new'))}, re-check "
       f"{fmt(f('progress_recheck'))}, made-up clue {fmt(f('progress_madeup'))} (spread "
       f"{fmt(f('progress_spread'))})"]

@@ -68,16 +68,33 @@ def tokens_to_reach(tokens_C: Sequence[float], j_C: Sequence[float], target: flo
   return math.inf
 
 
-def wasteful_blocks(samples_path: str, problems: Mapping[int, dict]) -> float:
-  """Mean number of blocks per trace that re-check a clue already checked (samples.jsonl)."""
+def recheck_positions(order) -> tuple[int, int]:
+  """(re-checks before the trace's last new clue, re-checks after it) of a clue order.
+
+  A re-check before the last new clue delays the progress still to come: the dense MRT
+  advantage prices it (the new clue in its place would have earned progress). One after it
+  follows a J that no block can raise, so no progress-based advantage tells it from stopping.
+  """
+  new = [i for i, k in enumerate(order) if k not in order[:i]]
+  last = new[-1] if new else -1
+  rechecks = [i for i in range(len(order)) if i not in new]
+  return sum(i < last for i in rechecks), sum(i > last for i in rechecks)
+
+
+def wasteful_blocks(samples_path: str, problems: Mapping[int, dict]) -> dict[str, float]:
+  """Blocks per trace that re-check a clue already checked (samples.jsonl): all of them
+  (`wasteful_blocks`), and those before / after the trace's last new clue
+  (`rechecks_before_last_new`, `rechecks_after_last_new`; see `recheck_positions`)."""
   counts = []
   with open(samples_path, encoding="utf-8") as f:
     for line in f:
       s = json.loads(line)
       text = s["completion"].split("</think>")[0]
       order = elimination.checked_clues(text, problems[s["problem_id"]])
-      counts.append(len(order) - len(set(order)))
-  return float(np.mean(counts))
+      counts.append((len(order) - len(set(order)), *recheck_positions(order)))
+  total, before, after = np.mean(np.asarray(counts, np.float64).reshape(-1, 3), axis=0)
+  return {"wasteful_blocks": float(total), "rechecks_before_last_new": float(before),
+          "rechecks_after_last_new": float(after)}
 
 
 _CLUE_LINE = re.compile(r"^Wait, clue: (.*)$", re.MULTILINE)
@@ -156,7 +173,7 @@ def run_figures(eval_dir: str, problems: Mapping[int, dict], target: float) -> d
       "episode_normalized_regret": m["episode_normalized_regret"],
       "tokens_to_target": tokens_to_reach(bf["mean_thinking_tokens"], bf["J"], target),
       "blocks": m["mean_blocks"],
-      "wasteful_blocks": wasteful_blocks(samples, problems),
+      **wasteful_blocks(samples, problems),
       **block_quality(samples, problems), **progress_by_kind(samples, problems),
       **correct_count(samples),
       "budgets": bf["budgets"], "J": bf["J"], "J_tokens": bf["mean_thinking_tokens"]}
@@ -172,6 +189,9 @@ ROWS = (("pass@1", "accuracy (pass@1)", "{:.3f}", _NONE),
         ("tokens_to_target", "tokens to target accuracy", "{:.1f}", _NEVER),
         ("blocks", "blocks per trace", "{:.2f}", _NONE),
         ("wasteful_blocks", "wasteful blocks per trace", "{:.2f}", _NONE),
+        ("rechecks_before_last_new", "… of them before the trace's last new clue", "{:.2f}",
+         _NONE),
+        ("rechecks_after_last_new", "… of them after it", "{:.2f}", _NONE),
         ("real_clues", "clue lines that copy a real clue", "{:.3f}", _NONE),
         ("harmful_traces", "traces that strike the hidden letter", "{:.3f}", _NONE),
         ("progress_new", "measured ΔJ of a block that checks a new clue", "{:+.3f}", _NONE),
@@ -365,8 +385,7 @@ def regime_figures(samples_path: str, problems: Mapping[int, dict]) -> dict[str,
           "all_correct": correct / len(groups), "all_wrong": wrong / len(groups),
           "all_equal": (correct + wrong) / len(groups),
           "pass@1": float(np.mean([v for g in groups.values() for v in g])),
-          "wasteful_blocks": wasteful_blocks(samples_path, problems),
-          **progress_by_kind(samples_path, problems)}
+          **wasteful_blocks(samples_path, problems), **progress_by_kind(samples_path, problems)}
 
 
 def count_parameters(model_dir: str) -> int:

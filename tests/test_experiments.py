@@ -43,7 +43,17 @@ def test_block_quality_and_waste_read_the_traces(tmp_path):
   real_bad = int(f"not {wrong}." in {elimination.clue_text(c) for c in problem["clues"]})
   assert quality["real_clues"] == pytest.approx((4 + real_bad) / 6)
   assert quality["harmful_traces"] == 0.5
-  assert summarize.wasteful_blocks(str(path), {0: problem}) == pytest.approx(np.mean([1, 0]))
+  waste = summarize.wasteful_blocks(str(path), {0: problem})
+  assert waste["wasteful_blocks"] == pytest.approx(np.mean([1, 0]))
+  assert waste["rechecks_before_last_new"] == pytest.approx(0.5)  # good's re-check precedes clue 2
+  assert waste["rechecks_after_last_new"] == 0.0
+
+
+def test_recheck_positions_split_at_the_last_new_clue():
+  assert summarize.recheck_positions([0, 0, 1, 2, 1, 2]) == (1, 2)
+  assert summarize.recheck_positions([2, 2]) == (0, 1)
+  assert summarize.recheck_positions([0, 1, 2]) == (0, 0)
+  assert summarize.recheck_positions([]) == (0, 0)
 
 
 def test_progress_by_kind_reads_each_blocks_change_of_j(tmp_path):
@@ -163,7 +173,7 @@ def _study(tmp_path, seeds=(0, 1, 2)):
                   j_tokens=j_tokens, seed=s)
       (work / "metrics.jsonl").write_text("".join(json.dumps(
           {"reward_mean": 0.5, "completion_tokens_mean": 100.0, "blocks_mean": 3.0,
-           "num_probes": 8 * (arm != "grpo")}) + "\n" for _ in range(3)))
+           "probe_answers": 8 * (arm != "grpo")}) + "\n" for _ in range(3)))
   _write_eval(out / "regime", pass1=0.75, tokens=100.0, regret=0.5, j_tokens=[0, 32, 64], seed=0)
   args = reproduce_demo.argparse.Namespace(quick=False, steps=3, set=[])
   shared = reproduce_demo.overrides(args, str(out))
@@ -195,7 +205,7 @@ def test_results_json_keys_and_target_checks_from_fabricated_runs(tmp_path):
   mean, low, high = summarize.interval([100.0, 101.0, 102.0])
   assert (grpo["thinking_tokens"]["mean"], grpo["thinking_tokens"]["low"],
           grpo["thinking_tokens"]["high"]) == pytest.approx((mean, low, high))
-  assert on_disk["arms"]["mrt_sampled"]["train_probes_per_step"]["mean"] == 8
+  assert on_disk["arms"]["mrt_sampled"]["train_probe_answers_per_step"]["mean"] == 8
   # Target J: 90% of the arms' lowest mean final J; grpo reaches it between 32 and 64 tokens.
   assert on_disk["target"]["accuracy"] == pytest.approx(0.72)
   assert grpo["tokens_to_target"]["per_seed"][0] == pytest.approx(32 + 32 * 0.22 / 0.3)
