@@ -21,6 +21,10 @@ def test_notebook_runs_in_short_mode(tmp_path, monkeypatch):
   monkeypatch.setenv("MRT_DEMO_SHORT", "1")
   monkeypatch.setenv("MRT_DEMO_WORK", str(tmp_path / "work"))
   monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+  # Programs compiled again by the second method's run load from a persistent cache.
+  monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "jax_cache"))
+  monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+  monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
   monkeypatch.setenv("PYTHONPATH", os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
   nb = nbformat.read(NOTEBOOK, as_version=4)
   # The kernel starts in the notebook's directory, as Jupyter starts it.

@@ -3,9 +3,14 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from mrt_jax import models
+from mrt_jax.learner import losses
 from mrt_jax.learner.logprobs import token_logprobs
+from mrt_jax.learner.state import create_state, param_shardings, state_shardings
+from mrt_jax.learner.step import StepConfig, batch_shardings, make_train_step
+from mrt_jax.models.sharding import from_host, to_host
 
 HF = dict(architectures=["Qwen2ForCausalLM"], vocab_size=97, hidden_size=32,
           intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
@@ -37,3 +42,24 @@ def rl_batch(config, params, rows=8, length=13, prompt=4, seed=0):
       "ref_logprobs": (np.asarray(logp) + rng.normal(0, 0.1, size=(rows, length))
                        ).astype(np.float32),
   }
+
+
+def two_steps(batch: dict, mesh) -> tuple[dict, object]:
+  """Two train steps of the tiny model on `batch` (host arrays) laid out on `mesh`, which may
+  span processes: 2 micro-batches, clipped loss with a KL term, SGD with momentum (linear in
+  the gradient; has moments). Returns the last loss and the params as host arrays (savez
+  names: `loss`, `arr_0`, ...) and the final state (its shardings)."""
+  config, params = tiny_model()
+  cfg = StepConfig(num_micro_batches=2, loss=losses.LossConfig(
+      aggregation="seq_mean_token_mean", beta=0.04, eps_high=0.28))
+  optimizer = optax.sgd(0.5, momentum=0.9)
+  params = jax.tree.map(from_host, params, param_shardings(config, mesh))
+  state = create_state(params, optimizer)
+  shard_b = batch_shardings(mesh, batch)
+  batch = {k: from_host(v, shard_b[k]) for k, v in batch.items()}
+  step = make_train_step(config, cfg, optimizer, mesh=mesh,
+                         state_shardings=state_shardings(state), batch_shardings_=shard_b)
+  for _ in range(2):
+    state, metrics = step(state, batch)
+  leaves = {f"arr_{i}": to_host(x) for i, x in enumerate(jax.tree.leaves(state.params))}
+  return {"loss": to_host(metrics["loss"]), **leaves}, state

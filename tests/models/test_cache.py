@@ -20,6 +20,11 @@ def _params(config, seed):
       lambda path, p: p if "norm" in jax.tree_util.keystr(path) else p * 5.0, params)
 
 
+# The per-row references (the full forward of one row's own sequence), jitted: op by op, each
+# of their many lengths would compile every op again.
+_full_forward = jax.jit(models.forward, static_argnums=0)
+
+
 def _config(**kw):
   base = dict(architectures=["Qwen3ForCausalLM"], vocab_size=131, hidden_size=48,
               intermediate_size=80, num_hidden_layers=2, num_attention_heads=6,
@@ -132,7 +137,7 @@ def test_rows_decode_at_their_own_positions():
   step_logits, cache = models.forward(config, params, nxt, cache=cache)
   np.testing.assert_array_equal(np.asarray(cache.lengths_B), [n + 1 for n in lengths])
   for i, s in enumerate(seqs):
-    ref, _ = models.forward(config, params, jnp.asarray(s[None], jnp.int32))
+    ref, _ = _full_forward(config, params, jnp.asarray(s[None], jnp.int32))
     np.testing.assert_allclose(step_logits[i, 0], ref[0, -1], rtol=0, atol=TOL)
 
 
@@ -158,7 +163,7 @@ def test_end_aligned_prefill_then_steps_at_a_common_entry(scan_layers):
   np.testing.assert_array_equal(cache.start_B, 7 - lengths)
   np.testing.assert_array_equal(cache.lengths_B, lengths)
   for i, s in enumerate(seqs):
-    full, _ = models.forward(config, params, jnp.asarray(s[None, :lengths[i]]))
+    full, _ = _full_forward(config, params, jnp.asarray(s[None, :lengths[i]]))
     np.testing.assert_allclose(prefill_logits[i, 7 - lengths[i]:], full[0], rtol=0, atol=TOL)
   scattered = cache
   for j in range(2):
@@ -168,7 +173,7 @@ def test_end_aligned_prefill_then_steps_at_a_common_entry(scan_layers):
     np.testing.assert_array_equal(cache.lengths_B, lengths + j + 1)
     np.testing.assert_allclose(logits, ref_logits, rtol=0, atol=TOL)
     for i, s in enumerate(seqs):
-      full, _ = models.forward(config, params, jnp.asarray(s[None, :lengths[i] + j + 1]))
+      full, _ = _full_forward(config, params, jnp.asarray(s[None, :lengths[i] + j + 1]))
       np.testing.assert_allclose(logits[i, 0], full[0, -1], rtol=0, atol=TOL)
   for a, b in zip(jax.tree.leaves(cache), jax.tree.leaves(scattered)):
     np.testing.assert_allclose(a, b, rtol=0, atol=TOL)
