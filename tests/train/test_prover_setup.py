@@ -28,11 +28,11 @@ def _experience(*overrides, config="configs/demo_cpu.py", tokenizer=_Tokenizer()
 def test_estimators_that_read_j_refuse_zero_probes():
   with pytest.raises(ValueError, match=r"config.probe.num_probes=0 .*"
                                        r"config.advantage.estimator='mrt' reads"):
-    _experience("probe.num_probes=0")
+    _experience("probe.estimator=sampled", "probe.num_probes=0")
   with pytest.raises(ValueError, match=r"probe.num_probes=0 .*MRT-STaR \(config.star\) reads"):
     _experience("probe.num_probes=0", config="configs/mrt_star_7b.py:cpu")
   with pytest.raises(ValueError, match="advantage.estimator='termination' reads"):
-    _experience("probe.num_probes=0", "advantage.estimator=termination")
+    _experience("probe.estimator=sampled", "probe.num_probes=0", "advantage.estimator=termination")
   # Likelihood needs no sampled probes; GRPO reads no J.
   assert _experience("probe.num_probes=0", "probe.estimator=likelihood").measures_j
   assert not _experience("advantage.estimator=grpo", "probe.num_probes=0").measures_j
