@@ -336,7 +336,7 @@ def _regime_lines(regime: dict) -> list[str]:
       f"{f('rechecks_after_last_new'):.2f} after it)",
       f"- measured ΔJ of a block: new clue {fmt(f('progress_new'))}, re-check "
       f"{fmt(f('progress_recheck'))}, made-up clue {fmt(f('progress_madeup'))} (spread "
-      f"{fmt(f('progress_spread'))})"]
+      f"{f('progress_spread'):.3f})"]
 
 
 def markdown(figures, record: dict, config, pngs, docs: str, quick: bool,
