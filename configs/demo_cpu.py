@@ -19,7 +19,7 @@ def get_config(arg=None):
   c.rollout.num_generations = 4  # G: a group needs several traces for outcome contrast
   c.optimizer.learning_rate = 3e-4  # a tiny model moves at a larger lr than 7B's 1e-6
   # J by the likelihood of the reference answer: exact for this task's one-letter answers, no
-  # probe noise in a block's progress, and about the cost of a GRPO step (docs/RESULTS.md)
+  # probe noise in a block's progress, and 1.02x the cost of a GRPO step (BENCHMARKS.md)
   c.probe.estimator = "likelihood"  # see the two lines above
   c.probe.num_probes = 8  # m of the sampled meta-prover, when probe.estimator=sampled
   c.eval.j_estimator = "likelihood"  # J(c) and normalized regret without probe noise
