@@ -27,7 +27,6 @@ final evaluation exists is not rerun (resume with the same command).
 
 from __future__ import annotations
 
-import argparse
 import glob
 import json
 import math
@@ -75,7 +74,7 @@ def side(record: dict) -> dict:
   low, high = m["pass@1_ci"]
   return {"pass@1": m["pass@1"], "low": low, "high": high,
           "thinking_tokens": m["mean_thinking_tokens"], "normalized_regret": m["normalized_regret"],
-          "num_problems": record.get("num_problems"), "num_samples": record.get("num_samples")}
+          "num_problems": record["num_problems"], "num_samples": record["num_samples"]}
 
 
 def summary(runs) -> dict:
@@ -127,22 +126,10 @@ def table(record: dict) -> str:
 
 
 def main(argv=None) -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--quick", action="store_true", help="smoke run (minutes, not a result)")
-  parser.add_argument("--out", default=None, help="work directory (default /tmp/mrt_jax/"
-                      "demo_seeds, or demo_seeds_quick with --quick)")
-  parser.add_argument("--docs", default=None, help="where RESULTS.md and demo_seeds.json go "
-                      "(default docs/; <out>/docs with --quick)")
-  parser.add_argument("--seeds", default=None, help="comma-separated seeds (default 0..4; 0 "
-                      "with --quick)")
-  parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                      help="extra config override for every seed's run (repeatable)")
+  parser = reproduce_demo.study_parser(__doc__, "demo_seeds", "0,1,2,3,4", "0",
+                                       "RESULTS.md and demo_seeds.json")
   args = parser.parse_args(argv)
-  out = os.path.abspath(args.out or ("/tmp/mrt_jax/demo_seeds_quick" if args.quick
-                                     else "/tmp/mrt_jax/demo_seeds"))
-  docs = os.path.abspath(args.docs or (os.path.join(out, "docs") if args.quick
-                                       else os.path.join(ROOT, "docs")))
-  seeds = [int(s) for s in (args.seeds or ("0" if args.quick else "0,1,2,3,4")).split(",")]
+  out, docs, seeds = reproduce_demo.study_paths(args)
   extra = [*(QUICK if args.quick else ()), *args.set]
   os.makedirs(out, exist_ok=True)
   step = reproduce_demo.Steps(out, reproduce_demo.environment(out, cache=False))

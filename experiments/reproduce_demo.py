@@ -151,33 +151,52 @@ def environment(out: str, cache: bool = True) -> dict:
   return env
 
 
-def main(argv=None) -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def study_parser(doc: str, name: str, seeds: str, quick_seeds: str, writes: str
+                 ) -> argparse.ArgumentParser:
+  """The options every study script shares: --quick, --out, --docs, --seeds, --set.
+
+  `doc` is the script's docstring (its first line describes the command); `name` names the
+  work directory; `seeds` and `quick_seeds` are the default --seeds; `writes` says what --docs
+  receives. `study_paths` reads the parsed arguments.
+  """
+  parser = argparse.ArgumentParser(description=doc.split("\n")[0])
   parser.add_argument("--quick", action="store_true", help="smoke run (minutes, not a result)")
-  parser.add_argument("--out", default=None, help="work directory (default /tmp/mrt_jax/"
-                      "reproduce, or reproduce_quick with --quick)")
-  parser.add_argument("--docs", default=None, help="where RESULTS.md, results.json and the PNGs "
-                      "go (default docs/; <out>/docs with --quick)")
-  parser.add_argument("--seeds", default=None, help="comma-separated seeds (default 0..7; "
-                      "0,1 with --quick)")
+  parser.add_argument("--out", default=None, help=f"work directory (default /tmp/mrt_jax/{name}, "
+                      f"or {name}_quick with --quick)")
+  parser.add_argument("--docs", default=None, help=f"where {writes} go (default docs/; "
+                      "<out>/docs with --quick)")
+  parser.add_argument("--seeds", default=None, help=f"comma-separated seeds (default {seeds}; "
+                      f"{quick_seeds} with --quick)")
+  parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                      help="extra config override for every run (repeatable), e.g. "
+                      "--set=advantage.alpha=2.0")
+  parser.set_defaults(study=(name, seeds, quick_seeds))
+  return parser
+
+
+def study_paths(args) -> tuple[str, str, list[int]]:
+  """(work directory, docs directory, seeds) of a `study_parser` command line."""
+  name, seeds, quick_seeds = args.study
+  out = os.path.abspath(args.out or f"/tmp/mrt_jax/{name}{'_quick' if args.quick else ''}")
+  docs = os.path.abspath(args.docs or (os.path.join(out, "docs") if args.quick
+                                       else os.path.join(ROOT, "docs")))
+  return out, docs, [int(x) for x in (args.seeds or (quick_seeds if args.quick else seeds)
+                                      ).split(",")]
+
+
+def main(argv=None) -> None:
+  parser = study_parser(__doc__, "reproduce", "0,1,2,3,4,5,6,7", "0,1",
+                        "RESULTS.md, results.json and the PNGs")
   parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated arms of "
                       f"{list(ARMS)} (default all; {BASELINE} is the target's baseline)")
   parser.add_argument("--steps", type=int, default=40, help="RL steps (default 40; 3 with "
                       "--quick)")
-  parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                      help="extra config override for every run (repeatable), e.g. "
-                      "--set=advantage.alpha=2.0")
   args = parser.parse_args(argv)
   arms = args.arms.split(",")
   unknown = [a for a in arms if a not in ARMS]
   if unknown:
     parser.error(f"--arms: {unknown} unknown; expected names of {list(ARMS)}")
-  out = os.path.abspath(args.out or ("/tmp/mrt_jax/reproduce_quick" if args.quick
-                                     else "/tmp/mrt_jax/reproduce"))
-  docs = os.path.abspath(args.docs or (os.path.join(out, "docs") if args.quick
-                                       else os.path.join(ROOT, "docs")))
-  seeds = [int(s) for s in (args.seeds or ("0,1" if args.quick else "0,1,2,3,4,5,6,7")
-                            ).split(",")]
+  out, docs, seeds = study_paths(args)
   os.makedirs(out, exist_ok=True)
   shared = overrides(args, out)
   config = config_cli.load_config(CONFIG, shared)

@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import sys
 
 import numpy as np
@@ -329,3 +330,15 @@ def test_demo_seed_overrides_load_and_put_every_asset_under_the_seed(tmp_path):
   for path in (config.model.path, config.model.tokenizer_path, config.data.path,
                config.eval.data_path, config.workdir):
     assert path.startswith(str(tmp_path / "seed3") + "/")
+
+
+def test_study_paths_follow_quick_and_the_defaults(tmp_path):
+  parser = reproduce_demo.study_parser("Doc line.\nmore", "demo_seeds", "0,1,2", "0", "files")
+  out, docs, seeds = reproduce_demo.study_paths(parser.parse_args([]))
+  assert (out, docs, seeds) == ("/tmp/mrt_jax/demo_seeds",
+                                os.path.join(reproduce_demo.ROOT, "docs"), [0, 1, 2])
+  out, docs, seeds = reproduce_demo.study_paths(parser.parse_args(["--quick", "--seeds=4,5"]))
+  assert (out, docs, seeds) == ("/tmp/mrt_jax/demo_seeds_quick",
+                                "/tmp/mrt_jax/demo_seeds_quick/docs", [4, 5])
+  out, _, _ = reproduce_demo.study_paths(parser.parse_args([f"--out={tmp_path}"]))
+  assert out == str(tmp_path) and parser.description == "Doc line."
