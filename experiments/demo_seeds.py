@@ -45,6 +45,7 @@ END = "<!-- demo seeds: end -->"
 FIGURES = ("pass@1", "thinking_tokens", "normalized_regret")
 # --quick: a tiny warm start and 2 RL steps (checks the pipeline only).
 QUICK = ("demo.sft_trace_steps=20", "demo.sft_answer_steps=10", "demo.sft_problems=64",
+         "demo.check_problems=8",
          "train.total_steps=2", "eval.num_problems=8")
 
 

@@ -85,6 +85,7 @@ EVAL = ("eval.j_estimator=likelihood", "eval.num_problems=64", "eval.num_samples
 REGIME_PROBLEMS = 64  # training problems sampled G times each for the regime figures
 # --quick: a tiny warm start and 3 RL steps, 8 problems, 2 seeds (checks the pipeline only).
 QUICK = ("demo.sft_trace_steps=20", "demo.sft_answer_steps=10", "demo.sft_problems=64",
+         "demo.check_problems=8",
          "train.total_steps=3", "eval.num_problems=8")
 
 

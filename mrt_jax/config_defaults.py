@@ -266,4 +266,9 @@ def demo() -> ConfigDict:
   c.sft_clue_weight = 8.0  # SFT loss weight of the trace tokens that copy a clue (1: unweighted)
   c.sft_batch_size = 16  # sequences per SFT step
   c.sft_learning_rate = 3e-3  # peak SFT learning rate (tiny model, few steps)
+  # SFT candidates (init and batch-order seeds) to choose the warm start among: a tiny model's
+  # SFT outcome varies by seed; the best check pass@1 is kept (mrt_jax.train.warm_start_check)
+  c.num_warm_starts = 2  # see the two lines above; 1 = no choice
+  c.check_problems = 32  # RL prompts unseen by the SFT that the choice is checked on
+  c.check_samples = 2  # samples per check problem (eval.temperature, eval.top_p)
   return c

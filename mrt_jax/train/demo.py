@@ -10,6 +10,10 @@ problems skip every puzzle the other two contain (`heldout_problems`). The model
 directory records what it was built from (`demo.json`); a model built from other settings is
 an error naming the differing fields, never silently reused.
 
+The warm start is the best of demo.num_warm_starts SFT seeds by a check on RL prompts the SFT
+did not see (`mrt_jax.train.warm_start_check`); demo.json records every candidate's check and
+the choice.
+
 The warm start must make the meta-prover μ meaningful, so its SFT data mirrors how the probes
 are built token for token (`warm_start_pools`, through the public `mrt_jax.train.warm_start`):
 a forced answer is trained after the trace's own tokens cut at a boundary (or at any token, as
@@ -32,6 +36,7 @@ from mrt_jax.data import elimination
 from mrt_jax.data.sources import write_jsonl
 from mrt_jax.models import tokenizer as tokenizer_lib
 from mrt_jax.mrt.segment import SegmentConfig, segment
+from mrt_jax.train import warm_start_check as check
 from mrt_jax.train.sft import Example, example, train_sft
 from mrt_jax.train.warm_start import forced_answer_example, trace_example
 
@@ -153,8 +158,8 @@ def check_manifest(config: ConfigDict) -> None:
     with open(path, encoding="utf-8") as f:
       built = json.load(f)
   want = json.loads(json.dumps(manifest(config)))
-  if built == want:
-    return
+  if built is not None and {k: built.get(k) for k in want} == want:
+    return  # the settings match; the record of the warm-start choice is not a setting
   if built is None:
     diff = f"it has no {MANIFEST} (built by an older mrt_jax)"
   else:
@@ -231,16 +236,41 @@ def build_assets(config: ConfigDict) -> None:
       "rms_norm_eps": 1e-6, "rope_theta": d.rope_theta, "max_position_embeddings": 1024,
       "tie_word_embeddings": True, "bos_token_id": tokenizer.bos_token_id,
       "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id})
-  params = models.init_params(model_config, jax.random.key(d.seed))
-  if d.sft_trace_steps + d.sft_answer_steps > 0:
-    problems = elimination.generate_problems(d.sft_problems, d.seed + 1, task)
-    traces, answers = warm_start_pools(config, tokenizer, problems)
-    num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
-    print(f"demo: SFT warm start of a {num_params / 1e6:.2f}M-parameter model on "
-          f"{len(traces)} traces and {len(answers)} answers", flush=True)
-    params, _ = train_sft(model_config, params, [traces, answers], sft_plan(d),
-                          batch_size=d.sft_batch_size, learning_rate=d.sft_learning_rate,
-                          seed=d.seed, progress=True)
-  models.save_hf(model_config, params, config.model.path)
+  sft = d.sft_trace_steps + d.sft_answer_steps > 0
+  if sft:
+    sft_problems = elimination.generate_problems(d.sft_problems, d.seed + 1, task)
+    traces, answers = warm_start_pools(config, tokenizer, sft_problems)
+  if d.num_warm_starts < 1:
+    raise ValueError(f"demo.num_warm_starts = {d.num_warm_starts}; expected >= 1 (1: no "
+                     "choice among SFT seeds)")
+  if d.num_warm_starts > 1:
+    rl_problems = elimination.generate_problems(d.num_problems, d.seed, task)
+    checked = check.check_problems(config, rl_problems, sft_problems if sft else ())
+  chosen, entries = None, []
+  for index in range(d.num_warm_starts):
+    params = models.init_params(model_config, check.candidate_key(d.seed, index))
+    if sft:
+      num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
+      print(f"demo: SFT warm start {index + 1} of {d.num_warm_starts}: a "
+            f"{num_params / 1e6:.2f}M-parameter model on {len(traces)} traces and "
+            f"{len(answers)} answers", flush=True)
+      params, _ = train_sft(model_config, params, [traces, answers], sft_plan(d),
+                            batch_size=d.sft_batch_size, learning_rate=d.sft_learning_rate,
+                            seed=check.candidate_sft_seed(d.seed, index), progress=True,
+                            desc=f"sft {index + 1}/{d.num_warm_starts}")
+    if d.num_warm_starts > 1:
+      entries.append(check.check_candidate(config, model_config, params, tokenizer, checked,
+                                           index))
+      print(f"demo: warm start {index + 1}: check pass@1 {entries[-1]['check_pass@1']:.3f} on "
+            f"{len(checked)} RL prompts unseen by SFT x {d.check_samples} samples", flush=True)
+      if check.choose(entries) != index:
+        continue  # an earlier candidate stays the best
+    chosen = params
+  built = manifest(config)
+  if entries:
+    built["warm_starts"] = entries
+    built["chosen"] = check.choose(entries)
+    print(f"demo: keeping warm start {built['chosen'] + 1} of {d.num_warm_starts}", flush=True)
+  models.save_hf(model_config, chosen, config.model.path)
   with open(os.path.join(config.model.path, MANIFEST), "w", encoding="utf-8") as f:
-    json.dump(manifest(config), f, indent=2)
+    json.dump(built, f, indent=2)

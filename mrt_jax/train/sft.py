@@ -58,14 +58,16 @@ def sft_batch(examples: Sequence[Example], length: int) -> dict[str, np.ndarray]
 
 
 def train_sft(model_config: ModelConfig, params, pools: Sequence[Sequence[Example]],
-              plan: Sequence[int], *, batch_size: int, learning_rate: float, seed: int,
-              progress: bool = False) -> tuple[object, list[float]]:
+              plan: Sequence[int], *, batch_size: int, learning_rate: float,
+              seed: int | Sequence[int], progress: bool = False, desc: str = "sft"
+              ) -> tuple[object, list[float]]:
   """Trains one step per entry of `plan`, step i on a random batch of pools[plan[i]].
 
   Every batch is a token mean over its own target tokens, so a pool of examples with few
   targets (e.g. one answer after a long context) gets whole steps of its own instead of a
   sliver of every step. One AdamW optimizer with a cosine schedule spans the whole plan. With
-  `progress`, a tqdm bar shows the steps and the mean loss of the last 10.
+  `progress`, a tqdm bar named `desc` shows the steps and the mean loss of the last 10. `seed`
+  seeds the batches (anything `np.random.default_rng` takes).
 
   Returns:
     (params, per-step losses).
@@ -82,7 +84,7 @@ def train_sft(model_config: ModelConfig, params, pools: Sequence[Sequence[Exampl
   state = create_state(params, optimizer)
   rng = np.random.default_rng(seed)
   losses = []
-  bar = tqdm(total=len(plan), desc="sft", unit="step", dynamic_ncols=True, disable=not progress)
+  bar = tqdm(total=len(plan), desc=desc, unit="step", dynamic_ncols=True, disable=not progress)
   for k in plan:
     chosen = rng.choice(len(pools[k]), size=batch_size, replace=len(pools[k]) < batch_size)
     state, metrics = step(state, sft_batch([pools[k][i] for i in chosen], length))

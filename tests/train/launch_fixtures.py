@@ -12,7 +12,7 @@ TINY = [
     "--config.demo.num_problems=32", "--config.demo.num_test_problems=8",
     "--config.demo.hidden_size=32",
     "--config.demo.intermediate_size=64", "--config.demo.sft_trace_steps=0",
-    "--config.demo.sft_answer_steps=0",
+    "--config.demo.sft_answer_steps=0", "--config.demo.num_warm_starts=1",
     "--config.rollout.max_completion_len=24", "--config.probe.max_answer_len=4",
     "--config.probe.estimator=sampled", "--config.probe.num_probes=2",
     "--config.train.global_batch_prompts=2", "--config.train.micro_batch_prompts=1",
