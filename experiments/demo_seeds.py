@@ -16,7 +16,9 @@ It writes docs/demo_seeds.json:
   runs      one per seed: {"seed", "wall_s" (the launch command, null if it ran in an earlier
             invocation without a record), "before" and "after": {"pass@1", "low", "high" (its
             bootstrap 95% interval over problems), "thinking_tokens", "normalized_regret",
-            "num_problems", "num_samples"}}; before is the step-0 evaluation, after the last.
+            "num_problems", "num_samples"}, "warm_start": {"chosen", "check_pass@1" (one per
+            candidate)} or null (one candidate)}; before is the step-0 evaluation, after the last;
+            warm_start is the choice among SFT seeds recorded in the model's demo.json.
   summary   {"before", "after", "after_minus_before": figure -> {"mean", "low", "high"} (95%
             Student-t interval over seeds), "num_seeds", "regret_drops" (seeds whose regret
             falls), "pass@1_kept" (seeds whose after pass@1 is not below the before interval's
@@ -94,6 +96,25 @@ def summary(runs) -> dict:
   return out
 
 
+def warm_start(model_dir: str) -> dict | None:
+  """The choice among SFT seeds that the model's demo.json records: {"chosen", "check_pass@1"
+  (per candidate)}, or None when it was built from one candidate."""
+  with open(os.path.join(model_dir, "demo.json"), encoding="utf-8") as f:
+    built = json.load(f)
+  if "warm_starts" not in built:
+    return None
+  return {"chosen": built["chosen"],
+          "check_pass@1": [e["check_pass@1"] for e in built["warm_starts"]]}
+
+
+def _choice(w: dict | None) -> str:
+  """A table cell: the chosen candidate (1-based) and every candidate's check pass@1."""
+  if w is None:
+    return "1 of 1"
+  checks = ", ".join(f"{p:.3f}" for p in w["check_pass@1"])
+  return f"{w['chosen'] + 1} of {len(w['check_pass@1'])} ({checks})"
+
+
 def table(record: dict) -> str:
   """Markdown: one row per seed (before → after), then the summary line."""
   fmt = lambda s: f"{s['pass@1']:.3f} [{s['low']:.3f}, {s['high']:.3f}]"
@@ -102,12 +123,15 @@ def table(record: dict) -> str:
            f"The whole demo (`python -m mrt_jax.launch --config={CONFIG}`, warm start included) "
            f"per seed; before = its step-0 evaluation (the warm start), after = its last; "
            f"{first['num_problems']} held-out problems × {first['num_samples']} samples each, "
-           "pass@1 with its 95% bootstrap interval over problems.", "","| seed | pass@1 before | pass@1 after | thinking tokens before → after | "
-           "normalized regret before → after | wall time |", "|---|---|---|---|---|---|"]
+           "pass@1 with its 95% bootstrap interval over problems; warm start = the SFT candidate kept "
+           "(every candidate's check pass@1).", "",
+           "| seed | warm start (check) | pass@1 before | pass@1 after | thinking tokens before → "
+           "after | normalized regret before → after | wall time |",
+           "|---|---|---|---|---|---|---|"]
   for r in record["runs"]:
     b, a = r["before"], r["after"]
     wall = "n/a" if r["wall_s"] is None else f"{r['wall_s'] / 60:.1f} min"
-    lines.append(f"| {r['seed']} | {fmt(b)} | {fmt(a)} | {b['thinking_tokens']:.1f} → "
+    lines.append(f"| {r['seed']} | {_choice(r.get('warm_start'))} | {fmt(b)} | {fmt(a)} | {b['thinking_tokens']:.1f} → "
                  f"{a['thinking_tokens']:.1f} | {b['normalized_regret']:.3f} → "
                  f"{a['normalized_regret']:.3f} | {wall} |")
   s = record["summary"]
@@ -146,7 +170,8 @@ def main(argv=None) -> None:
          [sys.executable, "-m", "mrt_jax.launch", *reproduce_demo.flags(run)])
     before, after = evaluations(config.workdir)
     runs.append({"seed": seed, "wall_s": step.timings.get(f"seed{seed}"),
-                 "before": side(before), "after": side(after)})
+                 "before": side(before), "after": side(after),
+                 "warm_start": warm_start(config.model.path)})
   record = {"seeds": seeds, "quick": args.quick, "overrides": extra, "runs": runs,
             "summary": summary(runs)}
   os.makedirs(docs, exist_ok=True)

@@ -296,8 +296,13 @@ def test_demo_seeds_reads_first_and_last_evaluation_and_summarizes(tmp_path):
     _demo_eval(work, 2, 0.10, 0.0, 1.0, 0.9)  # step 2 < step 10: the last is step 10
     _demo_eval(work, 10, *after)
     before, last = demo_seeds.evaluations(str(work))
+    model = tmp_path / f"seed{seed}" / "model"
+    model.mkdir()
+    # seed 1 chose its second of two candidates; the others were built from one.
+    (model / "demo.json").write_text(json.dumps({"demo": {}} if seed != 1 else {
+        "demo": {}, "chosen": 1, "warm_starts": [{"check_pass@1": 0.25}, {"check_pass@1": 0.5}]}))
     runs.append({"seed": seed, "wall_s": 60.0 * (seed + 1), "before": demo_seeds.side(before),
-                 "after": demo_seeds.side(last)})
+                 "after": demo_seeds.side(last), "warm_start": demo_seeds.warm_start(str(model))})
   assert runs[0]["before"] == {"pass@1": 0.70, "low": 0.60, "high": pytest.approx(0.80),
                                "thinking_tokens": 120.0, "normalized_regret": 0.50,
                                "num_problems": 16, "num_samples": 2}
@@ -314,7 +319,9 @@ def test_demo_seeds_reads_first_and_last_evaluation_and_summarizes(tmp_path):
   reproduce_demo.splice(str(results), demo_seeds.table(record), demo_seeds.BEGIN, demo_seeds.END)
   text = results.read_text()
   assert "measured" in text and text.startswith("top\n") and demo_seeds.END in text
-  assert "| 1 | 0.700 [0.600, 0.800] | 0.750 [0.600, 0.850] | 120.0 → 130.0 | 0.500 → 0.550 |" \
+  assert runs[1]["warm_start"] == {"chosen": 1, "check_pass@1": [0.25, 0.5]}
+  assert runs[0]["warm_start"] is None and "| 0 | 1 of 1 | 0.700" in text
+  assert "| 1 | 2 of 2 (0.250, 0.500) | 0.700 [0.600, 0.800] | 0.750 [0.600, 0.850] | 120.0 → 130.0 | 0.500 → 0.550 |" \
       " 2.0 min |" in text
   assert "Regret drops in 2 of 3 seeds" in text and "both in 1." in text
   assert "16 held-out problems × 2 samples" in text and "Quick smoke" not in text
