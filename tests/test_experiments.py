@@ -349,3 +349,16 @@ def test_study_paths_follow_quick_and_the_defaults(tmp_path):
                                 "/tmp/mrt_jax/demo_seeds_quick/docs", [4, 5])
   out, _, _ = reproduce_demo.study_paths(parser.parse_args([f"--out={tmp_path}"]))
   assert out == str(tmp_path) and parser.description == "Doc line."
+
+
+def test_results_runs_the_reproduction_then_the_demo_seeds_with_the_same_options(monkeypatch):
+  from experiments import results
+  calls = []
+  monkeypatch.setattr(reproduce_demo, "main", lambda argv: calls.append(("reproduce", argv)))
+  monkeypatch.setattr(demo_seeds, "main", lambda argv: calls.append(("demo_seeds", argv)))
+  results.main(["--quick", "--set=advantage.alpha=2.0"])
+  argv = ["--quick", "--set=advantage.alpha=2.0"]
+  assert calls == [("reproduce", argv), ("demo_seeds", argv)]
+  calls.clear()
+  results.main([])
+  assert calls == [("reproduce", []), ("demo_seeds", [])]
