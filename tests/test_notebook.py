@@ -40,7 +40,7 @@ def test_notebook_runs_in_short_mode(tmp_path, monkeypatch):
   for method in ("grpo", "mrt"):
     lines = (work / method / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2 and all("loss" in json.loads(l) for l in lines)
-  # MRT measured J at its traces' boundaries (the demo config's likelihood meta-prover)
+  # MRT measured J at its traces' boundaries (the demo config's meta-prover)
   assert "J_0" in json.loads(lines[-1]) and json.loads(lines[-1])["probe_answers"] > 0
   assert any(p.suffix == ".png" for p in (work / "compare").iterdir())
   images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
