@@ -62,8 +62,11 @@ def check_problems(config: ConfigDict, rl_problems: Sequence[elimination.Record]
 
 def check_config(config: ConfigDict, num_problems: int) -> ConfigDict:
   """`config` with the evaluation cut down to the check: demo.check_samples samples per
-  problem, no extrapolation; sampling, budgets and the J estimator stay the evaluation's."""
+  problem, no extrapolation, sampling seeded by demo.seed (runs that differ only in `seed`
+  build the same warm start); temperature, top-p, budgets and the J estimator stay the
+  evaluation's."""
   c = ConfigDict(config.to_dict())
+  c.seed = config.demo.seed
   c.eval.num_problems = num_problems
   c.eval.num_samples = config.demo.check_samples
   c.eval.k_values = ()

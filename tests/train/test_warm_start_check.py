@@ -97,3 +97,11 @@ def test_build_saves_the_winner_whichever_it_is(tmp_path, monkeypatch, scores):
   want = models.init_params(model_config, check.candidate_key(0, winner))
   for a, b in zip(jax.tree.leaves(saved), jax.tree.leaves(want)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_check_config_is_the_evaluation_cut_down_and_seeded_by_the_demo():
+  config = _config("/unused", "seed=5", "demo.seed=2", "eval.temperature=0.7")
+  c = check.check_config(config, 4)
+  assert (c.seed, c.eval.num_problems, c.eval.num_samples) == (2, 4, 1)
+  assert c.eval.extrapolation_budgets == () and c.eval.temperature == 0.7
+  assert config.seed == 5 and config.eval.num_problems == 2  # the run's config is untouched
