@@ -236,13 +236,13 @@ def build_assets(config: ConfigDict) -> None:
       "rms_norm_eps": 1e-6, "rope_theta": d.rope_theta, "max_position_embeddings": 1024,
       "tie_word_embeddings": True, "bos_token_id": tokenizer.bos_token_id,
       "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id})
+  if d.num_warm_starts < 1:
+    raise ValueError(f"demo.num_warm_starts = {d.num_warm_starts}; expected >= 1 (1: no "
+                     "choice among SFT seeds)")
   sft = d.sft_trace_steps + d.sft_answer_steps > 0
   if sft:
     sft_problems = elimination.generate_problems(d.sft_problems, d.seed + 1, task)
     traces, answers = warm_start_pools(config, tokenizer, sft_problems)
-  if d.num_warm_starts < 1:
-    raise ValueError(f"demo.num_warm_starts = {d.num_warm_starts}; expected >= 1 (1: no "
-                     "choice among SFT seeds)")
   if d.num_warm_starts > 1:
     rl_problems = elimination.generate_problems(d.num_problems, d.seed, task)
     checked = check.check_problems(config, rl_problems, sft_problems if sft else ())
@@ -263,13 +263,11 @@ def build_assets(config: ConfigDict) -> None:
                                            index))
       print(f"demo: warm start {index + 1}: check pass@1 {entries[-1]['check_pass@1']:.3f} on "
             f"{len(checked)} RL prompts unseen by SFT x {d.check_samples} samples", flush=True)
-      if check.choose(entries) != index:
-        continue  # an earlier candidate stays the best
-    chosen = params
+    if not entries or check.choose(entries) == index:  # the best so far; only it is kept
+      chosen = params
   built = manifest(config)
   if entries:
-    built["warm_starts"] = entries
-    built["chosen"] = check.choose(entries)
+    built.update(warm_starts=entries, chosen=check.choose(entries))
     print(f"demo: keeping warm start {built['chosen'] + 1} of {d.num_warm_starts}", flush=True)
   models.save_hf(model_config, chosen, config.model.path)
   with open(os.path.join(config.model.path, MANIFEST), "w", encoding="utf-8") as f:
