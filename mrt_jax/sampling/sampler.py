@@ -171,14 +171,15 @@ class Sampler:
         scan_layers=self.scan_layers)
 
   def _run(self, params: Params, rules: SamplingRules, new_tokens: int, admit, num_seqs: int,
-           budgets: np.ndarray, prefix=None, *, keep_all: bool, feed_last: bool,
-           slots: int | None) -> schedule.Decoded:
+           budgets: np.ndarray, prefix=None, *, keep_all: bool, park: bool,
+           feed_last: bool, slots: int | None) -> schedule.Decoded:
     """Decodes `num_seqs` sequences admitted by `admit` (`schedule.run`)."""
     rule_arrays = rules.to_arrays(self.config.vocab_size, new_tokens)
     static = dict(rules=self.rules, compute_dtype=self.compute_dtype,
                   scan_layers=self.scan_layers, feed_last=feed_last)
     return schedule.run(
         admit=admit, num_seqs=num_seqs, budgets=budgets, slots=slots, keep_all=keep_all,
+        park=park,
         phased=self.phased, min_steps=self.min_phase_tokens, new_tokens=new_tokens,
         feed_last=feed_last,
         start=lambda logits, keys, live, budget: decode.start(logits, rule_arrays, keys, live,
@@ -270,7 +271,7 @@ class Sampler:
 
     with self._context():
       decoded = self._run(params, rules, new_tokens, admit, num_seqs, budgets,
-                          keep_all=keep_cache, feed_last=keep_cache, slots=slots)
+                          keep_all=False, park=keep_cache, feed_last=keep_cache, slots=slots)
     tokens, logprobs, reasons = self._results(decoded)
     return SampleResult(tokens, logprobs, reasons, decoded.cache if keep_cache else None)
 
@@ -340,7 +341,7 @@ class Sampler:
 
       # The probes' own cache is dropped: their last answer token need not be fed.
       decoded = self._run(params, rules, new_tokens, admit, num_seqs, budgets, prefix,
-                          keep_all=True, feed_last=False, slots=None)
+                          keep_all=True, park=False, feed_last=False, slots=None)
     tokens, logprobs, reasons = self._results(decoded)
     return SampleResult(tokens, logprobs, reasons)
 

@@ -5,9 +5,11 @@ where P is the entry at which every row's next token is written: a step at conte
 about t entries, not the whole new-token bucket. Between phases the host reads which rows
 finished and builds the next phase's batch (`decode.repack`, one gather of the live rows'
 cache into a new window):
-- rows that finished leave it (compaction into a smaller power-of-two batch), unless the
-  caller keeps the cache (`keep_all`: every row stays in its slot, so that the returned cache
-  holds them all);
+- rows that finished leave it (compaction into a smaller power-of-two batch), unless every
+  row must keep its slot (`keep_all`: forked rows read their trunk row by slot). When the
+  caller keeps the cache (`park`), a row that leaves is parked: its cache moves to a batch of
+  finished rows that no step reads, and the final cache gathers the parked and the last
+  working rows back into one, row r holding sequence r;
 - when more sequences were asked for than `slots`, queued sequences take the freed slots
   (continuous batching); each row keeps its PRNG key and its token index, so its tokens do not
   depend on the batch it was decoded in;
@@ -67,7 +69,7 @@ def phase_steps(window: int, need: int, min_steps: int, new_tokens: int) -> int:
 
 
 def run(*, admit: Callable[[int, int | None, Callable[[int], int] | None], Fresh],
-        num_seqs: int, budgets: np.ndarray, slots: int | None, keep_all: bool,
+        num_seqs: int, budgets: np.ndarray, slots: int | None, keep_all: bool, park: bool,
         phased: bool, min_steps: int, new_tokens: int, feed_last: bool,
         start: Callable, step: Callable, repack: Callable, put: Callable,
         batch_multiple: int) -> Decoded:
@@ -81,7 +83,9 @@ def run(*, admit: Callable[[int, int | None, Callable[[int], int] | None], Fresh
     num_seqs: sequences to decode (result rows).
     budgets: int [num_seqs] max new tokens of each.
     slots: live rows decoded at once (None: all sequences at once).
-    keep_all: rows never leave their slot (the final cache holds every sequence).
+    keep_all: rows never leave their slot (the final cache is the working one).
+    park: rows that finish leave the working batch but keep their cache (parked), and the
+      final cache holds every sequence, row r = sequence r (every sequence admitted at once).
     phased: growing windows; False: one phase over the whole new-token bucket per batch.
     min_steps: the shortest phase (`phase_steps`).
     new_tokens: the new-token bucket N.
@@ -122,7 +126,12 @@ def run(*, admit: Callable[[int, int | None, Callable[[int], int] | None], Fresh
   first_need = int(budgets.max()) - 1 + int(feed_last)
   fresh = admit(0, slots, lambda width: steps_for(width, first_need))
   next_seq = int((fresh.seq_B >= 0).sum())
+  if park and (keep_all or next_seq < num_seqs):
+    raise ValueError("schedule.run: park needs every sequence admitted at once and rows free "
+                     "to leave (keep_all=False)")
   cache, rows, seq_B = fresh.cache, begin(fresh), fresh.seq_B
+  final_rows = len(seq_B)  # with park: the final cache's rows, row r = sequence r
+  parked = None  # with park: (cache, rows, seq_P) of the rows that finished
   steps = cache.max_len - fresh.width
   while True:
     cache, rows, token_BxC, logprob_BxC = step(cache, rows, steps)
@@ -134,6 +143,9 @@ def run(*, admit: Callable[[int, int | None, Callable[[int], int] | None], Fresh
     if not going.any() and next_seq >= num_seqs:
       break
     keep = (seq_B >= 0) if keep_all else going
+    if park and ((seq_B >= 0) & ~going).any():
+      parked = _park(parked, cache, rows, seq_B, np.flatnonzero((seq_B >= 0) & ~going),
+                     repack, put, batch_multiple)
     fresh = None
     free = len(seq_B) if slots is None else slots - int(keep.sum())
     if next_seq < num_seqs and free > 0:
@@ -179,4 +191,49 @@ def run(*, admit: Callable[[int, int | None, Callable[[int], int] | None], Fresh
     cache, rows = repack(cache, rows, put(take_B), jnp.int32(window - old_len), *fresh_args,
                          length=window + steps)
     seq_B = new_seq_B
+  if park and (parked is not None or len(seq_B) != final_rows):
+    cache = _unpark(parked, cache, rows, seq_B, final_rows, repack, put)
   return Decoded(tokens, logprobs, stopped, cache)
+
+
+def _park(parked, cache: KVCache, rows, seq_B: np.ndarray, leaving: np.ndarray,
+          repack: Callable, put: Callable, batch_multiple: int):
+  """The parked batch plus the working rows `leaving`, all in the working cache's window.
+
+  Windows only grow while rows are parked (no sequence joins), so the parked rows move
+  later by the growth since they were parked, as the working rows did.
+  """
+  old = 0 if parked is None else len(parked[2])
+  total = buckets.batch_rows(old + len(leaving), batch_multiple)
+  take_B = np.full((total,), -1, np.int32)
+  take_B[old:old + len(leaving)] = leaving
+  seq_P = np.concatenate([[] if parked is None else parked[2], seq_B[leaving]]).astype(np.int64)
+  if parked is None:
+    new_cache, new_rows = repack(cache, rows, put(take_B), jnp.int32(0), None, None, None,
+                                 length=cache.max_len)
+  else:
+    parked_take_B = np.full((total,), -1, np.int32)
+    parked_take_B[:old] = np.arange(old)
+    new_cache, new_rows = repack(parked[0], parked[1], put(parked_take_B),
+                                 jnp.int32(cache.max_len - parked[0].max_len), (cache, rows),
+                                 put(take_B), jnp.int32(0), length=cache.max_len)
+  return new_cache, new_rows, seq_P
+
+
+def _unpark(parked, cache: KVCache, rows, seq_B: np.ndarray, final_rows: int,
+            repack: Callable, put: Callable) -> KVCache:
+  """One cache of `final_rows` rows, row r = sequence r, from the working and parked rows
+  (`parked` None: the working rows only, after padding rows left)."""
+  take_B = np.full((final_rows,), -1, np.int32)
+  for b, s in enumerate(seq_B):
+    if s >= 0:
+      take_B[s] = b
+  fresh_args = (None, None, None)
+  if parked is not None:
+    parked_take_B = np.full((final_rows,), -1, np.int32)
+    parked_take_B[parked[2]] = np.arange(len(parked[2]))
+    fresh_args = ((parked[0], parked[1]), put(parked_take_B),
+                  jnp.int32(cache.max_len - parked[0].max_len))
+  new_cache, _ = repack(cache, rows, put(take_B), jnp.int32(0), *fresh_args,
+                        length=cache.max_len)
+  return new_cache

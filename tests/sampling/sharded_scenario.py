@@ -23,9 +23,17 @@ def run(sampler: sampling.Sampler, params) -> dict:
   # 4 slots for 6 sequences of ragged budgets, short phases: rows leave and queued ones join.
   queued = dataclasses.replace(sampler, max_batch_rows=4, min_phase_tokens=8).generate(
       params, prompts, max_new_tokens=(3, 40, 17), temperature=1.0, num_samples=2, seed=5)
-  out = {}
+  # Ragged rows with the cache kept: finished rows leave the working batch (parked), and the
+  # returned cache still holds every row for probes.
+  short = dataclasses.replace(sampler, min_phase_tokens=8)
+  parked = short.generate(params, prompts, max_new_tokens=(3, 40, 17), temperature=1.0,
+                          num_samples=2, seed=6, keep_cache=True)
+  parked_forks = short.fork(params, parked.cache, [sampling.Probe(0, 6, (7, 8)),
+                                                   sampling.Probe(3, 20, (9,), 2)],
+                            max_new_tokens=16, temperature=1.0, seed=7)
+  out = {"parked_lengths": np.asarray(parked.cache.lengths_B)[:6].tolist()}
   for name, r in (("greedy", greedy), ("sampled", sampled), ("forked", forked),
-                  ("queued", queued)):
+                  ("queued", queued), ("parked", parked), ("parked_forks", parked_forks)):
     out[f"{name}_tokens"] = r.tokens
     out[f"{name}_reasons"] = r.finish_reasons
     out[f"{name}_logprobs"] = [np.asarray(lp).tolist() for lp in r.logprobs]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mrt_jax import sampling
-from mrt_jax.sampling import schedule
+from mrt_jax.sampling import decode, schedule
 from sampling_reference import random_prompts
 
 LOGPROB_TOL = 1e-5  # f32; a smaller batch or window changes reduction order only. Never loosen.
@@ -101,6 +101,35 @@ def test_forked_probes_equal_the_static_batch(setup):
   # Probes decode in phases, from a trunk whose entries sit elsewhere in a longer cache.
   assert again.cache.max_len != trunk.cache.max_len
   _assert_same(phased.fork(params, again.cache, probes, **kwargs), ref)
+
+
+def test_kept_cache_parks_finished_rows_and_equals_the_static_batch(setup, monkeypatch):
+  """keep_cache with ragged rows: the rows that finish leave the working batch (parked), and
+  the returned cache still holds every sequence in its row, forking as the static one does."""
+  config, params, prompts, static, stop = setup
+  kwargs = dict(max_new_tokens=BUDGETS, temperature=1.0, stop_token_ids=stop, num_samples=2,
+                seed=6, keep_cache=True)
+  ref = static.generate(params, prompts, **kwargs)
+  batches = []  # the working batch of every phase
+  real_phase = decode.phase
+
+  def counting_phase(config, params, cache, rows, *args, **kw):
+    batches.append(rows.token_B.shape[0])
+    return real_phase(config, params, cache, rows, *args, **kw)
+  monkeypatch.setattr(decode, "phase", counting_phase)
+  got = sampling.Sampler(config, min_phase_tokens=16).generate(params, prompts, **kwargs)
+  _assert_same(got, ref)
+  # 10 rows (bucket 16): 4 stop within 3 tokens, so later phases run a smaller batch.
+  assert batches[0] == 16 and min(batches) < 16, batches
+  lengths = np.asarray(got.cache.lengths_B)[:10]
+  np.testing.assert_array_equal(lengths, np.asarray(ref.cache.lengths_B)[:10])
+  np.testing.assert_array_equal(
+      lengths, [len(prompts[r // 2]) + len(t) for r, t in enumerate(got.tokens)])
+  probes = [sampling.Probe(r, int(b), (7, 8), 2)
+            for r, b in ((0, lengths[0]), (3, lengths[3] // 2), (6, 9), (9, lengths[9] - 1))]
+  fork_kwargs = dict(max_new_tokens=12, temperature=1.0, seed=2)
+  _assert_same(static.fork(params, got.cache, probes, **fork_kwargs),
+               static.fork(params, ref.cache, probes, **fork_kwargs))
 
 
 def test_bad_settings_name_the_field(setup):

@@ -33,7 +33,8 @@ def test_sharded_sampler_equals_single_device(checkpoint, tmp_path):
   # Rows split over data (4), kv heads over tensor (2): [L, B/4, S, K/2, E] per device.
   L, B, K, S, E = ref["cache_shard_shape"]
   assert got["cache_shard_shape"] == [L, B // 4, K // 2, S, E]
-  for name in ("greedy", "sampled", "forked", "queued"):
+  assert got["parked_lengths"] == ref["parked_lengths"]
+  for name in ("greedy", "sampled", "forked", "queued", "parked", "parked_forks"):
     assert got[f"{name}_tokens"] == ref[f"{name}_tokens"], name
     assert got[f"{name}_reasons"] == ref[f"{name}_reasons"], name
     for a, b in zip(got[f"{name}_logprobs"], ref[f"{name}_logprobs"]):
