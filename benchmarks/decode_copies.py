@@ -146,6 +146,39 @@ def compile_decode(config, s: dict, scan_layers: bool, device, hlo_dir: str | No
           "compile_s": round(seconds, 1), "copies": copies[:4]}
 
 
+def compile_repack(config, s: dict, device, parked: bool) -> dict:
+  """Compiles `decode.repack` between the first two phases (unrolled, per-layer buffers) for
+  one device: a batch of `batch` rows moves from a window of prompt + phase entries to one of
+  prompt + 2 * phase; with `parked`, from two sources (the working and the parked rows, as
+  parking and the final gather of a kept cache do).
+
+  Returns the compiler's temporary bytes beside the caches in and out: the between-phase peak
+  is the arguments, the outputs and the temporaries together.
+  """
+  B = s["batch"]
+  before, after = s["prompt"] + s["phase"], s["prompt"] + 2 * s["phase"]
+  sharding = SingleDeviceSharding(device)
+  spec = lambda shape, dtype: jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
+  layer = spec((B, config.num_kv_heads, before, config.head_dim), jnp.bfloat16)
+  per_row = lambda dtype, *more: spec((B,) + more, dtype)
+  cache = KVCache((layer,) * config.num_layers, (layer,) * config.num_layers,
+                  per_row(jnp.int32), per_row(jnp.int32))
+  key_dtype = jax.eval_shape(lambda: jax.random.key(0)).dtype
+  rows = decode.Rows(token_B=per_row(jnp.int32), pending_B=per_row(jnp.bool_),
+                     done_B=per_row(jnp.bool_), stopped_B=per_row(jnp.bool_),
+                     emitted_B=per_row(jnp.int32), budget_B=per_row(jnp.int32),
+                     window_BxW=per_row(jnp.int32, 4), keys_B=per_row(key_dtype))
+  take, shift = per_row(jnp.int32), spec((), jnp.int32)
+  fresh = ((cache, rows), take, shift) if parked else (None, None, None)
+  compiled = decode.repack.lower(cache, rows, take, shift, *fresh, rules=(),
+                                 length=after).compile()
+  layer_bytes = lambda entries: 2 * B * config.num_kv_heads * entries * config.head_dim
+  return {"parked": parked, "window_in": before, "window_out": after,
+          "cache_in_bytes": (1 + parked) * 2 * config.num_layers * layer_bytes(before),
+          "cache_out_bytes": 2 * config.num_layers * layer_bytes(after),
+          "temp_bytes": int(compiled.memory_analysis().temp_size_in_bytes)}
+
+
 def main(argv=None) -> list[dict]:
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   ap.add_argument("--quick", action="store_true", help="a 2-layer model, small shapes")
@@ -175,8 +208,15 @@ def main(argv=None) -> list[dict]:
     print(f"| {name} | {r['window']} ({r['steps']}) | {r['layer_cache_copies']} ({sources}) | "
           f"{r['temp_bytes'] / 2**20:.1f} | {r['bytes_accessed_per_token'] / 1e6:.2f} | "
           f"{r['roofline_bytes_per_token'] / 1e6:.2f} | {r['compile_s']} |")
+  moves = [compile_repack(config, s, device, parked) for parked in (False, True)]
+  print("between phases (`decode.repack`, unrolled): | sources | window in -> out | cache in MiB "
+        "| cache out MiB | temp MiB |")
+  for m in moves:
+    print(f"| {'working + parked rows' if m['parked'] else 'working rows'} | {m['window_in']} -> "
+          f"{m['window_out']} | {m['cache_in_bytes'] / 2**20:.1f} | "
+          f"{m['cache_out_bytes'] / 2**20:.1f} | {m['temp_bytes'] / 2**20:.1f} |")
   print(json.dumps({"device": device.device_kind, **s, "num_layers": config.num_layers,
-                    "rows": rows}))
+                    "rows": rows, "repack": moves}))
   return rows
 
 

@@ -101,6 +101,17 @@ def test_quick_copy_count_compiles_both_layer_loops_for_a_tpu():
   # Top-k/top-p cut by bisection: no sort of the vocab per step (a sort in each token choice
   # would cost most of a probe decode step on CPU).
   assert rows[True]["sort_ops"] == rows[False]["sort_ops"] == 0
+  # The between-phase move, compiled for the same chip: one source and two (working + parked),
+  # from the first phase's window to the next; cache sizes from the shapes (bf16, K and V).
+  moves = {m["parked"]: m for m in out["repack"]}
+  assert set(moves) == {False, True}
+  layer_bytes = 2 * out["batch"] * 2 * 128  # 2 bytes x batch x kv heads x head_dim, per entry
+  for parked, m in moves.items():
+    assert (m["window_in"], m["window_out"]) == (out["prompt"] + out["phase"],
+                                                 out["prompt"] + 2 * out["phase"])
+    assert m["cache_out_bytes"] == 2 * 2 * layer_bytes * m["window_out"]
+    assert m["cache_in_bytes"] == (1 + parked) * 2 * 2 * layer_bytes * m["window_in"]
+    assert m["temp_bytes"] > 0
 
 
 def test_verifier_benchmark_smoke_run_agrees_and_ends_with_json():
