@@ -225,9 +225,7 @@ def _unpark(parked, cache: KVCache, rows, seq_B: np.ndarray, final_rows: int,
   """One cache of `final_rows` rows, row r = sequence r, from the working and parked rows
   (`parked` None: the working rows only, after padding rows left)."""
   take_B = np.full((final_rows,), -1, np.int32)
-  for b, s in enumerate(seq_B):
-    if s >= 0:
-      take_B[s] = b
+  take_B[seq_B[seq_B >= 0]] = np.flatnonzero(seq_B >= 0)
   fresh_args = (None, None, None)
   if parked is not None:
     parked_take_B = np.full((final_rows,), -1, np.int32)
