@@ -82,6 +82,16 @@ def one_step_bytes(config, params, cache, rows, rule_arrays, scan_layers: bool) 
   return float(cost["bytes accessed"])
 
 
+def abstract_rows(batch: int, stops_width: int, sharding) -> decode.Rows:
+  """Shapes of the decode state `decode.Rows` of `batch` rows on `sharding`."""
+  per_row = lambda dtype, *more: jax.ShapeDtypeStruct((batch,) + more, dtype, sharding=sharding)
+  key_dtype = jax.eval_shape(lambda: jax.random.key(0)).dtype
+  return decode.Rows(token_B=per_row(jnp.int32), pending_B=per_row(jnp.bool_),
+                     done_B=per_row(jnp.bool_), stopped_B=per_row(jnp.bool_),
+                     emitted_B=per_row(jnp.int32), budget_B=per_row(jnp.int32),
+                     window_BxW=per_row(jnp.int32, stops_width), keys_B=per_row(key_dtype))
+
+
 def compile_decode(config, s: dict, scan_layers: bool, device, hlo_dir: str | None = None,
                    steps: int | None = None) -> dict:
   """Compiles `decode.phase` for one device; returns copies, temp bytes and compile time.
@@ -104,12 +114,7 @@ def compile_decode(config, s: dict, scan_layers: bool, device, hlo_dir: str | No
   per_row = lambda dtype, *more: jax.ShapeDtypeStruct((B,) + more, dtype, sharding=sharding)
   cache = KVCache(kv, kv, per_row(jnp.int32), per_row(jnp.int32))
   rules = on(jax.eval_shape(lambda: SamplingRules(1.0).to_arrays(config.vocab_size, s["new"])))
-  key_dtype = jax.eval_shape(lambda: jax.random.key(0)).dtype
-  rows = decode.Rows(token_B=per_row(jnp.int32), pending_B=per_row(jnp.bool_),
-                     done_B=per_row(jnp.bool_), stopped_B=per_row(jnp.bool_),
-                     emitted_B=per_row(jnp.int32), budget_B=per_row(jnp.int32),
-                     window_BxW=per_row(jnp.int32, rules.stops_XxW.shape[1]),
-                     keys_B=per_row(key_dtype))
+  rows = abstract_rows(B, rules.stops_XxW.shape[1], sharding)
   start = time.perf_counter()
   compiled = decode.phase.lower(config, params, cache, rows, rules, rules=(),
                                 compute_dtype=jnp.bfloat16, steps=steps,
@@ -163,11 +168,7 @@ def compile_repack(config, s: dict, device, parked: bool) -> dict:
   per_row = lambda dtype, *more: spec((B,) + more, dtype)
   cache = KVCache((layer,) * config.num_layers, (layer,) * config.num_layers,
                   per_row(jnp.int32), per_row(jnp.int32))
-  key_dtype = jax.eval_shape(lambda: jax.random.key(0)).dtype
-  rows = decode.Rows(token_B=per_row(jnp.int32), pending_B=per_row(jnp.bool_),
-                     done_B=per_row(jnp.bool_), stopped_B=per_row(jnp.bool_),
-                     emitted_B=per_row(jnp.int32), budget_B=per_row(jnp.int32),
-                     window_BxW=per_row(jnp.int32, 4), keys_B=per_row(key_dtype))
+  rows = abstract_rows(B, 4, sharding)
   take, shift = per_row(jnp.int32), spec((), jnp.int32)
   fresh = ((cache, rows), take, shift) if parked else (None, None, None)
   compiled = decode.repack.lower(cache, rows, take, shift, *fresh, rules=(),

@@ -105,12 +105,13 @@ def test_quick_copy_count_compiles_both_layer_loops_for_a_tpu():
   # from the first phase's window to the next; cache sizes from the shapes (bf16, K and V).
   moves = {m["parked"]: m for m in out["repack"]}
   assert set(moves) == {False, True}
-  layer_bytes = 2 * out["batch"] * 2 * 128  # 2 bytes x batch x kv heads x head_dim, per entry
+  # Per entry, all layers' K and V: 2 bytes x batch x 2 kv heads x head_dim 128 (1.5B family).
+  entry_bytes = 2 * out["num_layers"] * 2 * out["batch"] * 2 * 128
   for parked, m in moves.items():
     assert (m["window_in"], m["window_out"]) == (out["prompt"] + out["phase"],
                                                  out["prompt"] + 2 * out["phase"])
-    assert m["cache_out_bytes"] == 2 * 2 * layer_bytes * m["window_out"]
-    assert m["cache_in_bytes"] == (1 + parked) * 2 * 2 * layer_bytes * m["window_in"]
+    assert m["cache_out_bytes"] == entry_bytes * m["window_out"]
+    assert m["cache_in_bytes"] == (1 + parked) * entry_bytes * m["window_in"]
     assert m["temp_bytes"] > 0
 
 

@@ -198,26 +198,15 @@ def run(*, admit: Callable[[int, int | None, Callable[[int], int] | None], Fresh
 
 def _park(parked, cache: KVCache, rows, seq_B: np.ndarray, leaving: np.ndarray,
           repack: Callable, put: Callable, batch_multiple: int):
-  """The parked batch plus the working rows `leaving`, all in the working cache's window.
-
-  Windows only grow while rows are parked (no sequence joins), so the parked rows move
-  later by the growth since they were parked, as the working rows did.
-  """
+  """The parked batch plus the working rows `leaving`, all in the working cache's window."""
   old = 0 if parked is None else len(parked[2])
   total = buckets.batch_rows(old + len(leaving), batch_multiple)
   take_B = np.full((total,), -1, np.int32)
   take_B[old:old + len(leaving)] = leaving
+  parked_take_B = np.full((total,), -1, np.int32)
+  parked_take_B[:old] = np.arange(old)
   seq_P = np.concatenate([[] if parked is None else parked[2], seq_B[leaving]]).astype(np.int64)
-  if parked is None:
-    new_cache, new_rows = repack(cache, rows, put(take_B), jnp.int32(0), None, None, None,
-                                 length=cache.max_len)
-  else:
-    parked_take_B = np.full((total,), -1, np.int32)
-    parked_take_B[:old] = np.arange(old)
-    new_cache, new_rows = repack(parked[0], parked[1], put(parked_take_B),
-                                 jnp.int32(cache.max_len - parked[0].max_len), (cache, rows),
-                                 put(take_B), jnp.int32(0), length=cache.max_len)
-  return new_cache, new_rows, seq_P
+  return (*_gather(cache, rows, take_B, parked, parked_take_B, repack, put), seq_P)
 
 
 def _unpark(parked, cache: KVCache, rows, seq_B: np.ndarray, final_rows: int,
@@ -226,12 +215,22 @@ def _unpark(parked, cache: KVCache, rows, seq_B: np.ndarray, final_rows: int,
   (`parked` None: the working rows only, after padding rows left)."""
   take_B = np.full((final_rows,), -1, np.int32)
   take_B[seq_B[seq_B >= 0]] = np.flatnonzero(seq_B >= 0)
+  parked_take_B = np.full((final_rows,), -1, np.int32)
+  if parked is not None:
+    parked_take_B[parked[2]] = np.arange(len(parked[2]))
+  return _gather(cache, rows, take_B, parked, parked_take_B, repack, put)[0]
+
+
+def _gather(cache: KVCache, rows, take_B: np.ndarray, parked, parked_take_B: np.ndarray,
+            repack: Callable, put: Callable):
+  """(cache, rows) whose slot b holds working row take_B[b] or parked row parked_take_B[b],
+  in the working cache's window.
+
+  Windows only grow while rows are parked (no sequence joins), so the parked rows move
+  later by the growth since they were parked, as the working rows did.
+  """
   fresh_args = (None, None, None)
   if parked is not None:
-    parked_take_B = np.full((final_rows,), -1, np.int32)
-    parked_take_B[parked[2]] = np.arange(len(parked[2]))
     fresh_args = ((parked[0], parked[1]), put(parked_take_B),
                   jnp.int32(cache.max_len - parked[0].max_len))
-  new_cache, _ = repack(cache, rows, put(take_B), jnp.int32(0), *fresh_args,
-                        length=cache.max_len)
-  return new_cache
+  return repack(cache, rows, put(take_B), jnp.int32(0), *fresh_args, length=cache.max_len)
