@@ -15,7 +15,8 @@
    sampler, tight prompt bucket, each prefix prefilled once and shared by its 4 probes).
 
 Each measurement is the best of `--repeats` timed runs after one warm-up run (compiles are not
-timed). XLA's CPU client uses every core the process may run on; torch runs with each of
+timed); the sides of each ratio take turns (ours, peer, ours, peer, ...), so that the
+machine's drift reaches both. XLA's CPU client uses every core the process may run on; torch runs with each of
 `--threads` intra-op thread counts and the peer figure is its best (on a loaded machine,
 OpenMP's spinning threads can make 2 threads several times slower than 1; run both
 under the same `taskset` to give them the same cores).
@@ -44,7 +45,7 @@ import jax.numpy as jnp  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
 
-from benchmarks.timing import best_time  # noqa: E402
+from benchmarks.timing import best_time, best_times  # noqa: E402
 from mrt_jax import models, sampling  # noqa: E402
 from mrt_jax.models.transformer import unstack_params  # noqa: E402
 
@@ -88,12 +89,17 @@ def bench_generate(model, config, params, s: dict, repeats: int,
                            max_new_tokens=new, pad_token_id=0)
     assert out.shape == (s["batch"], s["prompt"] + new)
 
+  def with_threads(n, fn):
+    def run():
+      torch.set_num_threads(n)
+      fn()
+    return run
+
   tokens = s["batch"] * s["new"]
-  peer = {}
-  for n in threads:
-    torch.set_num_threads(n)
-    peer[n] = tokens / best_time(theirs, repeats, warmup=lambda: theirs(8))
-  return tokens / best_time(ours, repeats), peer
+  fns = {"ours": ours, **{n: with_threads(n, theirs) for n in threads}}
+  warmups = {n: with_threads(n, lambda: theirs(8)) for n in threads}
+  seconds = best_times(fns, repeats, warmups)
+  return tokens / seconds["ours"], {n: tokens / seconds[n] for n in threads}
 
 
 def matmul_ceiling(params, s: dict, repeats: int, steps: int = 32) -> float:
@@ -164,11 +170,10 @@ def bench_long_tail(config, params, s: dict, repeats: int
         stop_token_ids=[2], **kwargs)
 
   useful = int(lengths.sum())
-  ours = useful / best_time(phased, repeats)
-  print(f"long tail: phased {ours:.1f} useful tokens/s", flush=True)
-  ours_kept = useful / best_time(kept, repeats)
-  print(f"long tail: phased, cache kept {ours_kept:.1f} useful tokens/s", flush=True)
-  return ours, ours_kept, useful / best_time(static, repeats, warmup=warm_static), lengths
+  seconds = best_times(dict(phased=phased, kept=kept, static=static), repeats,
+                       dict(static=warm_static))
+  return (useful / seconds["phased"], useful / seconds["kept"], useful / seconds["static"],
+          lengths)
 
 
 def bench_probes(config, params, s: dict, repeats: int) -> tuple[float, float]:
@@ -195,7 +200,8 @@ def bench_probes(config, params, s: dict, repeats: int) -> tuple[float, float]:
     assert len(result.tokens) == len(probes) * s["probes"]
 
   answers = len(probes) * s["probes"] * s["answer"]
-  return answers / best_time(fork, repeats), answers / best_time(reprefill, repeats)
+  seconds = best_times(dict(fork=fork, reprefill=reprefill), repeats)
+  return answers / seconds["fork"], answers / seconds["reprefill"]
 
 
 def main():

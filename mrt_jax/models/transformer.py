@@ -70,8 +70,13 @@ def unstack_layers(cache: KVCache) -> KVCache:
 
 
 def unstack_params(params: Params) -> Params:
-  """Params whose `layers` is a tuple of per-layer dicts (for `scan_layers=False` loops)."""
+  """Params whose `layers` is a tuple of per-layer dicts (for `scan_layers=False` loops).
+
+  Params already in that layout are returned as they are.
+  """
   stacked = params["layers"]
+  if isinstance(stacked, (tuple, list)):
+    return params
   num_layers = jax.tree.leaves(stacked)[0].shape[0]
   return {**params, "layers": tuple(jax.tree.map(lambda a, i=i: a[i], stacked)
                                     for i in range(num_layers))}
@@ -154,7 +159,11 @@ def _layer(config: ModelConfig, rules: Rules, p: dict[str, jax.Array], x_BxTxD: 
     if prefix_kv is not None:
       prefix = (prefix_kv[0].astype(dtype), prefix_kv[1].astype(dtype), prefix_mask_BxP)
     attn_BxTxHxE = layers.attention_parts(q_BxTxHxE, parts, prefix)
-  out_BxTxD = jnp.einsum("BTHE,HED->BTD", attn_BxTxHxE, p["o"])
+  # One contraction over the merged H*E axis, as HF's o_proj: contracting H and E as two axes
+  # makes XLA:CPU transpose the whole o weight on every decode step.
+  B, T, H, E = attn_BxTxHxE.shape
+  out_BxTxD = jnp.einsum("BTF,FD->BTD", attn_BxTxHxE.reshape(B, T, H * E),
+                         p["o"].reshape(H * E, c.hidden_size))
   if c.o_bias:
     out_BxTxD = out_BxTxD + p["o_bias"][None, None]
   x_BxTxD = constrain(x_BxTxD + out_BxTxD, ("batch", "seq", "act_embed"), rules)

@@ -72,6 +72,20 @@ def in_layout(cache: KVCache, scan_layers: bool) -> KVCache:
   return cache
 
 
+def params_in_layout(params: Params, scan_layers: bool) -> Params:
+  """The params as the layer loop reads them: stacked for a scan, per-layer when unrolled.
+
+  A sampler call splits the stacked weights once, here, for all its prefills and phases
+  (each would otherwise copy them out of the stacked arrays on every call).
+  """
+  if scan_layers or isinstance(params["layers"], (tuple, list)):
+    return params
+  return _split_layers(params)
+
+
+_split_layers = jax.jit(unstack_params)
+
+
 def _constrain_cache(cache: KVCache, rules: Rules) -> KVCache:
   def one(a):
     if isinstance(a, tuple):  # per-layer buffers (`unstack_layers`)
@@ -221,8 +235,9 @@ def phase(config: ModelConfig, params: Params, cache: KVCache, rows: Rows,
     prefix = prefix.replace(cache=_constrain_cache(in_layout(prefix.cache, scan_layers), rules))
   first = cache.max_len - steps  # the entry every row writes its first fed token to
   if not scan_layers:
-    # Unrolled layers read and update per-layer buffers in place; split the stacked weights
-    # once per call too (XLA copies a slice of a stacked array on every step).
+    # Unrolled layers read and update per-layer buffers in place; per-layer weights too (XLA
+    # copies a slice of a stacked array on every step). Best split once per sampler call
+    # (`params_in_layout`); stacked ones are split here, once per phase.
     params = unstack_params(params)
 
   def body(carry):

@@ -244,6 +244,7 @@ class Sampler:
       raise ValueError(f"keep_cache returns one cache of all {num_seqs} sequences, more than "
                        f"max_batch_rows={slots}; raise max_batch_rows or split the call")
     budgets = np.repeat(per_prompt, num_samples)
+    params = decode.params_in_layout(params, self.scan_layers)  # once for every phase
 
     def admit(first: int, max_rows: int | None, steps_for):
       """Whole prompts from sequence `first` on (their samples share one prefill)."""
@@ -321,6 +322,7 @@ class Sampler:
       # A trunk from a sampler with the other layer loop is converted once, here, not by both
       # the suffix prefill and the decode.
       trunk = decode.in_layout(trunk, self.scan_layers)
+      params = decode.params_in_layout(params, self.scan_layers)  # once for every phase
       prefix = Prefix(trunk, self._put(layout.boundaries_B, ("batch",)))
       slot_prefix = Prefix(trunk, self._put(layout.boundaries_B[::n], ("batch",)))
       num_seqs = len(layout.order)

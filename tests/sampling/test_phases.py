@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from mrt_jax import sampling
+from mrt_jax.models.transformer import unstack_params
 from mrt_jax.sampling import decode, schedule
 from sampling_reference import random_prompts
 
@@ -148,3 +149,31 @@ def test_bad_settings_name_the_field(setup):
     sampler.generate(params, prompts, max_new_tokens=[8, 9])
   with pytest.raises(ValueError, match="max_new_tokens must be >= 1, got 0"):
     sampler.generate(params, prompts, max_new_tokens=[8, 0, 1, 2, 3])
+
+
+def test_a_call_splits_the_stacked_weights_once_for_all_its_phases(setup, monkeypatch):
+  """Unrolled layers read per-layer weights: a call splits the stacked ones once, not per phase
+  (each phase would copy every weight); pre-split params are used as they are."""
+  config, params, prompts, static, stop = setup
+  splits = []
+  split = decode._split_layers
+  monkeypatch.setattr(decode, "_split_layers", lambda p: splits.append(1) or split(p))
+  sampler = sampling.Sampler(config, min_phase_tokens=16)
+  kwargs = dict(max_new_tokens=BUDGETS, temperature=1.0, stop_token_ids=stop, num_samples=2,
+                seed=5, keep_cache=True)
+  got = sampler.generate(params, prompts, **kwargs)
+  assert len(splits) == 1  # three windows (module docstring), one split
+  _assert_same(got, static.generate(params, prompts, **kwargs))
+  layered = decode.params_in_layout(params, scan_layers=False)
+  assert isinstance(layered["layers"], tuple) and len(layered["layers"]) == config.num_layers
+  assert decode.params_in_layout(layered, scan_layers=False) is layered
+  assert unstack_params(layered) is layered
+  assert decode.params_in_layout(params, scan_layers=True) is params
+  splits.clear()
+  _assert_same(sampler.generate(layered, prompts, **kwargs), got)
+  assert not splits
+  probes = [sampling.Probe(0, 2, (7, 8), 2), sampling.Probe(3, 9, (9,))]
+  forked = sampler.fork(params, got.cache, probes, max_new_tokens=24, temperature=1.0, seed=2)
+  assert len(splits) == 1  # one for the fork's prefill and phases
+  _assert_same(forked, static.fork(params, got.cache, probes, max_new_tokens=24,
+                                   temperature=1.0, seed=2))
