@@ -159,11 +159,7 @@ def _layer(config: ModelConfig, rules: Rules, p: dict[str, jax.Array], x_BxTxD: 
     if prefix_kv is not None:
       prefix = (prefix_kv[0].astype(dtype), prefix_kv[1].astype(dtype), prefix_mask_BxP)
     attn_BxTxHxE = layers.attention_parts(q_BxTxHxE, parts, prefix)
-  # One contraction over the merged H*E axis, as HF's o_proj: contracting H and E as two axes
-  # makes XLA:CPU transpose the whole o weight on every decode step.
-  B, T, H, E = attn_BxTxHxE.shape
-  out_BxTxD = jnp.einsum("BTF,FD->BTD", attn_BxTxHxE.reshape(B, T, H * E),
-                         p["o"].reshape(H * E, c.hidden_size))
+  out_BxTxD = jnp.einsum("BTHE,HED->BTD", attn_BxTxHxE, p["o"])
   if c.o_bias:
     out_BxTxD = out_BxTxD + p["o_bias"][None, None]
   x_BxTxD = constrain(x_BxTxD + out_BxTxD, ("batch", "seq", "act_embed"), rules)
