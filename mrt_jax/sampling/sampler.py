@@ -244,7 +244,8 @@ class Sampler:
       raise ValueError(f"keep_cache returns one cache of all {num_seqs} sequences, more than "
                        f"max_batch_rows={slots}; raise max_batch_rows or split the call")
     budgets = np.repeat(per_prompt, num_samples)
-    params = decode.params_in_layout(params, self.scan_layers)  # once for every phase
+    with self._context():
+      params = decode.params_in_layout(params, self.scan_layers)  # once for every phase
 
     def admit(first: int, max_rows: int | None, steps_for):
       """Whole prompts from sequence `first` on (their samples share one prefill)."""
