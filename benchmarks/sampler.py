@@ -16,10 +16,10 @@
 
 Each measurement is the best of `--repeats` timed runs after one warm-up run (compiles are not
 timed); the sides of each ratio take turns (ours, peer, ours, peer, ...), so that the
-machine's drift reaches both. XLA's CPU client uses every core the process may run on; torch runs with each of
-`--threads` intra-op thread counts and the peer figure is its best (on a loaded machine,
-OpenMP's spinning threads can make 2 threads several times slower than 1; run both
-under the same `taskset` to give them the same cores).
+machine's drift reaches both. XLA's CPU client uses every core the process may run on; torch
+runs with each of `--threads` intra-op thread counts and the peer figure is its best (on a
+loaded machine, OpenMP's spinning threads can make 2 threads several times slower than 1; run
+both under the same `taskset` to give them the same cores).
 
   python benchmarks/sampler.py            # the figures in BENCHMARKS.md
   python benchmarks/sampler.py --quick    # smoke run (seconds)
