@@ -53,6 +53,9 @@ THINK_END = "\n\n</think>\n\n"
 _CLUE_RE = re.compile(r"^Wait, clue: (.*)$", re.MULTILINE)
 # Group 1: the part of a block's clue line copied from the prompt (letters and period).
 CLUE_COPY_RE = re.compile(r"^Wait, clue: not( [^\n]*)$", re.MULTILINE)
+# Group 1: what follows a block's "Left" line up to the first character of the next block's
+# "Wait" or of "</think>": the tokens that choose between checking another clue and stopping.
+DECISION_RE = re.compile(r"^Left:[^\n]*\.(\s+\S)", re.MULTILINE)
 # Seed-sequence key of the corpus's trace sampling, apart from the problem keys [seed, index].
 _CORPUS_TRACES = 2**32 - 1
 

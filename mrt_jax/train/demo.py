@@ -50,9 +50,10 @@ def _task(config: ConfigDict) -> elimination.EliminationConfig:
 
 
 def trace_tokens(tokenizer, problem: elimination.Record, order: Sequence[int],
-                 clue_weight: float = 1.0) -> tuple[list[int], list[int], list[float]]:
+                 clue_weight: float = 1.0, decision_weight: float = 1.0
+                 ) -> tuple[list[int], list[int], list[float]]:
   """A natural trace's completion ids, its block boundaries b_0 = 0 < ... < b_N (tokens), and
-  each id's SFT weight (`clue_copy_weights`).
+  each id's SFT weight (`trace_weights`).
 
   The boundaries come from the default paragraph segmenter, as the training probes' do; b_N is
   the end of thinking.
@@ -64,21 +65,26 @@ def trace_tokens(tokenizer, problem: elimination.Record, order: Sequence[int],
   if seg.num_blocks != len(order):
     raise ValueError(f"problem {problem['id']}: the segmenter found {seg.num_blocks} blocks in a "
                      f"trace of {len(order)}; expected one per checked clue")
-  return ids, [0, *seg.boundaries], clue_copy_weights(text, encoded["offset_mapping"],
-                                                      clue_weight)
+  return ids, [0, *seg.boundaries], trace_weights(text, encoded["offset_mapping"], clue_weight,
+                                                  decision_weight)
 
 
-def clue_copy_weights(text: str, offsets: Sequence[tuple[int, int]], weight: float
-                      ) -> list[float]:
-  """Per-token SFT weights of a trace: `weight` on the tokens that copy a clue, 1 elsewhere.
+def trace_weights(text: str, offsets: Sequence[tuple[int, int]], clue_weight: float,
+                  decision_weight: float = 1.0) -> list[float]:
+  """Per-token SFT weights of a trace: `clue_weight` on the tokens that copy a clue,
+  `decision_weight` on the tokens that choose between another block and stopping, 1 elsewhere.
 
   `offsets` are the tokens' character spans in `text`. The copying tokens are the letters and
-  the closing period of each "Wait, clue: not ..." line: the one part of a block read from the
-  prompt (an induction head's job, the last skill a tiny model picks up), a handful of tokens
-  in a trace of ~150 that the rest outweighs.
+  the closing period of each "Wait, clue: not ..." line (`elimination.CLUE_COPY_RE`): the one
+  part of a block read from the prompt (an induction head's job, the last skill a tiny model
+  picks up), a handful of tokens in a trace of ~150 that the rest outweighs. The deciding
+  tokens follow each "Left" line up to the first character of "Wait" or "</think>"
+  (`elimination.DECISION_RE`): one choice per block, which an unweighted loss lets a tiny model
+  make by the trace's length instead of by the letters left.
   """
-  spans = [m.span(1) for m in elimination.CLUE_COPY_RE.finditer(text)]
-  return [weight if any(a < end and start < b for a, b in spans) else 1.0
+  spans = [(m.span(1), clue_weight) for m in elimination.CLUE_COPY_RE.finditer(text)]
+  spans += [(m.span(1), decision_weight) for m in elimination.DECISION_RE.finditer(text)]
+  return [max([w for (a, b), w in spans if a < end and start < b], default=1.0)
           for start, end in offsets]
 
 
@@ -117,7 +123,8 @@ def warm_start_pools(config: ConfigDict, tokenizer, problems
   for problem in problems:
     prompt = tokenizer_lib.render_prompt(tokenizer, problem["problem"])
     order = elimination.sample_clue_order(problem, rng, task)
-    ids, bounds, weights = trace_tokens(tokenizer, problem, order, d.sft_clue_weight)
+    ids, bounds, weights = trace_tokens(tokenizer, problem, order, d.sft_clue_weight,
+                                        d.sft_decision_weight)
     traces.append(trace_example(prompt, ids, tokenizer.eos_token_id, weights))
     # The answer letter is the third token from the end of "\boxed{X}" + eos.
     answers.append(example((prompt + ids[:-2], False), (ids[-2:-1], True), (ids[-1:] + eos,

@@ -81,10 +81,12 @@ def test_warm_start_answers_follow_the_probe_token_layout(tokenizer):
       assert guess in elimination.remaining(problem, checked)
 
 
-def test_clue_copy_tokens_are_weighted(tokenizer):
+def test_clue_copy_and_decision_tokens_are_weighted(tokenizer):
   """With demo.sft_clue_weight, exactly the tokens that copy each clue line's letters and period
-  from the prompt carry that weight; every other trace token weighs 1, the prompt 0."""
-  config = _config("/unused", "demo.sft_clue_weight=4.0")
+  from the prompt carry that weight; with demo.sft_decision_weight, exactly the tokens between
+  each "Left" line and the next block's "Wait" or "</think>"; every other trace token weighs 1,
+  the prompt 0."""
+  config = _config("/unused", "demo.sft_clue_weight=4.0", "demo.sft_decision_weight=2.0")
   problems = elimination.generate_problems(6, 3, demo._task(config))
   traces, _ = demo.warm_start_pools(config, tokenizer, problems)
   for problem, (ids, mask) in zip(problems, traces):
@@ -95,10 +97,18 @@ def test_clue_copy_tokens_are_weighted(tokenizer):
                          for line in lines)
     weighted = [t for t, w in zip(ids, mask) if w == 4.0]
     assert tokenizer.decode(weighted) == "".join(f" {line}" for line in lines)
-    assert set(mask) == {0.0, 1.0, 4.0}
+    deciding = [t for t, w in zip(ids, mask) if w == 2.0]
+    assert tokenizer.decode(deciding) == "\n\nWait" * (len(lines) - 1) + "\n\n</think>"
+    assert set(mask) == {0.0, 1.0, 2.0, 4.0}
   # Weighted: tokens inside the copied span and one that straddles its end (".\n" here).
-  assert demo.clue_copy_weights("Wait, clue: not A.\n", [(0, 15), (15, 17), (17, 19)], 3.0) == [
+  assert demo.trace_weights("Wait, clue: not A.\n", [(0, 15), (15, 17), (17, 19)], 3.0) == [
       1.0, 3.0, 3.0]
+  # The choice after a Left line: the blank line and the first letter of what follows.
+  assert demo.trace_weights("Left:a,B.\n\nWait", [(0, 9), (9, 10), (10, 11), (11, 15)], 3.0,
+                            5.0) == [1.0, 5.0, 5.0, 5.0]
+  # Unweighted (1, 1): every token weighs 1.
+  assert demo.trace_weights("Left:a,B.\n\nWait, clue: not A.", [(0, 9), (9, 29), (29, 31)],
+                            1.0, 1.0) == [1.0, 1.0, 1.0]
 
 
 def test_sft_learns_a_fixed_pool():
