@@ -5,7 +5,7 @@
   python experiments/reproduce_demo.py --arms=grpo,mrt_likelihood --seeds=0,1,2
 
 1. Builds the demo's assets once (configs/demo_cpu.py): elimination problems, tiny tokenizer,
-   tiny model, SFT warm start (the recipe of `WARM_START`), held-out test problems.
+   tiny model, SFT warm start, held-out test problems.
 2. Measures the training regime at the warm start (`regime`): G samples per training problem
    at the rollout temperature, J at every block boundary from the likelihood meta-prover.
 3. Evaluates the warm start once per seed (the seed moves only the evaluation's sampling).
@@ -83,11 +83,6 @@ EVAL = ("eval.j_estimator=likelihood", "eval.num_problems=64", "eval.num_samples
         "eval.budgets=(32,64,96,128,160,192)", "eval.extrapolation_budgets=()",
         "eval.num_resamples=200")
 REGIME_PROBLEMS = 64  # training problems sampled G times each for the regime figures
-# The warm-start recipe the study's measured figures (docs/RESULTS.md) come from; the demo's own
-# default SFT runs longer (demo.sft_trace_steps), weights the stop-or-continue tokens and keeps
-# one candidate. `--set` overrides these like any other setting.
-WARM_START = ("demo.sft_trace_steps=500", "demo.sft_decision_weight=1.0",
-              "demo.num_warm_starts=2")
 # --quick: a tiny warm start and 3 RL steps, 8 problems, 2 seeds (checks the pipeline only).
 QUICK = ("demo.sft_trace_steps=20", "demo.sft_answer_steps=10", "demo.sft_problems=64",
          "demo.check_problems=8",
@@ -99,7 +94,7 @@ def overrides(args, out: str) -> list[str]:
   assets = os.path.join(out, "assets")
   return [f"model.path={assets}/model", f"model.tokenizer_path={assets}/tokenizer",
           f"data.path={assets}/train.jsonl", f"eval.data_path={assets}/test.jsonl",
-          "train.eval_every=0", *WARM_START, *EVAL, *(QUICK if args.quick else ()),
+          "train.eval_every=0", *EVAL, *(QUICK if args.quick else ()),
           *([] if args.quick else ["train.total_steps=%d" % args.steps]), *args.set]
 
 

@@ -260,19 +260,18 @@ def demo() -> ConfigDict:
   c.num_heads = 4  # H
   c.num_kv_heads = 2  # kv heads of the cache (GQA), not the block count K
   c.rope_theta = 500.0  # short sequences: faster rotations resolve nearby positions better
-  # warm-start SFT steps on whole traces (useful and wasteful blocks); the copy skill forms
-  # late (1,000 steps leave most seeds miscopying clues, docs/RESULTS.md)
-  c.sft_trace_steps = 1400  # see the two lines above
+  c.sft_trace_steps = 500  # warm-start SFT steps on whole traces (useful and wasteful blocks)
   c.sft_answer_steps = 200  # then SFT steps, 2 in 3 on answers (μ's forced ones), 1 on traces
   c.sft_problems = 512  # problems whose traces and answers the warm start sees
   c.sft_clue_weight = 8.0  # SFT loss weight of the trace tokens that copy a clue (1: unweighted)
   # SFT loss weight of the tokens after each "Left" line that choose another block or stopping
-  c.sft_decision_weight = 8.0  # (1: unweighted; see mrt_jax.train.demo.trace_weights)
+  # (see mrt_jax.train.demo.trace_weights; 1: unweighted, the demo's measured recipe)
+  c.sft_decision_weight = 1.0  # see the two lines above
   c.sft_batch_size = 16  # sequences per SFT step
   c.sft_learning_rate = 3e-3  # peak SFT learning rate (tiny model, few steps)
   # SFT candidates (init and batch-order seeds) to choose the warm start among: a tiny model's
   # SFT outcome varies by seed; the best check pass@1 is kept (mrt_jax.train.warm_start_check)
-  c.num_warm_starts = 1  # see the two lines above; 1 = no choice (the demo's time goes to SFT)
+  c.num_warm_starts = 2  # see the two lines above; 1 = no choice
   c.check_problems = 32  # RL prompts unseen by the SFT that the choice is checked on
   c.check_samples = 2  # samples per check problem (eval.temperature, eval.top_p)
   return c
