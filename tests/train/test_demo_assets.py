@@ -106,9 +106,12 @@ def test_clue_copy_and_decision_tokens_are_weighted(tokenizer):
   # The choice after a Left line: the blank line and the first letter of what follows.
   assert demo.trace_weights("Left:a,B.\n\nWait", [(0, 9), (9, 10), (10, 11), (11, 15)], 3.0,
                             5.0) == [1.0, 5.0, 5.0, 5.0]
-  # Unweighted (1, 1): every token weighs 1.
-  assert demo.trace_weights("Left:a,B.\n\nWait, clue: not A.", [(0, 9), (9, 29), (29, 31)],
-                            1.0, 1.0) == [1.0, 1.0, 1.0]
+  # A weight below 1 lowers its tokens (the default 1 applies only where no span lies); a token
+  # that straddles the decision and the copied clue takes the larger weight.
+  assert demo.trace_weights("Left:a,B.\n\nWait, clue: not A.", [(0, 9), (9, 27), (27, 29)],
+                            2.0, 0.5) == [1.0, 2.0, 2.0]
+  assert demo.trace_weights("Left:a,B.\n\nWait", [(0, 9), (9, 11), (11, 15)], 2.0, 0.5) == [
+      1.0, 0.5, 0.5]
 
 
 def test_sft_learns_a_fixed_pool():
