@@ -3,8 +3,15 @@
 import os
 import sys
 
-import jax
-import pytest
+# The tests' tiny programs take far longer to compile than to run: XLA's backend optimizations
+# (LLVM's passes) are turned off for the test run and the subprocesses it starts, which inherit
+# this environment. Everything still runs through the same HLO passes and partitioner; the
+# demo and the benchmarks run at XLA's default level. Set before jax is imported.
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
+os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 

@@ -29,7 +29,8 @@ def _env(base: dict | None, process_id: int, num_processes: int, local_devices: 
          coordinator: str) -> dict:
   env = dict(os.environ if base is None else base)
   env.update({
-      "XLA_FLAGS": f"--xla_force_host_platform_device_count={local_devices}",
+      "XLA_FLAGS": (f"{env.get('XLA_FLAGS', '')} "  # the last device count given wins
+                    f"--xla_force_host_platform_device_count={local_devices}").strip(),
       "JAX_PLATFORMS": "cpu", "MRT_PROCESS_ID": str(process_id),
       "MRT_NUM_PROCESSES": str(num_processes), "MRT_COORDINATOR": coordinator,
       "PYTHONPATH": os.pathsep.join([ROOT, os.path.join(ROOT, "tests"),

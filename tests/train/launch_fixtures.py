@@ -54,7 +54,8 @@ def env(cache_dir: str, devices: int | None = None) -> dict:
             "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
             "PYTHONPATH": os.pathsep.join([ROOT, e.get("PYTHONPATH", "")])})
   if devices is not None:
-    e["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    e["XLA_FLAGS"] = (f"{e.get('XLA_FLAGS', '')} "
+                      f"--xla_force_host_platform_device_count={devices}").strip()
   return e
 
 
