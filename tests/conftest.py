@@ -5,8 +5,9 @@ import sys
 
 # The tests' tiny programs take far longer to compile than to run: XLA's backend optimizations
 # (LLVM's passes) are turned off for the test run and the subprocesses it starts, which inherit
-# this environment. Everything still runs through the same HLO passes and partitioner; the
-# demo and the benchmarks run at XLA's default level. Set before jax is imported.
+# this environment (the notebook's kernel and the benchmarks' quick runs included). Everything
+# still runs through the same HLO passes and partitioner; the demo and the figures in
+# BENCHMARKS.md run at XLA's default level. Set before jax is imported.
 TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
 os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
 
