@@ -54,6 +54,8 @@ class LossConfig:
   entropy_coef: float = 0.0         # entropy bonus weight; > 0 needs `entropy`
   tis_cap: float | None = None      # C of truncated IS; None = off, else needs sampler logprobs
   log_ratio_clamp: float = 20.0     # |log ρ| bound before exp, so ρ never overflows
+  answer_nll_coef: float = 0.0      # λ, weight of the meta-prover's answer NLL (`answer_nll`);
+                                    # > 0 needs the batch's answer_tokens / answer_mask
 
   def __post_init__(self):
     for name, table in (("policy_loss", POLICY_LOSSES), ("aggregation", AGGREGATIONS),
@@ -61,7 +63,7 @@ class LossConfig:
       if getattr(self, name) not in table:
         raise ValueError(f"LossConfig.{name}={getattr(self, name)!r} is unknown; expected one "
                          f"of {sorted(table)}")
-    for name in ("eps_low", "eps_high", "beta", "entropy_coef"):
+    for name in ("eps_low", "eps_high", "beta", "entropy_coef", "answer_nll_coef"):
       if not getattr(self, name) >= 0:
         raise ValueError(f"LossConfig.{name}={getattr(self, name)} must be >= 0")
     if not self.dual_clip_c > 1:

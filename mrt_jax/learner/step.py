@@ -11,6 +11,12 @@
 Batch fields (all [B, T], aligned with `tokens`; entry t concerns token t):
   tokens int32; mask f32/bool (trained tokens); advantages f32; old_logprobs f32;
   optional ref_logprobs (β > 0), sampler_logprobs (TIS / mismatch metric).
+With `loss.answer_nll_coef` λ > 0 (objective "policy"), also answer_tokens int32 and
+answer_mask f32 ([B, T'], any T'): one forced-answer row per rollout, the meta-prover's context
+(prompt, the trace cut at a boundary, the termination suffix) then the reference answer and end
+of sequence, the mask on those targets (`mrt_jax.train.anchor`). The loss adds λ × their token-
+mean NLL (at temperature 1, over the whole batch's answer tokens): maximum likelihood of the
+meta-prover μ, so that RL on natural rollouts does not erode the J that progress reads.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from mrt_jax.learner import losses
-from mrt_jax.learner.aggregation import normalizer
+from mrt_jax.learner.aggregation import normalizer, token_mean
 from mrt_jax.learner.logprobs import token_logprobs
 from mrt_jax.learner.state import TrainState
 from mrt_jax.models import ModelConfig
@@ -41,17 +47,37 @@ class StepConfig:
   loss: losses.LossConfig = losses.LossConfig()
 
 
+ANSWER_FIELDS = ("answer_tokens", "answer_mask")
+
+
+def _answer_nll(model_config: ModelConfig, cfg: StepConfig, params,
+                mb: Mapping[str, jax.Array], answer_norm) -> jax.Array:
+  """Σ −log π(answer target) over this micro-batch / the whole batch's answer-target count."""
+  logp_BxT, _ = token_logprobs(model_config, params, mb["answer_tokens"],
+                               compute_dtype=cfg.compute_dtype)
+  nll_BxT = jnp.where(mb["answer_mask"] != 0, -logp_BxT, 0.0)
+  return token_mean(nll_BxT, mb["answer_mask"], answer_norm, None)
+
+
 def _policy(model_config: ModelConfig, cfg: StepConfig, params, mb: Mapping[str, jax.Array],
-            norm):
+            norm, answer_norm):
   logp_BxT, entropy_BxT = token_logprobs(model_config, params, mb["tokens"],
                                          temperature=cfg.temperature,
                                          compute_dtype=cfg.compute_dtype)
-  return losses.policy_loss(cfg.loss, logp_BxT, mb["old_logprobs"], mb["advantages"],
-                            mb["mask"], norm=norm, ref_logprobs=mb.get("ref_logprobs"),
-                            sampler_logprobs=mb.get("sampler_logprobs"), entropy=entropy_BxT)
+  loss, metrics = losses.policy_loss(
+      cfg.loss, logp_BxT, mb["old_logprobs"], mb["advantages"], mb["mask"], norm=norm,
+      ref_logprobs=mb.get("ref_logprobs"), sampler_logprobs=mb.get("sampler_logprobs"),
+      entropy=entropy_BxT)
+  if cfg.loss.answer_nll_coef > 0:
+    nll = _answer_nll(model_config, cfg, params, mb, answer_norm)
+    loss = loss + cfg.loss.answer_nll_coef * nll
+    metrics = dict(metrics, loss=loss, answer_nll=nll)
+  return loss, metrics
 
 
-def _sft(model_config: ModelConfig, cfg: StepConfig, params, mb: Mapping[str, jax.Array], norm):
+def _sft(model_config: ModelConfig, cfg: StepConfig, params, mb: Mapping[str, jax.Array], norm,
+         answer_norm):
+  del answer_norm  # only the policy objective adds the meta-prover's answers
   logp_BxT, _ = token_logprobs(model_config, params, mb["tokens"],
                                compute_dtype=cfg.compute_dtype)
   # The mask's values weight the trained tokens (1: plain cross-entropy); the normalizer
@@ -64,7 +90,8 @@ def _sft(model_config: ModelConfig, cfg: StepConfig, params, mb: Mapping[str, ja
   return loss, {"loss": loss, "nll_sum": jnp.sum(nll), "tokens": jnp.sum(trained_BxT)}
 
 
-# Objective name -> (model_config, step_config, params, micro_batch, norm) -> (loss, metrics).
+# Objective name -> (model_config, step_config, params, micro_batch, norm, answer_norm)
+#   -> (loss, metrics); the norms are the whole batch's (`aggregation.normalizer`).
 OBJECTIVES: dict[str, Callable] = {"policy": _policy, "sft": _sft}
 
 
@@ -86,11 +113,19 @@ def loss_and_grads(model_config: ModelConfig, cfg: StepConfig, params,
   objective = OBJECTIVES[cfg.objective]
   batch = dict(batch)
   norm = normalizer(batch["mask"])
+  answer_norm = None
+  if cfg.objective == "policy" and cfg.loss.answer_nll_coef > 0:
+    missing = [k for k in ANSWER_FIELDS if k not in batch]
+    if missing:
+      raise ValueError(f"loss.answer_nll_coef={cfg.loss.answer_nll_coef} needs the batch fields "
+                       f"{list(ANSWER_FIELDS)} (the meta-prover's answer rows); missing "
+                       f"{missing}, batch has {sorted(batch)}")
+    answer_norm = normalizer(batch["answer_mask"])
   micro = _split(batch, cfg.num_micro_batches)
 
   def accumulate(grads_acc, mb):
-    grad_fn = jax.value_and_grad(lambda p: objective(model_config, cfg, p, mb, norm),
-                                 has_aux=True)
+    grad_fn = jax.value_and_grad(
+        lambda p: objective(model_config, cfg, p, mb, norm, answer_norm), has_aux=True)
     (loss, metrics), grads = grad_fn(params)
     grads_acc = jax.tree.map(lambda a, g: a + g.astype(jnp.float32), grads_acc, grads)
     return grads_acc, (loss, metrics)

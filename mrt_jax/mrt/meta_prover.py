@@ -209,15 +209,22 @@ def prover_answer(config, tokenizer, field: str,
   """
   if j_estimator != "likelihood":
     return None
+  return reference_answer(config, tokenizer, f"config.{field}='likelihood'")
+
+
+def reference_answer(config, tokenizer, needed_by: str) -> AnswerTemplate:
+  """How μ writes a record's reference answer (`probe.answer_template`, `data.answer_field`,
+  the tokenizer's eos), checked; errors begin with `needed_by`, the setting that reads it
+  (e.g. "config.loss.answer_nll_coef=0.1")."""
   if not config.data.get("answer_field", ""):
-    raise ValueError(f"config.{field}='likelihood' needs each record's reference answer, but "
+    raise ValueError(f"{needed_by} needs each record's reference answer, but "
                      "config.data.answer_field is empty; expected the record field holding it")
   template = config.probe.get("answer_template", "")
   if not template:
-    raise ValueError(f"config.{field}='likelihood' needs config.probe.answer_template (how μ "
+    raise ValueError(f"{needed_by} needs config.probe.answer_template (how μ "
                      "writes the answer, e.g. '\\boxed{{{answer}}}'); it is empty")
   if tokenizer.eos_token_id is None:
-    raise ValueError(f"config.{field}='likelihood' ends the reference answer with the "
+    raise ValueError(f"{needed_by} ends the reference answer with the "
                      f"tokenizer's eos token, but {config.model.tokenizer_path!r} defines none")
   return AnswerTemplate(template, tokenizer.eos_token_id,
                         lambda text: tokenizer.encode(text, add_special_tokens=False))

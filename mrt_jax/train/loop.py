@@ -30,7 +30,7 @@ from mrt_jax.mrt import star
 from mrt_jax.mrt.segment import stack_segmentations
 from mrt_jax.sampling import Sampler
 from mrt_jax.sampling.buckets import pow2_at_least
-from mrt_jax.train import failures, multihost, setup
+from mrt_jax.train import anchor, failures, multihost, setup
 from mrt_jax.train.checkpoint import Checkpointer, abstract_train_state
 from mrt_jax.train.metrics import MetricsWriter
 from mrt_jax.train.rollout import collect, learner_batch, token_pieces
@@ -113,6 +113,8 @@ def train(config: ConfigDict) -> dict[str, Any]:
         exp.stats["star_selected"] = selected
       else:
         batch = _policy_batch(run, state.params, ref_params, exp, logprobs)
+        if run.answer_anchor is not None:
+          batch.update(_answer_batch(run, exp, records, _step_seed(config.seed, step)))
       for mini in _mini_batches(batch, config):
         shard_b = batch_shardings(mesh, mini)
         if train_step is None:
@@ -244,7 +246,26 @@ def evaluation_table(workdir: str) -> str | None:
 def _length(exp, cap: int) -> int:
   """Learner length: a power-of-two bucket (few recompiles), capped at the longest possible."""
   longest = max(len(p) + len(c) for p, c in zip(exp.prompts, exp.completions))
+  return _bucket(longest, cap)
+
+
+def _bucket(longest: int, cap: int) -> int:
   return max(longest, min(pow2_at_least(longest, minimum=16), cap))
+
+
+def _answer_batch(run, exp, records, seed: int) -> dict:
+  """The meta-prover's answer rows of this step (`mrt_jax.train.anchor`), one per rollout,
+  padded to a power-of-two bucket; the boundaries are drawn from the step's seed (resumable)."""
+  G = run.experience.num_generations
+  recs = [r for r in records for _ in range(G)]
+  suffix = run.experience.suffix_tokens
+  rows, _ = anchor.answer_rows(exp.prompts, exp.completions, exp.segments, recs,
+                               run.answer_anchor, suffix, np.random.default_rng([seed, 2]))
+  longest = rows["answer_tokens"].shape[1]
+  # At most a whole rollout, the suffix and an answer as long as a probe's.
+  cap = run.max_length + len(suffix) + run.experience.probe_max_answer_len
+  pad = _bucket(longest, cap) - longest
+  return {k: np.pad(v, ((0, 0), (0, pad))) for k, v in rows.items()}
 
 
 def _policy_batch(run, params, ref_params, exp, logprobs) -> dict:

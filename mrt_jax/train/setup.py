@@ -21,7 +21,8 @@ from mrt_jax.learner.optimizer import OptimizerConfig, make_optimizer
 from mrt_jax.learner.step import StepConfig
 from mrt_jax.models import tokenizer as tokenizer_lib
 from mrt_jax.mrt.advantages import NEEDS_J, AdvantageConfig
-from mrt_jax.mrt.meta_prover import check_estimator, prover_answer
+from mrt_jax.mrt.meta_prover import (AnswerTemplate, check_estimator, prover_answer,
+                                     reference_answer)
 from mrt_jax.rewards import get_verifier, pool_for, verify_batch
 from mrt_jax.train.multihost import split_over_processes
 from mrt_jax.train.rollout import ExperienceConfig
@@ -69,6 +70,8 @@ class Run:
   decode: Callable[[Sequence[int]], str]
   prompt_buckets: tuple[int, ...]
   star_selection: str | None   # MRT-STaR trace selection, or None for RL
+  answer_anchor: AnswerTemplate | None  # μ's reference answer for the answer rows
+                                        # (loss.answer_nll_coef > 0), else None
   max_length: int              # max prompt + max completion tokens (the learner's longest row)
 
 
@@ -120,7 +123,8 @@ def step_config(config: ConfigDict, objective: str = "policy") -> StepConfig:
         policy_loss=loss.policy_loss, aggregation=loss.aggregation, eps_low=loss.clip_eps,
         eps_high=loss.clip_eps_high, beta=loss.kl_beta, kl_estimator=loss.kl_estimator,
         entropy_coef=loss.entropy_coef, tis_cap=loss.tis_cap or None,
-        max_len=config.rollout.max_completion_len)
+        max_len=config.rollout.max_completion_len,
+        answer_nll_coef=loss.get("answer_nll_coef", 0.0))
   return StepConfig(objective=objective,
                     num_micro_batches=prompts // t.micro_batch_prompts,
                     temperature=config.rollout.temperature, loss=loss_config)
@@ -170,6 +174,15 @@ def experience_config(config: ConfigDict, tokenizer, model_config) -> Experience
       segment=task.segment_config(config), j_estimator=j_estimator, answer=answer, **advantage)
 
 
+def answer_anchor(config: ConfigDict, tokenizer, steps: StepConfig) -> AnswerTemplate | None:
+  """The reference answer of the meta-prover's answer rows (`mrt_jax.train.anchor`) when
+  config.loss.answer_nll_coef > 0, else None."""
+  coef = steps.loss.answer_nll_coef
+  if coef == 0:
+    return None
+  return reference_answer(config, tokenizer, f"config.loss.answer_nll_coef={coef}")
+
+
 def prompt_buckets(max_prompt_len: int) -> tuple[int, ...]:
   """Powers of two from 16 up to (and including) the max prompt length."""
   sizes, n = [], 16
@@ -209,14 +222,16 @@ def build(config: ConfigDict) -> Run:
       verifier, records, texts, ids, pool=pool_for(verifier, r.num_workers, r.timeout_s)))
   decode = lambda ids: task.decode_text(tokenizer, ids)
   experience = experience_config(config, tokenizer, model_config)
+  steps = step_config(config, "sft" if star else "policy")
   return Run(workdir=workdir, mesh=mesh, model_config=model_config, params=params,
              tokenizer=tokenizer, data=data,
              optimizer=make_optimizer(optimizer_config(config)),
-             step_config=step_config(config, "sft" if star else "policy"),
+             step_config=steps,
              experience=experience, reward_fn=reward_fn, decode=decode,
              # One more size for the b_0 probes' prompt + suffix (`rollout._probe_success`).
              prompt_buckets=prompt_buckets(config.data.max_prompt_len) + (
                  (config.data.max_prompt_len + len(experience.suffix_tokens),)
                  if experience.num_probes else ()),
              star_selection=star.selection if star else None,
+             answer_anchor=answer_anchor(config, tokenizer, steps),
              max_length=config.data.max_prompt_len + config.rollout.max_completion_len)

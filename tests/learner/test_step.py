@@ -73,6 +73,57 @@ def test_sft_mask_values_weight_the_targets():
   assert float(metrics["tokens"]) == float(plain_metrics["tokens"]) == batch["mask"].sum()
 
 
+def _answer_fields(config, rows=8, length=11, seed=1):
+  """Forced-answer rows: random contexts, 1-3 answer targets each (one row has none)."""
+  rng = np.random.default_rng(seed)
+  tokens = rng.integers(1, config.vocab_size, size=(rows, length)).astype(np.int32)
+  mask = np.zeros((rows, length), np.float32)
+  for r in range(rows - 1):
+    start = int(rng.integers(2, length - 3))
+    mask[r, start:start + int(rng.integers(1, 4))] = 1.0
+  return {"answer_tokens": tokens, "answer_mask": mask}
+
+
+def test_answer_nll_adds_lambda_times_its_token_mean_on_any_micro_batch_split():
+  """loss = policy loss + λ · Σ −log π(answer targets) / their count over the WHOLE batch."""
+  config, params = tiny_model()
+  batch = {**rl_batch(config, params), **_answer_fields(config)}
+  run = jax.jit(loss_and_grads, static_argnums=(0, 1))
+  base, _, base_grads = run(config, StepConfig(loss=LOSS), params, batch)
+  logp = np.asarray(token_logprobs(config, params, batch["answer_tokens"])[0], np.float64)
+  nll = -(batch["answer_mask"] * logp).sum() / batch["answer_mask"].sum()
+  lam = 0.7
+  got = {}
+  for m in (1, 4):
+    cfg = StepConfig(num_micro_batches=m, loss=dataclasses.replace(LOSS, answer_nll_coef=lam))
+    got[m] = run(config, cfg, params, batch)
+    loss, metrics, _ = got[m]
+    np.testing.assert_allclose(loss, base + lam * nll, rtol=1e-5)
+    np.testing.assert_allclose(metrics["answer_nll"], nll, rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(got[1][2]), jax.tree.leaves(got[4][2])):
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+  # The gradient moved by λ × the answer NLL's gradient, computed on its own.
+  nll_grads = jax.grad(lambda p: -jnp.sum(batch["answer_mask"] * token_logprobs(
+      config, p, batch["answer_tokens"])[0]) / batch["answer_mask"].sum())(params)
+  for g, g0, gn in zip(*(jax.tree.leaves(t) for t in (got[1][2], base_grads, nll_grads))):
+    np.testing.assert_allclose(g, g0 + lam * gn, rtol=1e-4, atol=1e-6)
+  assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(nll_grads)) > 1e-3
+  # λ = 0 never reads the rows: the loss is the policy loss alone.
+  loss0, metrics0, _ = run(config, StepConfig(loss=LOSS), params, batch)
+  assert float(loss0) == float(base) and "answer_nll" not in metrics0
+
+
+def test_answer_nll_needs_its_rows():
+  config, params = tiny_model()
+  batch = rl_batch(config, params)
+  cfg = StepConfig(loss=dataclasses.replace(LOSS, answer_nll_coef=0.1))
+  with pytest.raises(ValueError, match=r"answer_nll_coef=0.1 needs the batch fields .*missing "
+                                       r"\['answer_tokens', 'answer_mask'\]"):
+    loss_and_grads(config, cfg, params, batch)
+  with pytest.raises(ValueError, match="LossConfig.answer_nll_coef=-1.0 must be >= 0"):
+    dataclasses.replace(LOSS, answer_nll_coef=-1.0)
+
+
 def test_nonfinite_update_is_skipped_and_counted():
   config, params = tiny_model()
   batch = rl_batch(config, params)

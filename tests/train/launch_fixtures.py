@@ -23,10 +23,12 @@ TINY = [
 # The shared MRT reference run (conftest.py `shared`): 4 steps on one process with 2 CPU
 # devices and fsdp=2, so params, grads and optimizer state are split, a resumed run restores
 # onto the mesh, and 2 processes of 1 device each run the very same programs. No evaluation
-# (the GRPO test covers it): its compiles would dominate every run of this command.
+# (the GRPO test covers it): its compiles would dominate every run of this command. The
+# meta-prover's answer rows are on, so resume and multi-process runs cover them too.
 REF_STEPS = 4
 REF_DEVICES = 2
-REF_EXTRA = ("--config.mesh.fsdp=2", "--config.train.eval_every=0")
+REF_EXTRA = ("--config.mesh.fsdp=2", "--config.train.eval_every=0",
+             "--config.loss.answer_nll_coef=0.5")
 
 
 def asset_flags(assets: str, held_out_file: bool = True) -> list[str]:

@@ -27,6 +27,7 @@ def test_mrt_run_writes_metrics_events_and_checkpoints(shared):
   assert [l["step"] for l in lines] == list(range(1, STEPS + 1))
   for l in lines:
     assert np.isfinite(l["loss"]) and l["num_probes"] > 0 and "J_0" in l
+    assert l["answer_nll"] > 0 and np.isfinite(l["answer_nll"])  # the meta-prover's rows
   assert _events(shared["ref"])
   steps = sorted(int(d) for d in os.listdir(os.path.join(shared["ref"], "checkpoints"))
                  if d.isdigit())
