@@ -167,11 +167,13 @@ def rl(c: ConfigDict, estimator: str, alpha: float) -> ConfigDict:
   c.loss.aggregation = "token_mean"  # mean over all tokens of the batch (paper: token-level)
   c.loss.entropy_coef = 0.0  # entropy bonus weight (entropy is logged either way)
   c.loss.tis_cap = 0.0  # truncated importance-sampling cap C on π_old/π_sampler; 0 = off
-  # λ: each step also trains the meta-prover μ by maximum likelihood, the reference answer
-  # (probe.answer_template) after the termination suffix at one random boundary per rollout,
-  # weighted λ against the policy loss, so RL does not erode the J that progress reads
-  # (mrt_jax.train.anchor). 0 = off (the paper's recipe)
-  c.loss.answer_nll_coef = 0.0  # see the four lines above
+  # λ: each step also trains the meta-prover μ by maximum likelihood of an answer after the
+  # termination suffix at one random boundary per rollout, weighted λ against the policy loss,
+  # so RL does not erode the J that progress reads (mrt_jax.train.anchor). 0 = off (the paper)
+  c.loss.answer_nll_coef = 0.0  # see the three lines above
+  # those answers: "warm_start" (sampled from the frozen warm start at the same cut: μ stays the
+  # warm start's) or "reference" (the record's answer: μ also learns to answer from the prompt)
+  c.loss.answer_target = "warm_start"  # see the two lines above
   c.optimizer = optimizer(learning_rate=1e-6)  # paper: lr 1e-6
   c.train = train(total_steps=1000)  # run length and batching
   return c

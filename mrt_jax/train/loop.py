@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import tempfile
+import time
 from typing import Any
 
 import jax
@@ -94,6 +95,7 @@ def train(config: ConfigDict) -> dict[str, Any]:
   sample_shardings = param_shardings(run.model_config, mesh, SAMPLE_RULES)
   sampler = Sampler(run.model_config, mesh=mesh, rules=SAMPLE_RULES,
                     prompt_buckets=run.prompt_buckets)
+  answers = _AnswerSource(run, ref_params, sample_shardings)
   stop = _Stop()
   zero_watch = failures.ZeroAdvantageWatch(config.train.zero_advantage_warn_steps)
   values: dict[str, Any] = {}
@@ -113,8 +115,8 @@ def train(config: ConfigDict) -> dict[str, Any]:
         exp.stats["star_selected"] = selected
       else:
         batch = _policy_batch(run, state.params, ref_params, exp, logprobs)
-        if run.answer_anchor is not None:
-          batch.update(_answer_batch(run, exp, records, _step_seed(config.seed, step)))
+        if run.answer_rows is not None:
+          batch.update(_answer_batch(run, exp, records, answers, _step_seed(config.seed, step)))
       for mini in _mini_batches(batch, config):
         shard_b = batch_shardings(mesh, mini)
         if train_step is None:
@@ -253,18 +255,44 @@ def _bucket(longest: int, cap: int) -> int:
   return max(longest, min(pow2_at_least(longest, minimum=16), cap))
 
 
-def _answer_batch(run, exp, records, seed: int) -> dict:
+class _AnswerSource:
+  """Samples the meta-prover's answers from the frozen warm start (loss.answer_target =
+  'warm_start'): its params in the sampler's layout (the reference model's when β > 0, else a
+  copy taken before the state's params are donated), and a sampler with the default prompt
+  buckets, since its contexts hold whole traces."""
+
+  def __init__(self, run, ref_params, sample_shardings):
+    self.params = self.sampler = None
+    if run.answer_rows is not None and run.answer_rows.target == "warm_start":
+      warm = ref_params if ref_params is not None else jax.tree.map(jnp.copy, run.params)
+      self.params = jax.device_put(warm, sample_shardings)
+      self.sampler = Sampler(run.model_config, mesh=run.mesh, rules=SAMPLE_RULES)
+
+  def sample(self, run, contexts, seed: int) -> list[list[int]]:
+    e = run.experience
+    return self.sampler.generate(self.params, contexts, max_new_tokens=e.probe_max_answer_len,
+                                 temperature=1.0, top_p=1.0, stop_token_ids=e.stop_token_ids,
+                                 seed=seed).tokens
+
+
+def _answer_batch(run, exp, records, answers: _AnswerSource, seed: int) -> dict:
   """The meta-prover's answer rows of this step (`mrt_jax.train.anchor`), one per rollout,
-  padded to a power-of-two bucket; the boundaries are drawn from the step's seed (resumable)."""
-  G = run.experience.num_generations
-  recs = [r for r in records for _ in range(G)]
+  padded to a power-of-two bucket; cuts and sampled answers follow the step's seed."""
+  t0 = time.perf_counter()
   suffix = run.experience.suffix_tokens
-  rows, _ = anchor.answer_rows(exp.prompts, exp.completions, exp.segments, recs,
-                               run.answer_anchor, suffix, np.random.default_rng([seed, 2]))
+  cuts = anchor.draw_cuts(exp.segments, np.random.default_rng([seed, 2]))
+  contexts = anchor.contexts(exp.prompts, exp.completions, cuts, suffix)
+  if run.answer_rows.target == "reference":
+    recs = [r for r in records for _ in range(run.experience.num_generations)]
+    targets = anchor.reference_targets(recs, run.answer_rows.reference)
+  else:
+    targets = answers.sample(run, contexts, seed + 3)
+  rows = anchor.answer_rows(contexts, targets)
   longest = rows["answer_tokens"].shape[1]
   # At most a whole rollout, the suffix and an answer as long as a probe's.
   cap = run.max_length + len(suffix) + run.experience.probe_max_answer_len
   pad = _bucket(longest, cap) - longest
+  exp.stats["time_answers_s"] = time.perf_counter() - t0
   return {k: np.pad(v, ((0, 0), (0, pad))) for k, v in rows.items()}
 
 

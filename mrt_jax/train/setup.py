@@ -24,6 +24,7 @@ from mrt_jax.mrt.advantages import NEEDS_J, AdvantageConfig
 from mrt_jax.mrt.meta_prover import (AnswerTemplate, check_estimator, prover_answer,
                                      reference_answer)
 from mrt_jax.rewards import get_verifier, pool_for, verify_batch
+from mrt_jax.train import anchor
 from mrt_jax.train.multihost import split_over_processes
 from mrt_jax.train.rollout import ExperienceConfig
 
@@ -54,6 +55,13 @@ class PromptData:
     self._it.set_state(state)
 
 
+@dataclasses.dataclass(frozen=True)
+class AnswerRows:
+  """Where the meta-prover's answer rows take their targets (`mrt_jax.train.anchor`)."""
+  target: str                       # a key of anchor.ANSWER_TARGETS
+  reference: AnswerTemplate | None  # the reference answer's template (target "reference")
+
+
 @dataclasses.dataclass
 class Run:
   """A run's built pieces (see `build`)."""
@@ -70,8 +78,7 @@ class Run:
   decode: Callable[[Sequence[int]], str]
   prompt_buckets: tuple[int, ...]
   star_selection: str | None   # MRT-STaR trace selection, or None for RL
-  answer_anchor: AnswerTemplate | None  # μ's reference answer for the answer rows
-                                        # (loss.answer_nll_coef > 0), else None
+  answer_rows: AnswerRows | None  # the meta-prover's answer rows (loss.answer_nll_coef > 0)
   max_length: int              # max prompt + max completion tokens (the learner's longest row)
 
 
@@ -174,13 +181,17 @@ def experience_config(config: ConfigDict, tokenizer, model_config) -> Experience
       segment=task.segment_config(config), j_estimator=j_estimator, answer=answer, **advantage)
 
 
-def answer_anchor(config: ConfigDict, tokenizer, steps: StepConfig) -> AnswerTemplate | None:
-  """The reference answer of the meta-prover's answer rows (`mrt_jax.train.anchor`) when
-  config.loss.answer_nll_coef > 0, else None."""
+def answer_rows(config: ConfigDict, tokenizer, steps: StepConfig) -> AnswerRows | None:
+  """The meta-prover's answer rows when config.loss.answer_nll_coef > 0, else None; errors
+  name the field."""
   coef = steps.loss.answer_nll_coef
   if coef == 0:
     return None
-  return reference_answer(config, tokenizer, f"config.loss.answer_nll_coef={coef}")
+  target = config.loss.answer_target
+  anchor.check_target(target)
+  reference = (reference_answer(config, tokenizer, "config.loss.answer_target='reference'")
+               if target == "reference" else None)
+  return AnswerRows(target, reference)
 
 
 def prompt_buckets(max_prompt_len: int) -> tuple[int, ...]:
@@ -233,5 +244,5 @@ def build(config: ConfigDict) -> Run:
                  (config.data.max_prompt_len + len(experience.suffix_tokens),)
                  if experience.num_probes else ()),
              star_selection=star.selection if star else None,
-             answer_anchor=answer_anchor(config, tokenizer, steps),
+             answer_rows=answer_rows(config, tokenizer, steps),
              max_length=config.data.max_prompt_len + config.rollout.max_completion_len)

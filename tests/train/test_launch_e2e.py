@@ -38,7 +38,10 @@ def test_mrt_run_writes_metrics_events_and_checkpoints(shared):
 def test_grpo_runs_without_probes_with_several_updates_per_batch(shared):
   workdir = str(shared["root"] / "grpo")
   # μ = 2 passes over 2 mini-batches: the last update sees ratios moved off 1.
-  extra = ["--config.train.num_updates=2", "--config.train.mini_batches=2",
+  # The meta-prover's answer rows sampled from the warm start, which β = 0 leaves no reference
+  # copy of: the run keeps its own before the first update donates the params.
+  extra = ["--config.loss.answer_nll_coef=0.5", "--config.loss.kl_beta=0.0",
+           "--config.train.num_updates=2", "--config.train.mini_batches=2",
            "--config.optimizer.learning_rate=1e-2", "--config.optimizer.warmup_ratio=0.0",
            # Evaluation from the loop at steps 0 and 2, tiny: 4 problems, budgets 8 and 16, no
            # extrapolation (the e2e evaluation test covers it).
@@ -51,6 +54,7 @@ def test_grpo_runs_without_probes_with_several_updates_per_batch(shared):
   lines = metrics(workdir)
   assert [l["step"] for l in lines] == [1, 2]
   assert all(l["num_probes"] == 0 and "J_1" not in l for l in lines)
+  assert all(np.isfinite(l["answer_nll"]) and l["answer_nll"] > 0 for l in lines)
   assert max(l["ratio_max"] - l["ratio_min"] for l in lines) > 1e-4
   assert _events(workdir)
   for step in (0, 2):
