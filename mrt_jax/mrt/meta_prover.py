@@ -215,7 +215,7 @@ def prover_answer(config, tokenizer, field: str,
 def reference_answer(config, tokenizer, needed_by: str) -> AnswerTemplate:
   """How μ writes a record's reference answer (`probe.answer_template`, `data.answer_field`,
   the tokenizer's eos), checked; errors begin with `needed_by`, the setting that reads it
-  (e.g. "config.loss.answer_nll_coef=0.1")."""
+  (e.g. "config.loss.answer_target='reference'")."""
   if not config.data.get("answer_field", ""):
     raise ValueError(f"{needed_by} needs each record's reference answer, but "
                      "config.data.answer_field is empty; expected the record field holding it")
