@@ -39,10 +39,11 @@ from mrt_jax.mrt.segment import Segmentation
 ANSWER_TARGETS = ("warm_start", "reference")
 
 
-def check_target(name: str, field: str = "config.loss.answer_target") -> None:
-  """Raises naming `field` unless `name` is a registered answer target."""
+def check_target(name: str) -> None:
+  """Raises naming config.loss.answer_target unless `name` is a registered answer target."""
   if name not in ANSWER_TARGETS:
-    raise ValueError(f"{field}={name!r} is unknown; expected one of {sorted(ANSWER_TARGETS)}")
+    raise ValueError(f"config.loss.answer_target={name!r} is unknown; expected one of "
+                     f"{sorted(ANSWER_TARGETS)}")
 
 
 def draw_cuts(segments: Sequence[Segmentation], rng: np.random.Generator) -> np.ndarray:

@@ -287,13 +287,12 @@ def _answer_batch(run, exp, records, answers: _AnswerSource, seed: int) -> dict:
     targets = anchor.reference_targets(recs, run.answer_rows.reference)
   else:
     targets = answers.sample(run, contexts, seed + 3)
-  rows = anchor.answer_rows(contexts, targets)
-  longest = rows["answer_tokens"].shape[1]
+  longest = max(len(c) + len(t) for c, t in zip(contexts, targets))
   # At most a whole rollout, the suffix and an answer as long as a probe's.
   cap = run.max_length + len(suffix) + run.experience.probe_max_answer_len
-  pad = _bucket(longest, cap) - longest
+  rows = anchor.answer_rows(contexts, targets, length=_bucket(longest, cap))
   exp.stats["time_answers_s"] = time.perf_counter() - t0
-  return {k: np.pad(v, ((0, 0), (0, pad))) for k, v in rows.items()}
+  return rows
 
 
 def _policy_batch(run, params, ref_params, exp, logprobs) -> dict:
