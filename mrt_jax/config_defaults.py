@@ -259,6 +259,7 @@ def demo() -> ConfigDict:
   c.num_candidates = 6  # letters per puzzle; a blind forced answer is right w.p. 1/6 (J_0)
   c.num_clues = 3  # clues per puzzle; each useful block checks one and strikes letters
   c.indirect_prob = 0.0  # chance a clue names a letter by a neighbour ("after A"); 0: easy copies
+  c.clue_order = "random"  # the order the warm start's traces check the clues: "random" or "prompt"
   c.waste_prob = 0.5  # chance of a wasteful block (re-checking a used clue) after each useful one
   c.vocab_size = 384  # tiny byte-level BPE tokenizer with R1-Distill special tokens
   c.hidden_size = 128  # D of the tiny Qwen2-style model (0.35M parameters with the rest)
@@ -270,12 +271,14 @@ def demo() -> ConfigDict:
   c.sft_trace_steps = 500  # warm-start SFT steps on whole traces (useful and wasteful blocks)
   c.sft_answer_steps = 200  # then SFT steps, 2 in 3 on answers (μ's forced ones), 1 on traces
   c.sft_problems = 512  # problems whose traces and answers the warm start sees
+  c.sft_traces_per_problem = 1  # traces per SFT problem, each with its own clue order and waste
   c.sft_clue_weight = 8.0  # SFT loss weight of the trace tokens that copy a clue (1: unweighted)
   # SFT loss weight of the tokens after each "Left" line that choose another block or stopping
   # (see mrt_jax.train.demo.trace_weights; 1: unweighted, the demo's measured recipe)
   c.sft_decision_weight = 1.0  # see the two lines above
   c.sft_batch_size = 16  # sequences per SFT step
   c.sft_learning_rate = 3e-3  # peak SFT learning rate (tiny model, few steps)
+  c.sft_weight_decay = 0.0  # the SFT's AdamW weight decay
   # SFT candidates (init and batch-order seeds) to choose the warm start among: a tiny model's
   # SFT outcome varies by seed; the best check pass@1 is kept (mrt_jax.train.warm_start_check)
   c.num_warm_starts = 2  # see the two lines above; 1 = no choice

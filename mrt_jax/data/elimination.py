@@ -62,6 +62,9 @@ _CORPUS_TRACES = 2**32 - 1
 Record = dict[str, Any]
 
 
+CLUE_ORDERS = ("random", "prompt")
+
+
 @dataclasses.dataclass(frozen=True)
 class EliminationConfig:
   """Size of the puzzles and the mix of trace blocks."""
@@ -69,6 +72,7 @@ class EliminationConfig:
   num_clues: int = 3         # C clues; the N-1 wrong letters are split among them
   indirect_prob: float = 0.5  # chance a struck letter is named through "after"/"before"
   waste_prob: float = 0.3    # chance that a wasteful block follows each useful block
+  clue_order: str = "random"  # the order traces check the clues: "random" or "prompt" (as listed)
 
   def __post_init__(self):
     if not 2 <= self.num_candidates <= 26:
@@ -79,6 +83,9 @@ class EliminationConfig:
     for name in ("indirect_prob", "waste_prob"):
       if not 0.0 <= getattr(self, name) <= 1.0:
         raise ValueError(f"EliminationConfig.{name}={getattr(self, name)}: expected in [0, 1]")
+    if self.clue_order not in CLUE_ORDERS:
+      raise ValueError(f"EliminationConfig.clue_order={self.clue_order!r}: expected one of "
+                       f"{CLUE_ORDERS}")
 
 
 def _item(letter: str, candidates: str, rng: np.random.Generator, indirect_prob: float) -> str:
@@ -179,9 +186,11 @@ class Completion(NamedTuple):
 
 def sample_clue_order(problem: Record, rng: np.random.Generator,
                       config: EliminationConfig = EliminationConfig()) -> list[int]:
-  """All clues in random order, each useful block followed w.p. waste_prob by a re-check."""
+  """All clues, in random order or as the prompt lists them (`config.clue_order`), each useful
+  block followed w.p. waste_prob by a re-check of a clue already checked."""
   order: list[int] = []
-  for k in rng.permutation(len(problem["clues"])):
+  num_clues = len(problem["clues"])
+  for k in rng.permutation(num_clues) if config.clue_order == "random" else range(num_clues):
     order.append(int(k))
     if rng.random() < config.waste_prob:
       order.append(order[rng.integers(len(order))])

@@ -46,7 +46,8 @@ MANIFEST = "demo.json"  # in the model directory: the settings the assets were b
 def _task(config: ConfigDict) -> elimination.EliminationConfig:
   d = config.demo
   return elimination.EliminationConfig(num_candidates=d.num_candidates, num_clues=d.num_clues,
-                                       indirect_prob=d.indirect_prob, waste_prob=d.waste_prob)
+                                       indirect_prob=d.indirect_prob, waste_prob=d.waste_prob,
+                                       clue_order=d.clue_order)
 
 
 def trace_tokens(tokenizer, problem: elimination.Record, order: Sequence[int],
@@ -104,17 +105,20 @@ def warm_start_pools(config: ConfigDict, tokenizer, problems
                      ) -> tuple[list[Example], list[Example]]:
   """The warm start's two SFT pools: (traces, meta-prover answers).
 
-  Traces, one per problem: the prompt, then the whole trace (useful and wasteful blocks,
-  "</think>", answer, eos) as targets. Meta-prover answers, four per problem, train the answer
-  letter only: the trace's own answer after "</think>" (one letter left), and μ after the
-  termination suffix at the end of thinking b_N, at a block boundary b_j with j uniform in
-  0..N-1 (the cuts the training probes use) and at a token cut c uniform in 0..b_N (the
+  Traces, `demo.sft_traces_per_problem` per problem (each with its own clue order and
+  re-checks, `elimination.sample_clue_order`), problem by problem: the prompt, then the whole
+  trace (useful and wasteful blocks, "</think>", answer, eos) as targets. Meta-prover answers,
+  four per trace, train the answer letter only: the trace's own answer after "</think>" (one
+  letter left), and μ after the termination suffix at the end of thinking b_N, at a block
+  boundary b_j with j uniform in 0..N-1 (the cuts the training probes use) and at a token cut c uniform in 0..b_N (the
   evaluation's budget cuts fall inside blocks; the guess is among the letters left after the
   blocks that end at or before c). The suffix is never a target: the model would learn to
   write it and stop thinking early. The answers get steps of their own (`train_sft` plan):
   mixed into trace batches, one answer token per example is drowned by the traces' hundreds.
   """
   d = config.demo
+  if d.sft_traces_per_problem < 1:
+    raise ValueError(f"demo.sft_traces_per_problem = {d.sft_traces_per_problem}; expected >= 1")
   rng = np.random.default_rng([d.seed, 1])
   task = _task(config)
   suffix = tokenizer.encode(config.probe.termination_suffix, add_special_tokens=False)
@@ -122,19 +126,20 @@ def warm_start_pools(config: ConfigDict, tokenizer, problems
   traces, answers = [], []
   for problem in problems:
     prompt = tokenizer_lib.render_prompt(tokenizer, problem["problem"])
-    order = elimination.sample_clue_order(problem, rng, task)
-    ids, bounds, weights = trace_tokens(tokenizer, problem, order, d.sft_clue_weight,
-                                        d.sft_decision_weight)
-    traces.append(trace_example(prompt, ids, tokenizer.eos_token_id, weights))
-    # The answer letter is the third token from the end of "\boxed{X}" + eos.
-    answers.append(example((prompt + ids[:-2], False), (ids[-2:-1], True), (ids[-1:] + eos,
-                                                                            False)))
-    j = int(rng.integers(len(bounds) - 1))
-    cut = int(rng.integers(bounds[-1] + 1))
-    done = sum(b <= cut for b in bounds[1:])
-    for at, num_blocks in ((bounds[-1], len(order)), (bounds[j], j), (cut, done)):
-      answers.append(forced_example(prompt, ids, at, elimination.remaining(
-          problem, order[:num_blocks]), suffix, tokenizer, rng))
+    for _ in range(d.sft_traces_per_problem):
+      order = elimination.sample_clue_order(problem, rng, task)
+      ids, bounds, weights = trace_tokens(tokenizer, problem, order, d.sft_clue_weight,
+                                          d.sft_decision_weight)
+      traces.append(trace_example(prompt, ids, tokenizer.eos_token_id, weights))
+      # The answer letter is the third token from the end of "\boxed{X}" + eos.
+      answers.append(example((prompt + ids[:-2], False), (ids[-2:-1], True), (ids[-1:] + eos,
+                                                                              False)))
+      j = int(rng.integers(len(bounds) - 1))
+      cut = int(rng.integers(bounds[-1] + 1))
+      done = sum(b <= cut for b in bounds[1:])
+      for at, num_blocks in ((bounds[-1], len(order)), (bounds[j], j), (cut, done)):
+        answers.append(forced_example(prompt, ids, at, elimination.remaining(
+            problem, order[:num_blocks]), suffix, tokenizer, rng))
   return traces, answers
 
 
@@ -263,6 +268,7 @@ def build_assets(config: ConfigDict) -> None:
             f"{len(answers)} answers", flush=True)
       params, _ = train_sft(model_config, params, [traces, answers], sft_plan(d),
                             batch_size=d.sft_batch_size, learning_rate=d.sft_learning_rate,
+                            weight_decay=d.sft_weight_decay,
                             seed=check.candidate_sft_seed(d.seed, index), progress=True,
                             desc=f"sft {index + 1}/{d.num_warm_starts}")
     if d.num_warm_starts > 1:

@@ -59,13 +59,15 @@ def sft_batch(examples: Sequence[Example], length: int) -> dict[str, np.ndarray]
 
 def train_sft(model_config: ModelConfig, params, pools: Sequence[Sequence[Example]],
               plan: Sequence[int], *, batch_size: int, learning_rate: float,
-              seed: int | Sequence[int], progress: bool = False, desc: str = "sft"
+              seed: int | Sequence[int], weight_decay: float = 0.0, progress: bool = False,
+              desc: str = "sft"
               ) -> tuple[object, list[float]]:
   """Trains one step per entry of `plan`, step i on a random batch of pools[plan[i]].
 
   Every batch is a token mean over its own target tokens, so a pool of examples with few
   targets (e.g. one answer after a long context) gets whole steps of its own instead of a
-  sliver of every step. One AdamW optimizer with a cosine schedule spans the whole plan. With
+  sliver of every step. One AdamW optimizer (decoupled `weight_decay`) with a cosine schedule
+  spans the whole plan. With
   `progress`, a tqdm bar named `desc` shows the steps and the mean loss of the last 10. `seed`
   seeds the batches (anything `np.random.default_rng` takes).
 
@@ -79,7 +81,7 @@ def train_sft(model_config: ModelConfig, params, pools: Sequence[Sequence[Exampl
   # One length for the whole run (one compile): the longest example rounded up to 16 tokens.
   length = -(-max(len(ids) for pool in pools for ids, _ in pool) // 16) * 16
   optimizer = make_optimizer(OptimizerConfig(learning_rate=learning_rate, total_steps=len(plan),
-                                             warmup_ratio=0.05, weight_decay=0.0))
+                                             warmup_ratio=0.05, weight_decay=weight_decay))
   step = make_train_step(model_config, StepConfig(objective="sft"), optimizer)
   state = create_state(params, optimizer)
   rng = np.random.default_rng(seed)

@@ -1,5 +1,7 @@
 """The elimination task: determinism, problem validity, verifier, graded oracle, segmentation."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -119,6 +121,22 @@ def test_forced_prefix_ends_on_a_boundary(tiny_tokenizer):
     assert tiny_tokenizer.decode(ids[:b]) == el.forced_completion(p, order, k, rng).thinking
 
 
+def test_clue_order_is_random_or_the_prompts_with_re_checks_of_used_clues():
+  prompt_order = dataclasses.replace(CONFIG, clue_order="prompt")
+  rng = np.random.default_rng(0)
+  firsts = set()
+  for p in el.generate_problems(20, 0, CONFIG):
+    for config in (CONFIG, prompt_order):
+      order = el.sample_clue_order(p, rng, config)
+      useful = [k for j, k in enumerate(order) if k not in order[:j]]
+      assert sorted(useful) == list(range(len(p["clues"])))  # every clue checked once...
+      if config is prompt_order:
+        assert useful == list(range(len(p["clues"])))  # ... as the prompt lists them
+      else:
+        firsts.add(useful[0])
+  assert len(firsts) > 1  # random order starts at different clues
+
+
 def test_config_errors():
   with pytest.raises(ValueError, match="num_clues=6: expected 1..5"):
     el.EliminationConfig(num_candidates=6, num_clues=6)
@@ -126,3 +144,5 @@ def test_config_errors():
     el.EliminationConfig(num_candidates=1)
   with pytest.raises(ValueError, match="waste_prob=1.5"):
     el.EliminationConfig(waste_prob=1.5)
+  with pytest.raises(ValueError, match="clue_order='sorted': expected one of"):
+    el.EliminationConfig(clue_order="sorted")

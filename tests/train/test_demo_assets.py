@@ -81,6 +81,35 @@ def test_warm_start_answers_follow_the_probe_token_layout(tokenizer):
       assert guess in elimination.remaining(problem, checked)
 
 
+def test_several_traces_per_problem_and_the_prompts_clue_order(tokenizer):
+  """demo.sft_traces_per_problem traces (and their four answers each) per problem, problem by
+  problem, each with its own re-checks; with demo.clue_order=prompt each checks the clues as the
+  prompt lists them."""
+  config = _config("/unused", "demo.sft_traces_per_problem=3", "demo.clue_order=prompt",
+                   "demo.waste_prob=0.5")
+  problems = elimination.generate_problems(6, 3, demo._task(config))
+  traces, answers = demo.warm_start_pools(config, tokenizer, problems)
+  assert len(traces) == 3 * 6 and len(answers) == 4 * 3 * 6
+  distinct = 0
+  for i, problem in enumerate(problems):
+    prompt = tokenizer_lib.render_prompt(tokenizer, problem["problem"])
+    texts = set()
+    for ids, _ in traces[3 * i:3 * i + 3]:
+      assert ids[:len(prompt)] == prompt
+      text = tokenizer.decode(ids[len(prompt):-1])
+      checked = elimination.checked_clues(text, problem)
+      assert [k for j, k in enumerate(checked) if k not in checked[:j]] == list(
+          range(len(problem["clues"])))
+      texts.add(text)
+    for ids, mask in answers[12 * i:12 * i + 12]:
+      assert ids[:len(prompt)] == prompt
+    distinct += len(texts) > 1
+  assert distinct > 0  # the re-checks differ between a problem's traces
+  with pytest.raises(ValueError, match="demo.sft_traces_per_problem = 0"):
+    demo.warm_start_pools(_config("/unused", "demo.sft_traces_per_problem=0"), tokenizer,
+                          problems)
+
+
 def test_clue_copy_and_decision_tokens_are_weighted(tokenizer):
   """With demo.sft_clue_weight, exactly the tokens that copy each clue line's letters and period
   from the prompt carry that weight; with demo.sft_decision_weight, exactly the tokens between
@@ -122,6 +151,15 @@ def test_sft_learns_a_fixed_pool():
   _, losses = train_sft(config, params, [pool, pool[:1]], [0] * 30 + [1] * 10, batch_size=4,
                         learning_rate=1e-2, seed=0)
   assert len(losses) == 40 and losses[-1] < 0.25 * losses[0]
+  # Decoupled weight decay scales every weight by 1 - lr_t × wd per step on top of the updates:
+  # the cosine schedule's lr_t sum to about 0.2 over these 40 steps, so wd = 3 leaves about
+  # exp(-0.6) = 0.55 of the norm.
+  decayed, _ = train_sft(config, params, [pool, pool[:1]], [0] * 30 + [1] * 10, batch_size=4,
+                         learning_rate=1e-2, seed=0, weight_decay=3.0)
+  trained, _ = train_sft(config, params, [pool, pool[:1]], [0] * 30 + [1] * 10, batch_size=4,
+                         learning_rate=1e-2, seed=0)
+  norm = lambda tree: float(np.sqrt(sum(np.sum(np.square(x)) for x in jax.tree.leaves(tree))))
+  assert norm(decayed) < 0.75 * norm(trained)
   with pytest.raises(ValueError, match="pools of sizes \\[4, 0\\]"):
     train_sft(config, params, [pool, []], [0], batch_size=2, learning_rate=1e-2, seed=0)
   with pytest.raises(ValueError, match="plan of 1 steps over pools \\[2\\]"):
