@@ -31,6 +31,7 @@ import jax
 import numpy as np
 from ml_collections import ConfigDict
 
+from mrt_jax import config_defaults as defaults
 from mrt_jax import models
 from mrt_jax.data import elimination
 from mrt_jax.data.sources import write_jsonl
@@ -163,13 +164,19 @@ def manifest(config: ConfigDict) -> dict:
 
 
 def check_manifest(config: ConfigDict) -> None:
-  """Raises if the model directory was built from other demo settings than `config`'s."""
+  """Raises if the model directory was built from other demo settings than `config`'s.
+
+  A demo field that the manifest lacks (added to mrt_jax after the build) counts as built with
+  its default, the behaviour from before the field existed.
+  """
   path = os.path.join(config.model.path, MANIFEST)
   built = None
   if os.path.exists(path):
     with open(path, encoding="utf-8") as f:
       built = json.load(f)
   want = json.loads(json.dumps(manifest(config)))
+  if built is not None:  # A field added since the build was built with its default.
+    built["demo"] = {**json.loads(json.dumps(defaults.demo().to_dict())), **built["demo"]}
   if built is not None and {k: built.get(k) for k in want} == want:
     return  # the settings match; the record of the warm-start choice is not a setting
   if built is None:

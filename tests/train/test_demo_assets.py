@@ -173,10 +173,17 @@ def test_model_built_from_other_settings_is_an_error(tmp_path):
   other = _config(str(tmp_path), "demo.waste_prob=0.1")
   with pytest.raises(ValueError, match="demo.waste_prob: built 0.5, config 0.1"):
     demo.build_assets(other)
-  # Assets whose forced answers were laid out otherwise (an older segmenter) are refused too.
   path = os.path.join(config.model.path, demo.MANIFEST)
   with open(path, encoding="utf-8") as f:
     built = json.load(f)
+  # A manifest from before a field existed: read as built with the field's default.
+  older = {k: v for k, v in built["demo"].items() if k != "clue_order"}
+  with open(path, "w", encoding="utf-8") as f:
+    json.dump({**built, "demo": older}, f)
+  demo.build_assets(config)
+  with pytest.raises(ValueError, match="demo.clue_order: built 'random', config 'prompt'"):
+    demo.build_assets(_config(str(tmp_path), "demo.clue_order=prompt"))
+  # Assets whose forced answers were laid out otherwise (an older segmenter) are refused too.
   with open(path, "w", encoding="utf-8") as f:
     json.dump({**built, "probe_layout": "older"}, f)
   with pytest.raises(ValueError, match="the forced answers' layout \\(built 'older'"):
