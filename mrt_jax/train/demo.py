@@ -111,11 +111,12 @@ def warm_start_pools(config: ConfigDict, tokenizer, problems
   trace (useful and wasteful blocks, "</think>", answer, eos) as targets. Meta-prover answers,
   four per trace, train the answer letter only: the trace's own answer after "</think>" (one
   letter left), and μ after the termination suffix at the end of thinking b_N, at a block
-  boundary b_j with j uniform in 0..N-1 (the cuts the training probes use) and at a token cut c uniform in 0..b_N (the
-  evaluation's budget cuts fall inside blocks; the guess is among the letters left after the
-  blocks that end at or before c). The suffix is never a target: the model would learn to
-  write it and stop thinking early. The answers get steps of their own (`train_sft` plan):
-  mixed into trace batches, one answer token per example is drowned by the traces' hundreds.
+  boundary b_j with j uniform in 0..N-1 (the cuts the training probes use) and at a token cut
+  c uniform in 0..b_N (the evaluation's budget cuts fall inside blocks; the guess is among the
+  letters left after the blocks that end at or before c). The suffix is never a target: the
+  model would learn to write it and stop thinking early. The answers get steps of their own
+  (`train_sft` plan): mixed into trace batches, one answer token per example is drowned by the
+  traces' hundreds.
   """
   d = config.demo
   if d.sft_traces_per_problem < 1:
