@@ -67,9 +67,8 @@ def train_sft(model_config: ModelConfig, params, pools: Sequence[Sequence[Exampl
   Every batch is a token mean over its own target tokens, so a pool of examples with few
   targets (e.g. one answer after a long context) gets whole steps of its own instead of a
   sliver of every step. One AdamW optimizer (decoupled `weight_decay`) with a cosine schedule
-  spans the whole plan. With
-  `progress`, a tqdm bar named `desc` shows the steps and the mean loss of the last 10. `seed`
-  seeds the batches (anything `np.random.default_rng` takes).
+  spans the whole plan. With `progress`, a tqdm bar named `desc` shows the steps and the mean
+  loss of the last 10. `seed` seeds the batches (anything `np.random.default_rng` takes).
 
   Returns:
     (params, per-step losses).

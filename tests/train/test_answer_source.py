@@ -4,14 +4,13 @@ import types
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from model_fixtures import tiny_config
 from mrt_jax import models
 from mrt_jax.learner.state import param_shardings
 from mrt_jax.models.sharding import SAMPLE_RULES, make_mesh
 from mrt_jax.sampling import Sampler
 from mrt_jax.train import loop
-from tests.model_fixtures import tiny_config
 
 CONTEXTS = [[5, 6, 7, 8], [9, 10, 11], [12, 13, 14, 15, 16]]
 

@@ -101,7 +101,7 @@ def test_several_traces_per_problem_and_the_prompts_clue_order(tokenizer):
       assert [k for j, k in enumerate(checked) if k not in checked[:j]] == list(
           range(len(problem["clues"])))
       texts.add(text)
-    for ids, mask in answers[12 * i:12 * i + 12]:
+    for ids, _ in answers[12 * i:12 * i + 12]:
       assert ids[:len(prompt)] == prompt
     distinct += len(texts) > 1
   assert distinct > 0  # the re-checks differ between a problem's traces
