@@ -14,9 +14,10 @@ Batch fields (all [B, T], aligned with `tokens`; entry t concerns token t):
 With `loss.answer_nll_coef` λ > 0 (objective "policy"), also answer_tokens int32 and
 answer_mask f32 ([B, T'], any T'): one forced-answer row per rollout, the meta-prover's context
 (prompt, the trace cut at a boundary, the termination suffix) then an answer (the warm start's
-or the reference, `loss.answer_target`), the mask on those targets (`mrt_jax.train.anchor`). The loss adds λ × their token-
-mean NLL (at temperature 1, over the whole batch's answer tokens): maximum likelihood of the
-meta-prover μ, so that RL on natural rollouts does not erode the J that progress reads.
+or the reference, `loss.answer_target`), the mask on those targets (`mrt_jax.train.anchor`).
+The loss adds λ × their token-mean NLL (at temperature 1, over the whole batch's answer
+tokens): maximum likelihood of the meta-prover μ, so that RL on natural rollouts does not erode
+the J that progress reads.
 """
 
 from __future__ import annotations

@@ -124,25 +124,35 @@ def warm_start_pools(config: ConfigDict, tokenizer, problems
   rng = np.random.default_rng([d.seed, 1])
   task = _task(config)
   suffix = tokenizer.encode(config.probe.termination_suffix, add_special_tokens=False)
-  eos = [tokenizer.eos_token_id]
   traces, answers = [], []
   for problem in problems:
     prompt = tokenizer_lib.render_prompt(tokenizer, problem["problem"])
     for _ in range(d.sft_traces_per_problem):
       order = elimination.sample_clue_order(problem, rng, task)
-      ids, bounds, weights = trace_tokens(tokenizer, problem, order, d.sft_clue_weight,
-                                          d.sft_decision_weight)
-      traces.append(trace_example(prompt, ids, tokenizer.eos_token_id, weights))
-      # The answer letter is the third token from the end of "\boxed{X}" + eos.
-      answers.append(example((prompt + ids[:-2], False), (ids[-2:-1], True), (ids[-1:] + eos,
-                                                                              False)))
-      j = int(rng.integers(len(bounds) - 1))
-      cut = int(rng.integers(bounds[-1] + 1))
-      done = sum(b <= cut for b in bounds[1:])
-      for at, num_blocks in ((bounds[-1], len(order)), (bounds[j], j), (cut, done)):
-        answers.append(forced_example(prompt, ids, at, elimination.remaining(
-            problem, order[:num_blocks]), suffix, tokenizer, rng))
+      trace, trace_answers = _trace_examples(config, tokenizer, problem, prompt, order, suffix,
+                                             rng)
+      traces.append(trace)
+      answers.extend(trace_answers)
   return traces, answers
+
+
+def _trace_examples(config: ConfigDict, tokenizer, problem: elimination.Record,
+                    prompt: Sequence[int], order: Sequence[int], suffix: Sequence[int],
+                    rng: np.random.Generator) -> tuple[Example, list[Example]]:
+  """One trace's SFT example and its four answers (`warm_start_pools`)."""
+  d = config.demo
+  eos = [tokenizer.eos_token_id]
+  ids, bounds, weights = trace_tokens(tokenizer, problem, order, d.sft_clue_weight,
+                                      d.sft_decision_weight)
+  # The answer letter is the third token from the end of "\boxed{X}" + eos.
+  answers = [example((prompt + ids[:-2], False), (ids[-2:-1], True), (ids[-1:] + eos, False))]
+  j = int(rng.integers(len(bounds) - 1))
+  cut = int(rng.integers(bounds[-1] + 1))
+  done = sum(b <= cut for b in bounds[1:])
+  for at, num_blocks in ((bounds[-1], len(order)), (bounds[j], j), (cut, done)):
+    answers.append(forced_example(prompt, ids, at, elimination.remaining(
+        problem, order[:num_blocks]), suffix, tokenizer, rng))
+  return trace_example(prompt, ids, tokenizer.eos_token_id, weights), answers
 
 
 def sft_plan(d: ConfigDict) -> list[int]:
