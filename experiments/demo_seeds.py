@@ -1,6 +1,6 @@
 """The whole CPU demo, warm start included, over several seeds: does training beat the warm start?
 
-  nice -n 10 python experiments/demo_seeds.py                # seeds 0..4 (docs/RESULTS.md)
+  nice -n 10 python experiments/demo_seeds.py                # seeds 0..9 (docs/RESULTS.md)
   python experiments/demo_seeds.py --quick                   # smoke run, not a result
 
 For seed S it runs the README's first command as a new user would,
@@ -151,7 +151,7 @@ def table(record: dict) -> str:
 
 
 def main(argv=None) -> None:
-  parser = reproduce_demo.study_parser(__doc__, "demo_seeds", "0,1,2,3,4", "0",
+  parser = reproduce_demo.study_parser(__doc__, "demo_seeds", "0,1,2,3,4,5,6,7,8,9", "0",
                                        "RESULTS.md and demo_seeds.json")
   args = parser.parse_args(argv)
   out, docs, seeds = reproduce_demo.study_paths(args)
