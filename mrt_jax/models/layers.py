@@ -119,7 +119,8 @@ def _attention(q_BxTxHxE: jax.Array, k_BxSxKxE: jax.Array, v_BxSxKxE: jax.Array,
 
 def attention_parts(q_BxTxHxE: jax.Array,
                     parts: Sequence[tuple[jax.Array, jax.Array, jax.Array]],
-                    prefix: tuple[jax.Array, jax.Array, jax.Array] | None = None) -> jax.Array:
+                    prefix: tuple[jax.Array, jax.Array, jax.Array] | None = None,
+                    first_keys_ExS: bool = False) -> jax.Array:
   """Grouped-query attention over several key/value sets as one softmax over their union.
 
   Equals `attention` over the concatenated keys/values, without materializing the
@@ -135,6 +136,7 @@ def attention_parts(q_BxTxHxE: jax.Array,
       (M = B // R) reads prefix row r where mask_BxP[b] is True (for all of the row's queries).
       The einsum batches over R, so the M rows of a group share each prefix key: the prefix is
       never copied per row.
+    first_keys_ExS: the first part's keys are laid out [B, K, E, S] (`KVCache.keys_ExS`).
   """
   B, T, H, E = q_BxTxHxE.shape
   K = parts[0][0].shape[1]
@@ -144,8 +146,9 @@ def attention_parts(q_BxTxHxE: jax.Array,
   # Each part's logits stay in its own layout; only per-query statistics [B, K, G, T] and
   # outputs [B, K, G, T, E] are brought together (a softmax over the union in two passes).
   logits = []
-  for k_BxKxSxE, _, mask_BxTxS in parts:
-    logits_BxKxGxTxS = jnp.einsum("BKGTE,BKSE->BKGTS", q_BxKxGxTxE, k_BxKxSxE,
+  for i, (k_BxKxSxE, _, mask_BxTxS) in enumerate(parts):
+    keys = "BKES" if i == 0 and first_keys_ExS else "BKSE"
+    logits_BxKxGxTxS = jnp.einsum(f"BKGTE,{keys}->BKGTS", q_BxKxGxTxE, k_BxKxSxE,
                                   preferred_element_type=jnp.float32) * scale
     logits.append(jnp.where(mask_BxTxS[:, None, None], logits_BxKxGxTxS, _MASK_VALUE))
   if prefix is not None:

@@ -55,11 +55,15 @@ class KVCache:
   v_LxBxKxSxE: jax.Array | tuple[jax.Array, ...]
   lengths_B: jax.Array  # int32
   start_B: jax.Array  # int32: entry of each row's position 0
+  # Per-layer key buffers laid out [B, K, E, S] instead (a decode phase's layout on XLA:CPU,
+  # `sampling.decode.phase`): the keys' product with the queries then reads them in the
+  # layout the CPU's dot kernels take, not transposing every layer's keys on every step.
+  keys_ExS: bool = flax.struct.field(pytree_node=False, default=False)
 
   @property
   def max_len(self) -> int:
-    k = self.k_LxBxKxSxE
-    return k[0].shape[2] if isinstance(k, tuple) else k.shape[3]
+    v = self.v_LxBxKxSxE
+    return v[0].shape[2] if isinstance(v, tuple) else v.shape[3]
 
 
 def unstack_layers(cache: KVCache) -> KVCache:
@@ -113,17 +117,19 @@ def _layer(config: ModelConfig, rules: Rules, p: dict[str, jax.Array], x_BxTxD: 
            cos_BxTxE: jax.Array, sin_BxTxE: jax.Array, self_mask_BxTxT: jax.Array,
            kv: tuple[jax.Array, jax.Array] | None, cache_mask_BxTxS: jax.Array | None,
            prefix_kv: tuple[jax.Array, jax.Array] | None, prefix_mask_BxP: jax.Array | None,
-           write: Any = None):
+           write: Any = None, keys_ExS: bool = False):
   """One decoder block; returns the new activations and the new tokens' (k, v) [B, T, K, E].
 
   The new tokens attend to each other where `self_mask` allows, to this layer's cache `kv`
   (k, v) [B, K, S, E] (or None) where `cache_mask` allows, and to this layer's prefix
   `prefix_kv` (k, v) [R, K, P, E] (or None) where `prefix_mask` allows.
 
-  With `write` (cache, new [B, T, K, E]) -> (stored, view), the new keys/values are written
+  With `write` a pair of functions (cache, new [B, T, K, E]) -> (stored, view), for the keys
+  and for the values, the new keys/values are written
   into `kv` first and the tokens attend to the updated layer cache `view` [B, K, S, E] alone
   (`cache_mask` must then show each token its own entry); the `stored` (k, v) are returned
-  instead of the new entries (the written buffers, which may hold every layer).
+  instead of the new entries (the written buffers, which may hold every layer). With
+  `keys_ExS` the layer's cached keys are laid out [B, K, E, S] (`KVCache.keys_ExS`).
   """
   c = config
   h_BxTxD = layers.rms_norm(x_BxTxD, p["attn_norm"], c.rms_norm_eps)
@@ -143,7 +149,8 @@ def _layer(config: ModelConfig, rules: Rules, p: dict[str, jax.Array], x_BxTxD: 
 
   new_kv = (k_BxTxKxE, v_BxTxKxE)
   if write is not None:
-    (k_stored, k_view), (v_stored, v_view) = write(kv[0], k_BxTxKxE), write(kv[1], v_BxTxKxE)
+    (k_stored, k_view) = write[0](kv[0], k_BxTxKxE)
+    (v_stored, v_view) = write[1](kv[1], v_BxTxKxE)
     kv, new_kv = (k_view, v_view), (k_stored, v_stored)
   if kv is None and prefix_kv is None:
     attn_BxTxHxE = layers.attention(q_BxTxHxE, k_BxTxKxE, v_BxTxKxE, self_mask_BxTxT)
@@ -158,7 +165,7 @@ def _layer(config: ModelConfig, rules: Rules, p: dict[str, jax.Array], x_BxTxD: 
     prefix = None
     if prefix_kv is not None:
       prefix = (prefix_kv[0].astype(dtype), prefix_kv[1].astype(dtype), prefix_mask_BxP)
-    attn_BxTxHxE = layers.attention_parts(q_BxTxHxE, parts, prefix)
+    attn_BxTxHxE = layers.attention_parts(q_BxTxHxE, parts, prefix, first_keys_ExS=keys_ExS)
   out_BxTxD = jnp.einsum("BTHE,HED->BTD", attn_BxTxHxE, p["o"])
   if c.o_bias:
     out_BxTxD = out_BxTxD + p["o_bias"][None, None]
@@ -277,6 +284,10 @@ def forward(config: ModelConfig, params: Params, tokens: jax.Array,
   x_BxTxD = jnp.take(embedding_VxD, tokens, axis=0).astype(dtype)
   x_BxTxD = constrain(x_BxTxD, ("batch", "seq", "act_embed"), rules)
   cos_BxTxE, sin_BxTxE = layers.rope_cos_sin(config, positions_BxT)
+  if not scan_layers:
+    # Computed once: XLA would otherwise fuse the cos/sin into every unrolled layer's rope
+    # and evaluate them L times over (a few % of a small model's decode step on XLA:CPU).
+    cos_BxTxE, sin_BxTxE = jax.lax.optimization_barrier((cos_BxTxE, sin_BxTxE))
 
   self_mask_BxTxT = positions_BxT[:, None, :] <= positions_BxT[:, :, None]
   if start_B is not None:  # no query attends to left padding
@@ -306,6 +317,16 @@ def forward(config: ModelConfig, params: Params, tokens: jax.Array,
     prefix_mask_BxP = (prefix_pos_BxP >= 0) & (prefix_pos_BxP < prefix.boundaries_B[:, None])
     prefix_kv_all = (prefix.cache.k_LxBxKxSxE, prefix.cache.v_LxBxKxSxE)
 
+  keys_ExS = cache is not None and cache.keys_ExS
+  if keys_ExS and (write_at is None or not per_layer):
+    raise ValueError("forward: keys laid out [B, K, E, S] (KVCache.keys_ExS) are for per-layer "
+                     "buffers written at a common entry (write_at)")
+
+  def write_keys_ExS(c_BxKxExS, n_BxTxKxE):  # per-layer key buffer [B, K, E, S]
+    n_BxKxExT = jnp.transpose(n_BxTxKxE.astype(c_BxKxExS.dtype), (0, 2, 3, 1))
+    c_BxKxExS = jax.lax.dynamic_update_slice(c_BxKxExS, n_BxKxExT, (0, 0, 0, write_at))
+    return c_BxKxExS, c_BxKxExS
+
   def write_layer(c_BxKxSxE, n_BxTxKxE):  # per-layer buffer: stored = view
     n_BxTxKxE = n_BxTxKxE.astype(c_BxKxSxE.dtype)
     if write_at is not None:
@@ -325,8 +346,11 @@ def forward(config: ModelConfig, params: Params, tokens: jax.Array,
     return c_LxBxKxSxE, c_LxBxKxSxE[i]
 
   def layer(x_BxTxD, p, kv, prefix_kv, write):
+    write = None if write is None else (write, write)
+    if keys_ExS:
+      write = (write_keys_ExS, write_layer)
     return _layer(config, rules, _cast(p, dtype), x_BxTxD, cos_BxTxE, sin_BxTxE, self_mask_BxTxT,
-                  kv, cache_mask_BxTxS, prefix_kv, prefix_mask_BxP, write)
+                  kv, cache_mask_BxTxS, prefix_kv, prefix_mask_BxP, write, keys_ExS)
 
   at = lambda kv, i: None if kv is None else (kv[0][i], kv[1][i])
   new_kv = None

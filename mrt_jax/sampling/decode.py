@@ -87,11 +87,14 @@ _split_layers = jax.jit(unstack_params)
 
 
 def _constrain_cache(cache: KVCache, rules: Rules) -> KVCache:
-  def one(a):
+  def one(a, axes=CACHE_AXES):
     if isinstance(a, tuple):  # per-layer buffers (`unstack_layers`)
-      return tuple(constrain(x, CACHE_AXES[1:], rules) for x in a)
-    return constrain(a, CACHE_AXES, rules)
-  return cache.replace(k_LxBxKxSxE=one(cache.k_LxBxKxSxE), v_LxBxKxSxE=one(cache.v_LxBxKxSxE),
+      return tuple(constrain(x, axes[1:], rules) for x in a)
+    return constrain(a, axes, rules)
+  key_axes = (("layers", "batch", "kv_heads", "head_dim", "cache_seq") if cache.keys_ExS
+              else CACHE_AXES)
+  return cache.replace(k_LxBxKxSxE=one(cache.k_LxBxKxSxE, key_axes),
+                       v_LxBxKxSxE=one(cache.v_LxBxKxSxE),
                        lengths_B=constrain(cache.lengths_B, ("batch",), rules),
                        start_B=constrain(cache.start_B, ("batch",), rules))
 
@@ -195,12 +198,13 @@ def start(first_logits_BxV: jax.Array, rule_arrays: RuleArrays, keys_B: jax.Arra
 
 
 @functools.partial(jax.jit, static_argnames=("config", "rules", "compute_dtype", "steps",
-                                             "scan_layers", "feed_last"),
+                                             "scan_layers", "feed_last", "keys_ExS"),
                    donate_argnames=("cache",))
 def phase(config: ModelConfig, params: Params, cache: KVCache, rows: Rows,
           rule_arrays: RuleArrays, prefix: Prefix | None = None, *, rules: Rules,
           compute_dtype: Any, steps: int, scan_layers: bool = True,
-          feed_last: bool = True) -> tuple[KVCache, Rows, jax.Array, jax.Array]:
+          feed_last: bool = True,
+          keys_ExS: bool = False) -> tuple[KVCache, Rows, jax.Array, jax.Array]:
   """Up to `steps` decode steps of every row in one `lax.while_loop` over a static window.
 
   Each step feeds every pending row's last token (all rows write at one common entry) and
@@ -219,6 +223,8 @@ def phase(config: ModelConfig, params: Params, cache: KVCache, rows: Rows,
     scan_layers: scan (True) or unroll the layer loop (`models.forward`).
     feed_last: run until every emitted token is fed (so that the cache is complete), not only
       until every row has emitted its last token (one forward pass sooner).
+    keys_ExS: with unrolled layers, hold the keys as [B, K, E, S] inside the loop
+      (`KVCache.keys_ExS`): transposed once on the way in and once on the way out.
 
   Returns:
     (cache, rows, tokens [B, C], log-probs [B, C]): step i's emitted tokens (-1 for rows that
@@ -239,6 +245,10 @@ def phase(config: ModelConfig, params: Params, cache: KVCache, rows: Rows,
     # copies a slice of a stacked array on every step). Best split once per sampler call
     # (`params_in_layout`); stacked ones are split here, once per phase.
     params = unstack_params(params)
+  swap_keys = lambda c, flag: c.replace(
+      k_LxBxKxSxE=tuple(jnp.swapaxes(k, 2, 3) for k in c.k_LxBxKxSxE), keys_ExS=flag)
+  if keys_ExS and not scan_layers:
+    cache = _constrain_cache(swap_keys(cache, True), rules)
 
   def body(carry):
     i, cache, rows, tokens_BxC, logprobs_BxC = carry
@@ -262,6 +272,8 @@ def phase(config: ModelConfig, params: Params, cache: KVCache, rows: Rows,
   init = (jnp.int32(0), cache, _constrain_rows(rows, rules),
           jnp.full((B, steps), -1, jnp.int32), jnp.zeros((B, steps), jnp.float32))
   _, cache, rows, tokens_BxC, logprobs_BxC = jax.lax.while_loop(cond, body, init)
+  if cache.keys_ExS:
+    cache = _constrain_cache(swap_keys(cache, False), rules)
   return cache, rows, tokens_BxC, logprobs_BxC
 
 

@@ -83,6 +83,11 @@ class Sampler:
       row kept until the last one finishes (the static batch; the same tokens).
     min_phase_tokens: steps of the shortest phase (each phase is a quarter of its window,
       rounded up to a power of two, at least this many steps).
+    keys_ExS: decode phases hold each layer's keys as [B, K, E, S] (`KVCache.keys_ExS`; the
+      cache enters and leaves a phase in the usual [B, K, S, E]). XLA:CPU's dot kernels take
+      the keys in that layout; in [B, K, S, E] they transpose every layer's keys on every
+      step. The same tokens either way. None: on where the sampler runs on CPU (measured
+      faster there, BENCHMARKS.md); off on TPU and GPU. Needs scan_layers=False.
   """
   config: ModelConfig
   prompt_buckets: tuple[int, ...] = (32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384,
@@ -98,6 +103,7 @@ class Sampler:
   max_batch_rows: int | None = None
   phased: bool = True
   min_phase_tokens: int = 64
+  keys_ExS: bool | None = None
 
   def __post_init__(self):
     n = self.max_batch_rows
@@ -106,6 +112,9 @@ class Sampler:
                        f"{self._batch_multiple()} batch shards, got {n}")
     if self.min_phase_tokens < 1:
       raise ValueError(f"min_phase_tokens must be >= 1, got {self.min_phase_tokens}")
+    if self.keys_ExS and self.scan_layers:
+      raise ValueError("keys_ExS=True lays out per-layer key buffers; it needs "
+                       "scan_layers=False")
 
   # --- helpers shared with fork.py ------------------------------------------------------------
 
@@ -119,6 +128,13 @@ class Sampler:
     axes = self.rules["batch"]
     axes = (axes,) if isinstance(axes, str) else tuple(axes or ())
     return int(np.prod([self.mesh.shape[a] for a in axes if a in self.mesh.shape]))
+
+  def _keys_ExS(self) -> bool:
+    if self.keys_ExS is not None:
+      return self.keys_ExS
+    platform = (self.mesh.devices.flat[0].platform if self.mesh is not None
+                else jax.default_backend())
+    return platform == "cpu" and not self.scan_layers
 
   def _context(self):
     return jax.set_mesh(self.mesh) if self.mesh is not None else contextlib.nullcontext()
@@ -176,7 +192,7 @@ class Sampler:
     """Decodes `num_seqs` sequences admitted by `admit` (`schedule.run`)."""
     rule_arrays = rules.to_arrays(self.config.vocab_size, new_tokens)
     static = dict(rules=self.rules, compute_dtype=self.compute_dtype,
-                  scan_layers=self.scan_layers, feed_last=feed_last)
+                  scan_layers=self.scan_layers, feed_last=feed_last, keys_ExS=self._keys_ExS())
     return schedule.run(
         admit=admit, num_seqs=num_seqs, budgets=budgets, slots=slots, keep_all=keep_all,
         park=park,

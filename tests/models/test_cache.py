@@ -179,6 +179,37 @@ def test_end_aligned_prefill_then_steps_at_a_common_entry(scan_layers):
     np.testing.assert_allclose(a, b, rtol=0, atol=TOL)
 
 
+def test_keys_laid_out_ExS_decode_as_the_usual_layout():
+  """Per-layer key buffers held [B, K, E, S] (`KVCache.keys_ExS`, the CPU decode loop's
+  layout): three steps at a common entry give the logits of the usual [B, K, S, E] buffers and
+  the same keys, transposed; values are untouched."""
+  config = _config()
+  p = transformer.unstack_params(_params(config, 4))
+  rng = np.random.default_rng(2)
+  lengths = np.array([6, 2, 4])
+  padded = jnp.asarray(rng.integers(0, config.vocab_size, size=(3, 6)), jnp.int32)
+  _, cache = models.forward(config, p, padded, cache_len=10, start_B=jnp.asarray(6 - lengths),
+                            layer_buffers=True, scan_layers=False)
+  swapped = cache.replace(k_LxBxKxSxE=tuple(jnp.swapaxes(k, 2, 3) for k in cache.k_LxBxKxSxE),
+                          keys_ExS=True)
+  assert swapped.max_len == cache.max_len == 10
+  for j in range(3):
+    nxt = jnp.asarray(rng.integers(0, config.vocab_size, size=(3, 1)), jnp.int32)
+    kw = dict(scan_layers=False, write_at=jnp.int32(6 + j))
+    ref_logits, cache = models.forward(config, p, nxt, cache=cache, **kw)
+    logits, swapped = models.forward(config, p, nxt, cache=swapped, **kw)
+    np.testing.assert_allclose(logits, ref_logits, rtol=0, atol=TOL)
+  assert swapped.keys_ExS
+  for a, b in zip(swapped.k_LxBxKxSxE, cache.k_LxBxKxSxE):
+    np.testing.assert_array_equal(jnp.swapaxes(a, 2, 3), b)
+  for a, b in zip(swapped.v_LxBxKxSxE, cache.v_LxBxKxSxE):
+    np.testing.assert_array_equal(a, b)
+  np.testing.assert_array_equal(swapped.lengths_B, cache.lengths_B)
+  # The layout is for per-layer buffers written at a common entry only.
+  with pytest.raises(ValueError, match=r"keys laid out \[B, K, E, S\].*write_at"):
+    models.forward(config, p, nxt, cache=swapped, scan_layers=False)
+
+
 def test_start_and_write_entry_need_their_kind_of_call():
   config = _config()
   params = _params(config, 0)

@@ -5,6 +5,7 @@ until the last row finishes. Short phases (`min_phase_tokens=16`) make a 40-toke
 over three windows, with rows leaving after 3 tokens.
 """
 
+import jax
 import numpy as np
 import pytest
 
@@ -133,6 +134,30 @@ def test_kept_cache_parks_finished_rows_and_equals_the_static_batch(setup, monke
                static.fork(params, ref.cache, probes, **fork_kwargs))
 
 
+def test_keys_held_ExS_in_the_phases_give_the_same_tokens(setup):
+  """Decode phases holding each layer's keys [B, K, E, S] (`Sampler.keys_ExS`; the default on
+  CPU) against the usual layout: the same tokens and log-probs for ragged rows, the same kept
+  cache (it leaves a phase in the usual layout) and the same forked probes."""
+  config, params, prompts, _, stop = setup
+  assert sampling.Sampler(config)._keys_ExS() == (jax.default_backend() == "cpu")
+  assert not sampling.Sampler(config, scan_layers=True)._keys_ExS()
+  kwargs = dict(max_new_tokens=BUDGETS, temperature=1.0, top_p=0.9, stop_token_ids=stop,
+                num_samples=2, seed=8, keep_cache=True)
+  runs = {}
+  for flag in (False, True):
+    sampler = sampling.Sampler(config, min_phase_tokens=16, keys_ExS=flag)
+    assert sampler._keys_ExS() is flag
+    got = sampler.generate(params, prompts, **kwargs)
+    probes = [sampling.Probe(0, 2, (7, 8), 2), sampling.Probe(3, 9, (9,))]
+    runs[flag] = got, sampler.fork(params, got.cache, probes, max_new_tokens=24,
+                                   temperature=1.0, seed=2)
+  _assert_same(runs[True][0], runs[False][0])
+  assert not runs[True][0].cache.keys_ExS
+  for a, b in zip(jax.tree.leaves(runs[True][0].cache), jax.tree.leaves(runs[False][0].cache)):
+    np.testing.assert_allclose(a, b, rtol=0, atol=LOGPROB_TOL)
+  _assert_same(runs[True][1], runs[False][1])
+
+
 def test_bad_settings_name_the_field(setup):
   config, params, prompts, _, _ = setup
   for n in (3, 0):
@@ -140,6 +165,8 @@ def test_bad_settings_name_the_field(setup):
       sampling.Sampler(config, max_batch_rows=n)
   with pytest.raises(ValueError, match="min_phase_tokens must be >= 1"):
     sampling.Sampler(config, min_phase_tokens=0)
+  with pytest.raises(ValueError, match="keys_ExS=True .* needs scan_layers=False"):
+    sampling.Sampler(config, keys_ExS=True, scan_layers=True)
   sampler = sampling.Sampler(config, max_batch_rows=2)
   with pytest.raises(ValueError, match="num_samples=4 is more than the max_batch_rows=2"):
     sampler.generate(params, prompts, max_new_tokens=8, num_samples=4)
