@@ -166,7 +166,10 @@ def _layer(config: ModelConfig, rules: Rules, p: dict[str, jax.Array], x_BxTxD: 
     if prefix_kv is not None:
       prefix = (prefix_kv[0].astype(dtype), prefix_kv[1].astype(dtype), prefix_mask_BxP)
     attn_BxTxHxE = layers.attention_parts(q_BxTxHxE, parts, prefix, first_keys_ExS=keys_ExS)
-  out_BxTxD = jnp.einsum("BTHE,HED->BTD", attn_BxTxHxE, p["o"])
+  if "o_EHD" in p:  # the sampler's CPU layout (`sampling.decode.params_in_layout`)
+    out_BxTxD = jnp.einsum("BTHE,EHD->BTD", attn_BxTxHxE, p["o_EHD"])
+  else:
+    out_BxTxD = jnp.einsum("BTHE,HED->BTD", attn_BxTxHxE, p["o"])
   if c.o_bias:
     out_BxTxD = out_BxTxD + p["o_bias"][None, None]
   x_BxTxD = constrain(x_BxTxD + out_BxTxD, ("batch", "seq", "act_embed"), rules)

@@ -72,18 +72,28 @@ def in_layout(cache: KVCache, scan_layers: bool) -> KVCache:
   return cache
 
 
-def params_in_layout(params: Params, scan_layers: bool) -> Params:
+def params_in_layout(params: Params, scan_layers: bool, o_EHD: bool = False) -> Params:
   """The params as the layer loop reads them: stacked for a scan, per-layer when unrolled.
 
   A sampler call splits the stacked weights once, here, for all its prefills and phases
-  (each would otherwise copy them out of the stacked arrays on every call).
+  (each would otherwise copy them out of the stacked arrays on every call). With `o_EHD`
+  (XLA:CPU, `Sampler.cpu_layouts`) each layer's output projection [H, E, D] is stored as
+  "o_EHD" [E, H, D] instead: XLA:CPU contracts the attention output over (E, H) and would
+  otherwise transpose the whole weight on every decode step.
   """
   if scan_layers or isinstance(params["layers"], (tuple, list)):
     return params
-  return _split_layers(params)
+  return _split_layers(params, o_EHD=o_EHD)
 
 
-_split_layers = jax.jit(unstack_params)
+@functools.partial(jax.jit, static_argnames=("o_EHD",))
+def _split_layers(params: Params, o_EHD: bool = False) -> Params:
+  params = unstack_params(params)
+  if o_EHD:
+    to_EHD = lambda p: {**{k: v for k, v in p.items() if k != "o"},
+                        "o_EHD": jnp.transpose(p["o"], (1, 0, 2))}
+    params = {**params, "layers": tuple(map(to_EHD, params["layers"]))}
+  return params
 
 
 def _constrain_cache(cache: KVCache, rules: Rules) -> KVCache:

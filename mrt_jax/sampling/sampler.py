@@ -83,11 +83,13 @@ class Sampler:
       row kept until the last one finishes (the static batch; the same tokens).
     min_phase_tokens: steps of the shortest phase (each phase is a quarter of its window,
       rounded up to a power of two, at least this many steps).
-    keys_ExS: decode phases hold each layer's keys as [B, K, E, S] (`KVCache.keys_ExS`; the
-      cache enters and leaves a phase in the usual [B, K, S, E]). XLA:CPU's dot kernels take
-      the keys in that layout; in [B, K, S, E] they transpose every layer's keys on every
-      step. The same tokens either way. None: on where the sampler runs on CPU (measured
-      faster there, BENCHMARKS.md); off on TPU and GPU. Needs scan_layers=False.
+    cpu_layouts: lay out the decode for XLA:CPU's dot kernels, which otherwise transpose an
+      operand on every step: decode phases hold each layer's keys as [B, K, E, S]
+      (`KVCache.keys_ExS`; the cache enters and leaves a phase as [B, K, S, E]) and a call's
+      split weights hold the attention output projection as [E, H, D] (`o_EHD`,
+      `decode.params_in_layout`). The same tokens and log-probs either way. None: on where
+      the sampler runs on CPU (measured faster there, BENCHMARKS.md), off on TPU and GPU.
+      Needs scan_layers=False.
   """
   config: ModelConfig
   prompt_buckets: tuple[int, ...] = (32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384,
@@ -103,7 +105,7 @@ class Sampler:
   max_batch_rows: int | None = None
   phased: bool = True
   min_phase_tokens: int = 64
-  keys_ExS: bool | None = None
+  cpu_layouts: bool | None = None
 
   def __post_init__(self):
     n = self.max_batch_rows
@@ -112,8 +114,8 @@ class Sampler:
                        f"{self._batch_multiple()} batch shards, got {n}")
     if self.min_phase_tokens < 1:
       raise ValueError(f"min_phase_tokens must be >= 1, got {self.min_phase_tokens}")
-    if self.keys_ExS and self.scan_layers:
-      raise ValueError("keys_ExS=True lays out per-layer key buffers; it needs "
+    if self.cpu_layouts and self.scan_layers:
+      raise ValueError("cpu_layouts=True lays out per-layer buffers and weights; it needs "
                        "scan_layers=False")
 
   # --- helpers shared with fork.py ------------------------------------------------------------
@@ -129,9 +131,9 @@ class Sampler:
     axes = (axes,) if isinstance(axes, str) else tuple(axes or ())
     return int(np.prod([self.mesh.shape[a] for a in axes if a in self.mesh.shape]))
 
-  def _keys_ExS(self) -> bool:
-    if self.keys_ExS is not None:
-      return self.keys_ExS
+  def _cpu_layouts(self) -> bool:
+    if self.cpu_layouts is not None:
+      return self.cpu_layouts
     platform = (self.mesh.devices.flat[0].platform if self.mesh is not None
                 else jax.default_backend())
     return platform == "cpu" and not self.scan_layers
@@ -192,7 +194,7 @@ class Sampler:
     """Decodes `num_seqs` sequences admitted by `admit` (`schedule.run`)."""
     rule_arrays = rules.to_arrays(self.config.vocab_size, new_tokens)
     static = dict(rules=self.rules, compute_dtype=self.compute_dtype,
-                  scan_layers=self.scan_layers, feed_last=feed_last, keys_ExS=self._keys_ExS())
+                  scan_layers=self.scan_layers, feed_last=feed_last, keys_ExS=self._cpu_layouts())
     return schedule.run(
         admit=admit, num_seqs=num_seqs, budgets=budgets, slots=slots, keep_all=keep_all,
         park=park,
@@ -261,7 +263,8 @@ class Sampler:
                        f"max_batch_rows={slots}; raise max_batch_rows or split the call")
     budgets = np.repeat(per_prompt, num_samples)
     with self._context():
-      params = decode.params_in_layout(params, self.scan_layers)  # once for every phase
+      params = decode.params_in_layout(params, self.scan_layers,  # once for every phase
+                                       o_EHD=self._cpu_layouts())
 
     def admit(first: int, max_rows: int | None, steps_for):
       """Whole prompts from sequence `first` on (their samples share one prefill)."""
@@ -339,7 +342,8 @@ class Sampler:
       # A trunk from a sampler with the other layer loop is converted once, here, not by both
       # the suffix prefill and the decode.
       trunk = decode.in_layout(trunk, self.scan_layers)
-      params = decode.params_in_layout(params, self.scan_layers)  # once for every phase
+      params = decode.params_in_layout(params, self.scan_layers,  # once for every phase
+                                       o_EHD=self._cpu_layouts())
       prefix = Prefix(trunk, self._put(layout.boundaries_B, ("batch",)))
       slot_prefix = Prefix(trunk, self._put(layout.boundaries_B[::n], ("batch",)))
       num_seqs = len(layout.order)

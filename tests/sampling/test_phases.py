@@ -134,19 +134,20 @@ def test_kept_cache_parks_finished_rows_and_equals_the_static_batch(setup, monke
                static.fork(params, ref.cache, probes, **fork_kwargs))
 
 
-def test_keys_held_ExS_in_the_phases_give_the_same_tokens(setup):
-  """Decode phases holding each layer's keys [B, K, E, S] (`Sampler.keys_ExS`; the default on
-  CPU) against the usual layout: the same tokens and log-probs for ragged rows, the same kept
-  cache (it leaves a phase in the usual layout) and the same forked probes."""
+def test_cpu_layouts_give_the_same_tokens(setup):
+  """Decoding in XLA:CPU's layouts (`Sampler.cpu_layouts`, the default on CPU: keys [B, K, E,
+  S] in the phases, the output projection [E, H, D]) against the usual ones: the same tokens
+  and log-probs for ragged rows, the same kept cache (it leaves a phase in the usual layout)
+  and the same forked probes."""
   config, params, prompts, _, stop = setup
-  assert sampling.Sampler(config)._keys_ExS() == (jax.default_backend() == "cpu")
-  assert not sampling.Sampler(config, scan_layers=True)._keys_ExS()
+  assert sampling.Sampler(config)._cpu_layouts() == (jax.default_backend() == "cpu")
+  assert not sampling.Sampler(config, scan_layers=True)._cpu_layouts()
   kwargs = dict(max_new_tokens=BUDGETS, temperature=1.0, top_p=0.9, stop_token_ids=stop,
                 num_samples=2, seed=8, keep_cache=True)
   runs = {}
   for flag in (False, True):
-    sampler = sampling.Sampler(config, min_phase_tokens=16, keys_ExS=flag)
-    assert sampler._keys_ExS() is flag
+    sampler = sampling.Sampler(config, min_phase_tokens=16, cpu_layouts=flag)
+    assert sampler._cpu_layouts() is flag
     got = sampler.generate(params, prompts, **kwargs)
     probes = [sampling.Probe(0, 2, (7, 8), 2), sampling.Probe(3, 9, (9,))]
     runs[flag] = got, sampler.fork(params, got.cache, probes, max_new_tokens=24,
@@ -156,6 +157,10 @@ def test_keys_held_ExS_in_the_phases_give_the_same_tokens(setup):
   for a, b in zip(jax.tree.leaves(runs[True][0].cache), jax.tree.leaves(runs[False][0].cache)):
     np.testing.assert_allclose(a, b, rtol=0, atol=LOGPROB_TOL)
   _assert_same(runs[True][1], runs[False][1])
+  split = decode.params_in_layout(params, scan_layers=False, o_EHD=True)["layers"]
+  assert all("o" not in p for p in split)
+  np.testing.assert_array_equal(split[1]["o_EHD"], np.transpose(params["layers"]["o"][1],
+                                                                (1, 0, 2)))
 
 
 def test_bad_settings_name_the_field(setup):
@@ -165,8 +170,8 @@ def test_bad_settings_name_the_field(setup):
       sampling.Sampler(config, max_batch_rows=n)
   with pytest.raises(ValueError, match="min_phase_tokens must be >= 1"):
     sampling.Sampler(config, min_phase_tokens=0)
-  with pytest.raises(ValueError, match="keys_ExS=True .* needs scan_layers=False"):
-    sampling.Sampler(config, keys_ExS=True, scan_layers=True)
+  with pytest.raises(ValueError, match="cpu_layouts=True .* needs scan_layers=False"):
+    sampling.Sampler(config, cpu_layouts=True, scan_layers=True)
   sampler = sampling.Sampler(config, max_batch_rows=2)
   with pytest.raises(ValueError, match="num_samples=4 is more than the max_batch_rows=2"):
     sampler.generate(params, prompts, max_new_tokens=8, num_samples=4)
@@ -184,7 +189,7 @@ def test_a_call_splits_the_stacked_weights_once_for_all_its_phases(setup, monkey
   config, params, prompts, static, stop = setup
   splits = []
   split = decode._split_layers
-  monkeypatch.setattr(decode, "_split_layers", lambda p: splits.append(1) or split(p))
+  monkeypatch.setattr(decode, "_split_layers", lambda p, **kw: splits.append(1) or split(p, **kw))
   sampler = sampling.Sampler(config, min_phase_tokens=16)
   kwargs = dict(max_new_tokens=BUDGETS, temperature=1.0, stop_token_ids=stop, num_samples=2,
                 seed=5, keep_cache=True)
