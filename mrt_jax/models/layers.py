@@ -65,8 +65,10 @@ def rope_cos_sin(config: ModelConfig, positions_BxT: jax.Array) -> tuple[jax.Arr
   """cos, sin [B, T, E] in f32 for integer positions."""
   inv_freq = jnp.asarray(rope_inv_freq(config))
   freqs_BxTxE2 = positions_BxT.astype(jnp.float32)[..., None] * inv_freq[None, None, :]
-  emb_BxTxE = jnp.concatenate([freqs_BxTxE2, freqs_BxTxE2], axis=-1)
-  return jnp.cos(emb_BxTxE), jnp.sin(emb_BxTxE)
+  # Each frequency once (the two halves of E repeat them).
+  cos_BxTxE2, sin_BxTxE2 = jnp.cos(freqs_BxTxE2), jnp.sin(freqs_BxTxE2)
+  return (jnp.concatenate([cos_BxTxE2, cos_BxTxE2], axis=-1),
+          jnp.concatenate([sin_BxTxE2, sin_BxTxE2], axis=-1))
 
 
 def apply_rope(x_BxTxNxE: jax.Array, cos_BxTxE: jax.Array, sin_BxTxE: jax.Array) -> jax.Array:
