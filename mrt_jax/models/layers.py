@@ -122,7 +122,7 @@ def _attention(q_BxTxHxE: jax.Array, k_BxSxKxE: jax.Array, v_BxSxKxE: jax.Array,
 def attention_parts(q_BxTxHxE: jax.Array,
                     parts: Sequence[tuple[jax.Array, jax.Array, jax.Array]],
                     prefix: tuple[jax.Array, jax.Array, jax.Array] | None = None,
-                    first_keys_ExS: bool = False) -> jax.Array:
+                    first_keys_ExS: bool = False, prefix_keys_ExS: bool = False) -> jax.Array:
   """Grouped-query attention over several key/value sets as one softmax over their union.
 
   Equals `attention` over the concatenated keys/values, without materializing the
@@ -139,6 +139,7 @@ def attention_parts(q_BxTxHxE: jax.Array,
       The einsum batches over R, so the M rows of a group share each prefix key: the prefix is
       never copied per row.
     first_keys_ExS: the first part's keys are laid out [B, K, E, S] (`KVCache.keys_ExS`).
+    prefix_keys_ExS: the prefix's keys are laid out [R, K, E, P].
   """
   B, T, H, E = q_BxTxHxE.shape
   K = parts[0][0].shape[1]
@@ -164,7 +165,8 @@ def attention_parts(q_BxTxHxE: jax.Array,
                                          (0, 2, 1, 3, 4)).reshape(B, K, G, T)
     mask_RxKxMGTxP = to_group(jnp.broadcast_to(mask_BxP[:, None, None, None, :],
                                                (B, K, G, T, mask_BxP.shape[1])))
-    prefix_logits_RxKxQxP = jnp.einsum("RKQE,RKPE->RKQP", to_group(q_BxKxGxTxE), k_RxKxPxE,
+    keys = "RKEP" if prefix_keys_ExS else "RKPE"
+    prefix_logits_RxKxQxP = jnp.einsum(f"RKQE,{keys}->RKQP", to_group(q_BxKxGxTxE), k_RxKxPxE,
                                        preferred_element_type=jnp.float32) * scale
     prefix_logits_RxKxQxP = jnp.where(mask_RxKxMGTxP, prefix_logits_RxKxQxP, _MASK_VALUE)
   max_BxKxGxT = functools.reduce(jnp.maximum, [jnp.max(a, axis=-1) for a in logits])

@@ -117,7 +117,7 @@ def _layer(config: ModelConfig, rules: Rules, p: dict[str, jax.Array], x_BxTxD: 
            cos_BxTxE: jax.Array, sin_BxTxE: jax.Array, self_mask_BxTxT: jax.Array,
            kv: tuple[jax.Array, jax.Array] | None, cache_mask_BxTxS: jax.Array | None,
            prefix_kv: tuple[jax.Array, jax.Array] | None, prefix_mask_BxP: jax.Array | None,
-           write: Any = None, keys_ExS: bool = False):
+           write: Any = None, keys_ExS: bool = False, prefix_keys_ExS: bool = False):
   """One decoder block; returns the new activations and the new tokens' (k, v) [B, T, K, E].
 
   The new tokens attend to each other where `self_mask` allows, to this layer's cache `kv`
@@ -129,7 +129,8 @@ def _layer(config: ModelConfig, rules: Rules, p: dict[str, jax.Array], x_BxTxD: 
   into `kv` first and the tokens attend to the updated layer cache `view` [B, K, S, E] alone
   (`cache_mask` must then show each token its own entry); the `stored` (k, v) are returned
   instead of the new entries (the written buffers, which may hold every layer). With
-  `keys_ExS` the layer's cached keys are laid out [B, K, E, S] (`KVCache.keys_ExS`).
+  `keys_ExS` (`prefix_keys_ExS`) the layer's cached (prefix) keys are laid out [B, K, E, S]
+  (`KVCache.keys_ExS`).
   """
   c = config
   h_BxTxD = layers.rms_norm(x_BxTxD, p["attn_norm"], c.rms_norm_eps)
@@ -165,7 +166,8 @@ def _layer(config: ModelConfig, rules: Rules, p: dict[str, jax.Array], x_BxTxD: 
     prefix = None
     if prefix_kv is not None:
       prefix = (prefix_kv[0].astype(dtype), prefix_kv[1].astype(dtype), prefix_mask_BxP)
-    attn_BxTxHxE = layers.attention_parts(q_BxTxHxE, parts, prefix, first_keys_ExS=keys_ExS)
+    attn_BxTxHxE = layers.attention_parts(q_BxTxHxE, parts, prefix, first_keys_ExS=keys_ExS,
+                                          prefix_keys_ExS=prefix_keys_ExS)
   if "o_EHD" in p:  # the sampler's CPU layout (`sampling.decode.params_in_layout`)
     out_BxTxD = jnp.einsum("BTHE,EHD->BTD", attn_BxTxHxE, p["o_EHD"])
   else:
@@ -353,7 +355,8 @@ def forward(config: ModelConfig, params: Params, tokens: jax.Array,
     if keys_ExS:
       write = (write_keys_ExS, write_layer)
     return _layer(config, rules, _cast(p, dtype), x_BxTxD, cos_BxTxE, sin_BxTxE, self_mask_BxTxT,
-                  kv, cache_mask_BxTxS, prefix_kv, prefix_mask_BxP, write, keys_ExS)
+                  kv, cache_mask_BxTxS, prefix_kv, prefix_mask_BxP, write, keys_ExS,
+                  prefix is not None and prefix.cache.keys_ExS)
 
   at = lambda kv, i: None if kv is None else (kv[0][i], kv[1][i])
   new_kv = None

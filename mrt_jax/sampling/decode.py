@@ -233,8 +233,8 @@ def phase(config: ModelConfig, params: Params, cache: KVCache, rows: Rows,
     scan_layers: scan (True) or unroll the layer loop (`models.forward`).
     feed_last: run until every emitted token is fed (so that the cache is complete), not only
       until every row has emitted its last token (one forward pass sooner).
-    keys_ExS: with unrolled layers, hold the keys as [B, K, E, S] inside the loop
-      (`KVCache.keys_ExS`): transposed once on the way in and once on the way out.
+    keys_ExS: with unrolled layers, hold the keys (and the prefix's) as [B, K, E, S] inside
+      the loop (`KVCache.keys_ExS`): transposed once on the way in and once on the way out.
 
   Returns:
     (cache, rows, tokens [B, C], log-probs [B, C]): step i's emitted tokens (-1 for rows that
@@ -259,6 +259,8 @@ def phase(config: ModelConfig, params: Params, cache: KVCache, rows: Rows,
       k_LxBxKxSxE=tuple(jnp.swapaxes(k, 2, 3) for k in c.k_LxBxKxSxE), keys_ExS=flag)
   if keys_ExS and not scan_layers:
     cache = _constrain_cache(swap_keys(cache, True), rules)
+    if prefix is not None:  # read on every step too; transposed once per phase
+      prefix = prefix.replace(cache=_constrain_cache(swap_keys(prefix.cache, True), rules))
 
   def body(carry):
     i, cache, rows, tokens_BxC, logprobs_BxC = carry
