@@ -87,7 +87,8 @@ class Sampler:
       operand on every step: decode phases hold each layer's keys as [B, K, E, S]
       (`KVCache.keys_ExS`; the cache enters and leaves a phase as [B, K, S, E]) and a call's
       split weights hold the attention output projection as [E, H, D] (`o_EHD`,
-      `decode.params_in_layout`). The same tokens and log-probs either way. None: on where
+      `decode.params_in_layout`). The same tokens either way (the tests compare the
+      log-probs at 1e-5; on the benchmark's workload they are bitwise equal). None: on where
       the sampler runs on CPU (measured faster there, BENCHMARKS.md), off on TPU and GPU.
       Needs scan_layers=False.
   """
