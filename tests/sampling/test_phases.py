@@ -134,7 +134,7 @@ def test_kept_cache_parks_finished_rows_and_equals_the_static_batch(setup, monke
                static.fork(params, ref.cache, probes, **fork_kwargs))
 
 
-def test_cpu_layouts_give_the_same_tokens(setup):
+def test_cpu_layouts_give_the_same_tokens(setup, monkeypatch):
   """Decoding in XLA:CPU's layouts (`Sampler.cpu_layouts`, the default on CPU: keys [B, K, E,
   S] in the phases, the output projection [E, H, D]) against the usual ones: the same tokens
   and log-probs for ragged rows, the same kept cache (it leaves a phase in the usual layout)
@@ -144,6 +144,10 @@ def test_cpu_layouts_give_the_same_tokens(setup):
   assert not sampling.Sampler(config, scan_layers=True)._cpu_layouts()
   kwargs = dict(max_new_tokens=BUDGETS, temperature=1.0, top_p=0.9, stop_token_ids=stop,
                 num_samples=2, seed=8, keep_cache=True)
+  seen = []  # each phase's keys_ExS
+  real_phase = decode.phase
+  monkeypatch.setattr(decode, "phase", lambda *a, **kw: seen.append(kw["keys_ExS"])
+                      or real_phase(*a, **kw))
   runs = {}
   for flag in (False, True):
     sampler = sampling.Sampler(config, min_phase_tokens=16, cpu_layouts=flag)
@@ -152,6 +156,8 @@ def test_cpu_layouts_give_the_same_tokens(setup):
     probes = [sampling.Probe(0, 2, (7, 8), 2), sampling.Probe(3, 9, (9,))]
     runs[flag] = got, sampler.fork(params, got.cache, probes, max_new_tokens=24,
                                    temperature=1.0, seed=2)
+    assert seen and set(seen) == {flag}  # generate's and the fork's phases
+    seen.clear()
   _assert_same(runs[True][0], runs[False][0])
   assert not runs[True][0].cache.keys_ExS
   for a, b in zip(jax.tree.leaves(runs[True][0].cache), jax.tree.leaves(runs[False][0].cache)):
