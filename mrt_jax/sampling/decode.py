@@ -241,6 +241,9 @@ def phase(config: ModelConfig, params: Params, cache: KVCache, rows: Rows,
     emitted none) and log-probs (0 there). The phase ends early when no row needs another
     step; rows that still do continue in the next phase.
   """
+  if keys_ExS and scan_layers:
+    raise ValueError("decode phase: keys_ExS lays out per-layer key buffers; it needs "
+                     "scan_layers=False")
   TRACES["phase"] += 1
   B = rows.token_B.shape[0]
   if cache.max_len < steps:
@@ -257,7 +260,7 @@ def phase(config: ModelConfig, params: Params, cache: KVCache, rows: Rows,
     params = unstack_params(params)
   swap_keys = lambda c, flag: c.replace(
       k_LxBxKxSxE=tuple(jnp.swapaxes(k, 2, 3) for k in c.k_LxBxKxSxE), keys_ExS=flag)
-  if keys_ExS and not scan_layers:
+  if keys_ExS:
     cache = _constrain_cache(swap_keys(cache, True), rules)
     if prefix is not None:  # read on every step too; transposed once per phase
       prefix = prefix.replace(cache=_constrain_cache(swap_keys(prefix.cache, True), rules))
@@ -284,7 +287,7 @@ def phase(config: ModelConfig, params: Params, cache: KVCache, rows: Rows,
   init = (jnp.int32(0), cache, _constrain_rows(rows, rules),
           jnp.full((B, steps), -1, jnp.int32), jnp.zeros((B, steps), jnp.float32))
   _, cache, rows, tokens_BxC, logprobs_BxC = jax.lax.while_loop(cond, body, init)
-  if cache.keys_ExS:
+  if keys_ExS:
     cache = _constrain_cache(swap_keys(cache, False), rules)
   return cache, rows, tokens_BxC, logprobs_BxC
 

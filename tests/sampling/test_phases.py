@@ -178,6 +178,9 @@ def test_bad_settings_name_the_field(setup):
     sampling.Sampler(config, min_phase_tokens=0)
   with pytest.raises(ValueError, match="cpu_layouts=True .* needs scan_layers=False"):
     sampling.Sampler(config, cpu_layouts=True, scan_layers=True)
+  with pytest.raises(ValueError, match="keys_ExS lays out per-layer key buffers"):
+    decode.phase(config, params, None, None, None, rules=None, compute_dtype=None, steps=0,
+                 scan_layers=True, keys_ExS=True)
   sampler = sampling.Sampler(config, max_batch_rows=2)
   with pytest.raises(ValueError, match="num_samples=4 is more than the max_batch_rows=2"):
     sampler.generate(params, prompts, max_new_tokens=8, num_samples=4)
