@@ -25,6 +25,10 @@ from mrt_jax.models.config import ModelConfig
 _MASK_VALUE = -0.7 * float(np.finfo(np.float32).max)
 # Queries per chunk of `attention` over long sequences (prefills, training forward passes).
 QUERY_CHUNK = 1024
+# Causal `attention` of up to QUERY_CHUNK queries runs them in blocks of at least this many
+# (at most CAUSAL_MAX_BLOCKS blocks), each reading only the keys up to its last query.
+CAUSAL_BLOCK = 64
+CAUSAL_MAX_BLOCKS = 8
 
 
 def rms_norm(x: jax.Array, scale: jax.Array, eps: float) -> jax.Array:
@@ -81,8 +85,16 @@ def apply_rope(x_BxTxNxE: jax.Array, cos_BxTxE: jax.Array, sin_BxTxE: jax.Array)
 
 
 def attention(q_BxTxHxE: jax.Array, k_BxSxKxE: jax.Array, v_BxSxKxE: jax.Array,
-              mask_BxTxS: jax.Array, query_chunk: int = QUERY_CHUNK) -> jax.Array:
+              mask_BxTxS: jax.Array, query_chunk: int = QUERY_CHUNK,
+              causal: bool = False) -> jax.Array:
   """Grouped-query attention; `mask` is True where a query may attend to a key.
+
+  `causal` promises self-attention (S = T) whose mask shows no query a key after it (key
+  index > query index). Up to `query_chunk` queries then run in blocks of about CAUSAL_BLOCK
+  queries, each reading only the keys up to its last query: the masked upper triangle is
+  mostly skipped (a 272-token pass does 62% of the scores and values' work in 4 blocks), and
+  the results are those of one pass up to summation order, except for queries that may attend
+  to no key (left padding), which average the values of their block's keys instead of all.
 
   With more than `query_chunk` queries, the queries are processed `query_chunk` at a time
   in a `lax.map` whose body is rematerialized in the backward pass: the [B, H, T, S] f32
@@ -92,7 +104,12 @@ def attention(q_BxTxHxE: jax.Array, k_BxSxKxE: jax.Array, v_BxSxKxE: jax.Array,
   queries that see nothing and are dropped.
   """
   B, T, H, E = q_BxTxHxE.shape
+  if causal and k_BxSxKxE.shape[1] != T:
+    raise ValueError(f"attention(causal=True) is self-attention: {T} queries but "
+                     f"{k_BxSxKxE.shape[1]} keys (k {k_BxSxKxE.shape})")
   if T <= query_chunk:
+    if causal:
+      return _causal_blocks(q_BxTxHxE, k_BxSxKxE, v_BxSxKxE, mask_BxTxS)
     return _attention(q_BxTxHxE, k_BxSxKxE, v_BxSxKxE, mask_BxTxS)
   n, S = -(-T // query_chunk), k_BxSxKxE.shape[1]
   pad = n * query_chunk - T
@@ -105,18 +122,36 @@ def attention(q_BxTxHxE: jax.Array, k_BxSxKxE: jax.Array, v_BxSxKxE: jax.Array,
   return jnp.moveaxis(out_NxBxCxHxE, 0, 1).reshape(B, n * query_chunk, H, E)[:, :T]
 
 
+def _causal_blocks(q_BxTxHxE: jax.Array, k_BxTxKxE: jax.Array, v_BxTxKxE: jax.Array,
+                   mask_BxTxT: jax.Array) -> jax.Array:
+  """Causal `attention` in blocks of queries, block i reading keys [0, end of block i)."""
+  T = q_BxTxHxE.shape[1]
+  size = -(-T // max(1, min(CAUSAL_MAX_BLOCKS, T // CAUSAL_BLOCK)))
+  outs = [_attention(q_BxTxHxE[:, s:s + size], k_BxTxKxE[:, :s + size],
+                     v_BxTxKxE[:, :s + size], mask_BxTxT[:, s:s + size, :s + size])
+          for s in range(0, T, size)]
+  return outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=1)
+
+
 def _attention(q_BxTxHxE: jax.Array, k_BxSxKxE: jax.Array, v_BxSxKxE: jax.Array,
                mask_BxTxS: jax.Array) -> jax.Array:
-  """`attention` in one pass over all queries."""
+  """`attention` in one pass over all queries.
+
+  The products take their operands heads-major ([B, K, G, T, E] and [B, K, S, E]): the
+  transposes are of the small q/k/v, and XLA:CPU's dots on the [B, T, K, E] layout ran at half
+  the speed.
+  """
   B, T, H, E = q_BxTxHxE.shape
   K = k_BxSxKxE.shape[2]
-  q_BxTxKxGxE = q_BxTxHxE.reshape(B, T, K, H // K, E)
-  logits_BxKxGxTxS = jnp.einsum("BTKGE,BSKE->BKGTS", q_BxTxKxGxE, k_BxSxKxE,
+  q_BxKxGxTxE = q_BxTxHxE.reshape(B, T, K, H // K, E).transpose(0, 2, 3, 1, 4)
+  k_BxKxSxE = jnp.swapaxes(k_BxSxKxE, 1, 2)
+  v_BxKxSxE = jnp.swapaxes(v_BxSxKxE, 1, 2)
+  logits_BxKxGxTxS = jnp.einsum("BKGTE,BKSE->BKGTS", q_BxKxGxTxE, k_BxKxSxE,
                                 preferred_element_type=jnp.float32) / math.sqrt(E)
   logits_BxKxGxTxS = jnp.where(mask_BxTxS[:, None, None], logits_BxKxGxTxS, _MASK_VALUE)
   probs = jax.nn.softmax(logits_BxKxGxTxS, axis=-1).astype(v_BxSxKxE.dtype)
-  out_BxTxKxGxE = jnp.einsum("BKGTS,BSKE->BTKGE", probs, v_BxSxKxE)
-  return out_BxTxKxGxE.reshape(B, T, H, E)
+  out_BxKxGxTxE = jnp.einsum("BKGTS,BKSE->BKGTE", probs, v_BxKxSxE)
+  return out_BxKxGxTxE.transpose(0, 3, 1, 2, 4).reshape(B, T, H, E)
 
 
 def attention_parts(q_BxTxHxE: jax.Array,

@@ -154,7 +154,9 @@ def _layer(config: ModelConfig, rules: Rules, p: dict[str, jax.Array], x_BxTxD: 
     (v_stored, v_view) = write[1](kv[1], v_BxTxKxE)
     kv, new_kv = (k_view, v_view), (k_stored, v_stored)
   if kv is None and prefix_kv is None:
-    attn_BxTxHxE = layers.attention(q_BxTxHxE, k_BxTxKxE, v_BxTxKxE, self_mask_BxTxT)
+    # Positions increase along a row, so the self mask is causal in token order.
+    attn_BxTxHxE = layers.attention(q_BxTxHxE, k_BxTxKxE, v_BxTxKxE, self_mask_BxTxT,
+                                    causal=True)
   else:
     dtype = q_BxTxHxE.dtype
     parts = []
