@@ -28,7 +28,8 @@ with the size the compiler's error names, and the peak is a lower bound.
 FLOPs: XLA's cost analysis counts a loop body once (the layer scan, the micro-batch scan and the
 decode loop all are loops), so `flops_per_step` is the analytic count of the matmuls the train
 step runs: 3 x forward (forward + backward), forward = 2·(matmul params)·tokens + 4·L·T²·H·E per
-row (scores and values over the full T x T causal mask, as `layers.attention` computes them).
+row (scores and values over the full T x T causal mask, as `layers.attention` computes them
+for sequences longer than `layers.QUERY_CHUNK`; shorter ones skip most of the masked half).
 XLA's own figures are reported per program for reference (`xla_flops`, loop bodies once).
 """
 

@@ -1,6 +1,7 @@
 """Benchmark programs: their byte and bandwidth accounting, and a smoke run of each cheap one."""
 
 import importlib.util
+import json
 import os
 
 import jax
@@ -131,3 +132,12 @@ def test_verifier_benchmark_smoke_run_agrees_and_ends_with_json():
   # The table's verdicts: of its 20 rows, the 3 wrong answers (rows 12, 14 and 20) score 0.
   assert out["reward_mean"] == 0.85
 
+
+
+def test_attention_quick_run_reports_its_ratios(capsys):
+  out = _load("attention").main(["--quick"])
+  assert sorted(out) == ["attention_backward_blocks_over_one_pass",
+                         "attention_forward_blocks_over_one_pass", "sft_step_blocks_over_one_pass"]
+  assert all(v > 0 for v in out.values())
+  last = capsys.readouterr().out.strip().splitlines()[-1]
+  assert json.loads(last) == out
