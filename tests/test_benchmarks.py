@@ -136,8 +136,8 @@ def test_verifier_benchmark_smoke_run_agrees_and_ends_with_json():
 
 def test_attention_quick_run_reports_its_ratios(capsys):
   out = _load("attention").main(["--quick"])
-  assert sorted(out) == ["attention_backward_blocks_over_one_pass",
-                         "attention_forward_blocks_over_one_pass", "sft_step_blocks_over_one_pass"]
+  assert sorted(out) == sorted(f"{part}_blocks_over_{peer}" for peer in ("one_pass", "token_major")
+                              for part in ("attention_forward", "attention_backward", "sft_step"))
   assert all(v > 0 for v in out.values())
   last = capsys.readouterr().out.strip().splitlines()[-1]
   assert json.loads(last) == out
