@@ -36,6 +36,11 @@ seed's value, null where not finite, e.g. a run that never reaches the target):
                   seed pooled, Wilson 95% interval.
   regime          `summarize.regime_figures` at the warm start, plus "settings" (problems,
                   samples per problem, temperature).
+  paired          MRT arm -> figure (pass@1, normalized_regret, tokens_to_target,
+                  thinking_tokens) -> {"mean", "low", "high", "n"}: arm − grpo seed by seed
+                  (the same warm start, seed and prompts), over the n seeds where both are finite.
+  against_warm_start  arm -> {"regret_lower", "pass@1_lower", "n"}: in how many of the n seeds
+                  the final model's regret, pass@1 is below the warm start's (same seed).
   target          {"accuracy": the J of tokens_to_target, "checks": MRT arm ->
                   `summarize.target_checks` against grpo, "reached": any arm reached it,
                   "reached_by": those arms}.
@@ -275,8 +280,14 @@ def results_record(figures, curves, seeds, target, regime, settings, timings) ->
   pooled = {arm: summarize.pooled_pass_at_1(figures[arm]) for arm in arms}
   pooled["warm_start"] = summarize.pooled_pass_at_1(figures["warm start"])
   safe = lambda v: v if not isinstance(v, float) or math.isfinite(v) else None
+  paired = {arm: {k: {f: safe(v) for f, v in d.items()}
+                  for k, d in summarize.paired_differences(figures[BASELINE], figures[arm]).items()}
+            for arm in checks}
   return {"schema": 2, "seeds": list(seeds), "arms": record_arms,
           "warm_start": figure_record(figures["warm start"]), "pooled_pass@1": pooled,
+          "paired": paired,
+          "against_warm_start": {arm: summarize.against_warm_start(figures["warm start"],
+                                                                   figures[arm]) for arm in arms},
           "regime": {k: safe(v) for k, v in regime.items()},
           "target": {"accuracy": target,
                      "checks": {a: {k: safe(v) for k, v in c.items()} for a, c in checks.items()},
@@ -395,6 +406,16 @@ def markdown(figures, record: dict, config, pngs, docs: str, quick: bool,
       "pass@1 pooled over every sample of every seed [Wilson 95% interval]: " + "; ".join(
           f"{a.replace('_', ' ') if a == 'warm_start' else a} {p['p']:.3f} [{p['low']:.3f}, "
           f"{p['high']:.3f}] (n = {p['n']})" for a, p in pooled.items()),
+      "",
+      f"Paired against {BASELINE}, seed by seed (the same warm start, seed and prompts; mean "
+      f"[95% interval over the paired seeds]):",
+      "",
+      summarize.paired_table({a: summarize.paired_differences(figures[BASELINE], figures[a])
+                              for a in record["paired"]}, BASELINE, len(seeds)),
+      "",
+      "Against the warm start's evaluation with the same seed: " + "; ".join(
+          f"{a} lowers regret in {w['regret_lower']} of {w['n']} seeds and pass@1 in "
+          f"{w['pass@1_lower']}" for a, w in record["against_warm_start"].items()) + ".",
       "",
       *_regime_lines(record["regime"]),
       "",

@@ -317,6 +317,57 @@ def target_checks(baseline: Sequence[dict], arm: Sequence[dict], token_ratio: fl
           "reached": bool(acc_ok and (tokens_ok or reach_ok) and regret_ok)}
 
 
+# Paired differences, arm − baseline per seed (`paired_differences`): key, label, format.
+PAIRED = (("pass@1", "pass@1", "{:+.3f}"),
+          ("normalized_regret", "normalized regret", "{:+.3f}"),
+          ("tokens_to_target", "budget-forced tokens to the target J", "{:+.1f}"),
+          ("thinking_tokens", "thinking tokens", "{:+.1f}"))
+
+
+def paired_differences(baseline: Sequence[dict], arm: Sequence[dict]) -> dict[str, dict]:
+  """Figure -> {"mean", "low", "high", "n"}: the 95% interval of arm − baseline, seed by seed.
+
+  The runs are paired by position (the same seed, warm start and prompts); a seed where either
+  value is not finite (a run that never reaches the target) is left out, and n says how many
+  remain.
+  """
+  out = {}
+  for key, _, _ in PAIRED:
+    diffs = [a[key] - b[key] for a, b in zip(arm, baseline, strict=True)
+             if math.isfinite(a[key]) and math.isfinite(b[key])]
+    mean, low, high = interval(diffs)
+    out[key] = {"mean": mean, "low": low, "high": high, "n": len(diffs)}
+  return out
+
+
+def paired_table(paired: Mapping[str, Mapping[str, dict]], baseline: str, num_seeds: int) -> str:
+  """Markdown table of `paired_differences` per arm (a cell names the seeds it leaves out)."""
+  lines = [f"| arm − {baseline} | " + " | ".join(label for _, label, _ in PAIRED) + " |",
+           "|---|" + "---|" * len(PAIRED)]
+  for arm, figures in paired.items():
+    cells = []
+    for key, _, fmt in PAIRED:
+      d = figures[key]
+      if d["n"] < 2:
+        cells.append(f"({num_seeds - d['n']} of {num_seeds} seeds never reach it)")
+        continue
+      cell = f"{fmt.format(d['mean'])} [{fmt.format(d['low'])}, {fmt.format(d['high'])}]"
+      if d["n"] < num_seeds:
+        cell += f" ({num_seeds - d['n']} of {num_seeds} seeds left out: never reach it)"
+      cells.append(cell)
+    lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def against_warm_start(warm: Sequence[dict], arm: Sequence[dict]) -> dict[str, int]:
+  """Seeds where the arm's final model has lower normalized regret, lower pass@1 than the warm
+  start's evaluation with the same seed, and how many seeds there are."""
+  pairs = list(zip(arm, warm, strict=True))
+  return {"regret_lower": sum(a["normalized_regret"] < w["normalized_regret"] for a, w in pairs),
+          "pass@1_lower": sum(a["pass@1"] < w["pass@1"] for a, w in pairs),
+          "n": len(pairs)}
+
+
 def target_lines(checks: Mapping[str, dict], baseline: str = "grpo",
                  token_ratio: float = 1.2) -> str:
   """Markdown lines of `target_checks` per arm, then one line naming the arms that reach it."""

@@ -87,6 +87,28 @@ def test_target_check_survives_a_target_reached_at_budget_zero():
   assert "not checked (no arm to compare with grpo)" in summarize.target_lines({})
 
 
+def test_paired_differences_pair_seeds_and_leave_out_runs_that_never_reach():
+  runs = lambda *rows: [{"pass@1": p, "normalized_regret": r, "tokens_to_target": t,
+                         "thinking_tokens": k} for p, r, t, k in rows]
+  base = runs((0.5, 0.6, 100.0, 140.0), (0.4, 0.7, math.inf, 130.0), (0.6, 0.5, 90.0, 120.0))
+  arm = runs((0.6, 0.5, 80.0, 130.0), (0.4, 0.6, 70.0, 131.0), (0.8, 0.3, 60.0, 110.0))
+  paired = summarize.paired_differences(base, arm)
+  mean, low, high = summarize.interval([0.1, 0.0, 0.2])
+  assert paired["pass@1"] == pytest.approx({"mean": mean, "low": low, "high": high, "n": 3})
+  assert paired["thinking_tokens"]["mean"] == pytest.approx((-10.0 + 1.0 - 10.0) / 3)
+  # The second seed's baseline never reaches the target: two pairs remain.
+  mean, low, high = summarize.interval([-20.0, -30.0])
+  assert paired["tokens_to_target"] == pytest.approx({"mean": mean, "low": low, "high": high,
+                                                      "n": 2})
+  text = summarize.paired_table({"mrt": paired}, "grpo", 3)
+  assert "| arm − grpo | pass@1 |" in text
+  assert "(1 of 3 seeds left out: never reach it)" in text
+  assert summarize.against_warm_start(base, arm) == {"regret_lower": 3, "pass@1_lower": 0,
+                                                     "n": 3}
+  with pytest.raises(ValueError):  # runs are paired by seed: the counts must match
+    summarize.paired_differences(base, arm[:2])
+
+
 def test_table_labels_missing_values_by_row():
   run = {row[0]: 1.0 for row in summarize.ROWS}
   missing = dict(run, tokens_to_target=float("nan"), progress_madeup=float("nan"))
@@ -194,8 +216,8 @@ def test_results_json_keys_and_target_checks_from_fabricated_runs(tmp_path):
   record, docs = _study(tmp_path)
   on_disk = json.loads((docs / "results.json").read_text())
   assert on_disk == json.loads(json.dumps(record))  # strict JSON, what was returned
-  assert set(on_disk) == {"schema", "seeds", "arms", "warm_start", "pooled_pass@1", "regime",
-                          "target", "settings", "timings_s"}
+  assert set(on_disk) == {"schema", "seeds", "arms", "warm_start", "pooled_pass@1", "paired",
+                          "against_warm_start", "regime", "target", "settings", "timings_s"}
   assert on_disk["schema"] == 2 and on_disk["seeds"] == [0, 1, 2]
   assert list(on_disk["arms"]) == list(_ARMS)
   for name in ("pass@1", "thinking_tokens", "normalized_regret", "tokens_to_target"):
@@ -219,6 +241,15 @@ def test_results_json_keys_and_target_checks_from_fabricated_runs(tmp_path):
   assert not checks["mrt_sampled"]["pass@1_not_lower"] and not checks["mrt_sampled"]["reached"]
   assert not checks["termination"]["regret_lower"] and not checks["termination"]["reached"]
   assert on_disk["target"]["reached"] and on_disk["target"]["reached_by"] == ["mrt_likelihood"]
+  # Paired against grpo: the fabricated seeds move both arms alike, so every difference is exact.
+  assert set(on_disk["paired"]) == set(checks)
+  likelihood = on_disk["paired"]["mrt_likelihood"]
+  assert likelihood["thinking_tokens"] == pytest.approx(
+      {"mean": -40.0, "low": -40.0, "high": -40.0, "n": 3})
+  assert likelihood["normalized_regret"]["mean"] == pytest.approx(-0.2)
+  assert on_disk["paired"]["mrt_sampled"]["pass@1"]["mean"] == pytest.approx(-0.2)
+  assert on_disk["against_warm_start"]["grpo"] == {"regret_lower": 3, "pass@1_lower": 0, "n": 3}
+  assert on_disk["against_warm_start"]["mrt_sampled"]["pass@1_lower"] == 3
   # Pooled pass@1: 3 of 4 samples correct in each of 3 seeds.
   assert on_disk["pooled_pass@1"]["grpo"] == pytest.approx(summarize.wilson(9, 12))
   assert set(on_disk["pooled_pass@1"]) == {*_ARMS, "warm_start"}
@@ -232,6 +263,8 @@ def test_results_json_keys_and_target_checks_from_fabricated_runs(tmp_path):
   assert text.startswith("# Results\n\nprose above\n\n") and text.endswith("\n\nprose below\n")
   assert "old" not in text and "**target: reached by mrt_likelihood**" in text
   assert "| mrt_sampled | 2 | 0.500 |" in text  # a per-seed row
+  assert "| mrt_likelihood | +0.000 [+0.000, +0.000] | -0.200 [-0.200, -0.200] |" in text
+  assert "mrt_sampled lowers regret in 3 of 3 seeds and pass@1 in 3" in text
   for png in ("j_curves", "accuracy_vs_tokens", "train_reward_mean"):
     assert (docs / f"results_{png}.png").exists() and f"results_{png}.png)" in text
 
