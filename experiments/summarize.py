@@ -348,10 +348,11 @@ def paired_table(paired: Mapping[str, Mapping[str, dict]], baseline: str, num_se
     cells = []
     for key, _, fmt in PAIRED:
       d = figures[key]
-      if d["n"] < 2:
-        cells.append(f"({num_seeds - d['n']} of {num_seeds} seeds never reach it)")
+      if d["n"] == 0:
+        cells.append(f"(all {num_seeds} seeds left out: never reach it)")
         continue
-      cell = f"{fmt.format(d['mean'])} [{fmt.format(d['low'])}, {fmt.format(d['high'])}]"
+      cell = fmt.format(d["mean"]) + ("" if math.isnan(d["low"]) else
+                                      f" [{fmt.format(d['low'])}, {fmt.format(d['high'])}]")
       if d["n"] < num_seeds:
         cell += f" ({num_seeds - d['n']} of {num_seeds} seeds left out: never reach it)"
       cells.append(cell)

@@ -103,6 +103,9 @@ def test_paired_differences_pair_seeds_and_leave_out_runs_that_never_reach():
   text = summarize.paired_table({"mrt": paired}, "grpo", 3)
   assert "| arm − grpo | pass@1 |" in text
   assert "(1 of 3 seeds left out: never reach it)" in text
+  one = summarize.paired_table({"mrt": summarize.paired_differences(base[1:2], arm[1:2])},
+                               "grpo", 1)  # one seed: means without intervals
+  assert "| mrt | +0.000 | -0.100 | (all 1 seeds left out: never reach it) | +1.0 |" in one
   assert summarize.against_warm_start(base, arm) == {"regret_lower": 3, "pass@1_lower": 0,
                                                      "n": 3}
   with pytest.raises(ValueError):  # runs are paired by seed: the counts must match
