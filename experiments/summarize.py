@@ -36,8 +36,11 @@ import numpy as np
 from mrt_jax.data import elimination
 from mrt_jax.evaluation import plots
 
-# Two-sided 95% Student-t quantiles t_{0.975, df}, df = 1..10.
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
+# Two-sided 95% Student-t quantiles t_{0.975, df}, df = 1..30; beyond 30 the df = 30 value
+# (at most 4% wider than the exact quantile).
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+         2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+         2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
 
 
 def interval(values: Sequence[float]) -> tuple[float, float, float]:
@@ -47,7 +50,7 @@ def interval(values: Sequence[float]) -> tuple[float, float, float]:
     return math.nan, math.nan, math.nan
   if x.size < 2:
     return float(x.mean()), math.nan, math.nan
-  t = _T975[min(x.size - 1, len(_T975)) - 1] if x.size <= len(_T975) + 1 else 1.96
+  t = _T975[min(x.size - 1, len(_T975)) - 1]
   half = t * x.std(ddof=1) / math.sqrt(x.size)
   return float(x.mean()), float(x.mean() - half), float(x.mean() + half)
 

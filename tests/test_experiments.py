@@ -21,6 +21,11 @@ def test_interval_is_the_student_t_interval_over_seeds():
   assert (mean, low, high) == pytest.approx((2.0, 2.0 - half, 2.0 + half))
   assert summarize.interval([5.0])[0] == 5.0 and math.isnan(summarize.interval([5.0])[1])
   assert summarize.interval([1.0, math.inf, 3.0])[0] == 2.0  # runs that never reach are dropped
+  sixteen = [float(i % 2) for i in range(16)]  # sd = sqrt(16 / 60), df = 15: t = 2.131
+  _, low, _ = summarize.interval(sixteen)
+  assert low == pytest.approx(0.5 - 2.131 * math.sqrt(16 / 60) / 4)
+  _, low, _ = summarize.interval([float(i % 2) for i in range(100)])  # df > 30: df = 30's t
+  assert low == pytest.approx(0.5 - 2.042 * np.std([i % 2 for i in range(100)], ddof=1) / 10)
 
 
 def test_tokens_to_reach_interpolates_between_budgets():
