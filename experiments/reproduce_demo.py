@@ -410,8 +410,7 @@ def markdown(figures, record: dict, config, pngs, docs: str, quick: bool,
       f"Paired against {BASELINE}, seed by seed (the same warm start, seed and prompts; mean "
       f"[95% interval over the paired seeds]):",
       "",
-      summarize.paired_table({a: summarize.paired_differences(figures[BASELINE], figures[a])
-                              for a in record["paired"]}, BASELINE, len(seeds)),
+      summarize.paired_table(record["paired"], BASELINE, len(seeds)),
       "",
       "Against the warm start's evaluation with the same seed: " + "; ".join(
           f"{a} lowers regret in {w['regret_lower']} of {w['n']} seeds and pass@1 in "

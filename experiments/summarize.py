@@ -344,7 +344,8 @@ def paired_differences(baseline: Sequence[dict], arm: Sequence[dict]) -> dict[st
 
 
 def paired_table(paired: Mapping[str, Mapping[str, dict]], baseline: str, num_seeds: int) -> str:
-  """Markdown table of `paired_differences` per arm (a cell names the seeds it leaves out)."""
+  """Markdown table of `paired_differences` per arm (a cell names the seeds it leaves out);
+  an undefined bound may be nan or None (as results.json stores it)."""
   lines = [f"| arm − {baseline} | " + " | ".join(label for _, label, _ in PAIRED) + " |",
            "|---|" + "---|" * len(PAIRED)]
   for arm, figures in paired.items():
@@ -354,7 +355,7 @@ def paired_table(paired: Mapping[str, Mapping[str, dict]], baseline: str, num_se
       if d["n"] == 0:
         cells.append(f"(all {num_seeds} seeds left out: never reach it)")
         continue
-      cell = fmt.format(d["mean"]) + ("" if math.isnan(d["low"]) else
+      cell = fmt.format(d["mean"]) + ("" if d["low"] is None or math.isnan(d["low"]) else
                                       f" [{fmt.format(d['low'])}, {fmt.format(d['high'])}]")
       if d["n"] < num_seeds:
         cell += f" ({num_seeds - d['n']} of {num_seeds} seeds left out: never reach it)"

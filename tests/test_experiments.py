@@ -111,6 +111,11 @@ def test_paired_differences_pair_seeds_and_leave_out_runs_that_never_reach():
   one = summarize.paired_table({"mrt": summarize.paired_differences(base[1:2], arm[1:2])},
                                "grpo", 1)  # one seed: means without intervals
   assert "| mrt | +0.000 | -0.100 | (all 1 seeds left out: never reach it) | +1.0 |" in one
+  stored = json.loads(json.dumps({"mrt": {k: {f: None if isinstance(v, float) and math.isnan(v)
+                                               else v for f, v in d.items()}
+                                          for k, d in summarize.paired_differences(
+                                              base[1:2], arm[1:2]).items()}}))
+  assert summarize.paired_table(stored, "grpo", 1) == one  # as results.json holds it
   assert summarize.against_warm_start(base, arm) == {"regret_lower": 3, "pass@1_lower": 0,
                                                      "n": 3}
   with pytest.raises(ValueError):  # runs are paired by seed: the counts must match
