@@ -1,11 +1,12 @@
-"""The reproduction: GRPO against three MRT recipes on the CPU demo's task; writes docs/RESULTS.md.
+"""The reproduction: GRPO against five MRT recipes on the CPU demo's task; writes docs/RESULTS.md.
 
   nice -n 10 python experiments/reproduce_demo.py           # the study (docs/RESULTS.md)
   python experiments/reproduce_demo.py --quick              # smoke run, minutes, not a result
   python experiments/reproduce_demo.py --arms=grpo,mrt_likelihood --seeds=0,1,2
 
 1. Builds the demo's assets once (configs/demo_cpu.py): elimination problems, tiny tokenizer,
-   tiny model, SFT warm start, held-out test problems.
+   tiny model, held-out test problems, and an SFT warm start trained longer than the demo's
+   (`WARM_START`).
 2. Measures the training regime at the warm start (`regime`): G samples per training problem
    at the rollout temperature, J at every block boundary from the likelihood meta-prover.
 3. Evaluates the warm start once per seed (the seed moves only the evaluation's sampling).
@@ -13,7 +14,8 @@
    seed: the same prompts per step, samples per prompt, steps and optimizer; the arms differ only
    in their overrides (the advantage estimator and the meta-prover it reads).
 5. Evaluates every final checkpoint on the held-out problems (`EVAL`: J(c) and regret from the
-   likelihood meta-prover, no probe noise).
+   likelihood meta-prover, no probe noise), then again with J from the warm start's meta-prover
+   (`FIXED_PROVER`).
 6. Writes docs/results.json, the measured section of docs/RESULTS.md and the plots.
 
 Everything goes under --out; a step whose output exists is skipped, so an interrupted run
@@ -36,11 +38,13 @@ seed's value, null where not finite, e.g. a run that never reaches the target):
                   seed pooled, Wilson 95% interval.
   regime          `summarize.regime_figures` at the warm start, plus "settings" (problems,
                   samples per problem, temperature).
-  paired          MRT arm -> figure (pass@1, normalized_regret, tokens_to_target,
-                  thinking_tokens) -> {"mean", "low", "high", "n"}: arm − grpo seed by seed
-                  (the same warm start, seed and prompts), over the n seeds where both are finite.
-  against_warm_start  arm -> {"regret_lower", "pass@1_lower", "n"}: in how many of the n seeds
-                  the final model's regret, pass@1 is below the warm start's (same seed).
+  paired          MRT arm -> figure (pass@1, normalized_regret, normalized_regret_fixed_prover,
+                  tokens_to_target, thinking_tokens) -> {"mean", "low", "high", "n"}: arm −
+                  grpo seed by seed (the same warm start, seed and prompts), over the n seeds
+                  where both are finite.
+  against_warm_start  arm -> {"regret_lower", "fixed_prover_regret_lower", "pass@1_lower",
+                  "n"}: in how many of the n seeds the final model's regret (its own J; J from
+                  the warm start's meta-prover), pass@1 is below the warm start's (same seed).
   target          {"accuracy": the J of tokens_to_target, "checks": MRT arm ->
                   `summarize.target_checks` against grpo, "reached": any arm reached it,
                   "reached_by": those arms}.
@@ -80,13 +84,32 @@ ARMS = {
                     "the answer at the prompt, J_0 from m = 8 sampled answers",
                     ("advantage.estimator=termination", "probe.estimator=sampled",
                      "probe.num_probes=8")),
+    "mrt_center3": ("MRT-dense with progress centered in the group, a price on every block "
+                    "that makes less progress than the group's mean (α = 3, likelihood J)",
+                    ("advantage.estimator=mrt", "probe.estimator=likelihood",
+                     "advantage.progress_norm=center", "advantage.alpha=3.0")),
+    "mrt_center4": ("the same at α = 4",
+                    ("advantage.estimator=mrt", "probe.estimator=likelihood",
+                     "advantage.progress_norm=center", "advantage.alpha=4.0")),
 }
+# The study's warm start: the demo's SFT recipe trained longer (2,000 trace steps, the
+# stop-or-continue tokens weighted 8) and chosen among 3 SFT candidates by the demo's check,
+# so that it is mostly right and still wasteful (the regime the paper is about; RESULTS.md,
+# "The regime at the warm start"). The demo itself keeps its 10-minute recipe.
+WARM_START = ("demo.sft_trace_steps=2000", "demo.sft_decision_weight=8",
+              "demo.num_warm_starts=3")
 # Evaluation of every run on the held-out problems: 64 problems × n = 2 samples make 1024
 # samples per arm over 8 seeds, a pooled pass@1 interval of about ±0.03; J(c) from the
 # likelihood meta-prover at a budget grid dense enough to read tokens-to-target off it.
 EVAL = ("eval.j_estimator=likelihood", "eval.num_problems=64", "eval.num_samples=2",
         "eval.budgets=(32,64,96,128,160,192)", "eval.extrapolation_budgets=()",
         "eval.num_resamples=200")
+# Each final model is evaluated a second time with J from the warm start's meta-prover
+# (`eval.meta_prover`): the same sampled traces (the same seed), J(c) the warm start's forced
+# answers on them, so that a change in regret is the traces' alone, not the drift of the trained
+# model's own forced answers. Its regret is `normalized_regret_fixed_prover`; the warm start's
+# is its own normalized_regret (it is its own fixed meta-prover).
+FIXED_PROVER = "fixed_prover"
 REGIME_PROBLEMS = 64  # training problems sampled G times each for the regime figures
 # --quick: a tiny warm start and 3 RL steps, 8 problems, 2 seeds (checks the pipeline only).
 QUICK = ("demo.sft_trace_steps=20", "demo.sft_answer_steps=10", "demo.sft_problems=64",
@@ -95,11 +118,12 @@ QUICK = ("demo.sft_trace_steps=20", "demo.sft_answer_steps=10", "demo.sft_proble
 
 
 def overrides(args, out: str) -> list[str]:
-  """The overrides every run shares: the assets under `out`, EVAL, --quick, --steps, --set."""
+  """The overrides every run shares: the assets under `out`, EVAL, WARM_START, --quick, --steps,
+  --set (later ones win)."""
   assets = os.path.join(out, "assets")
   return [f"model.path={assets}/model", f"model.tokenizer_path={assets}/tokenizer",
           f"data.path={assets}/train.jsonl", f"eval.data_path={assets}/test.jsonl",
-          "train.eval_every=0", *EVAL, *(QUICK if args.quick else ()),
+          "train.eval_every=0", *EVAL, *WARM_START, *(QUICK if args.quick else ()),
           *([] if args.quick else ["train.total_steps=%d" % args.steps]), *args.set]
 
 
@@ -231,6 +255,15 @@ def main(argv=None) -> None:
       step(f"{arm}/seed{seed}/eval", os.path.join(work, "eval", "final", "eval.json"),
            [sys.executable, "-m", "mrt_jax.evaluate", *flags(run),
             f"--checkpoint={work}/checkpoints", f"--out={work}/eval/final"])
+  for seed in seeds:  # the same traces' J from the warm start's meta-prover (μ held fixed)
+    for arm in arms:
+      work = os.path.join(out, arm, f"seed{seed}")
+      run = shared + list(ARMS[arm][1]) + [f"seed={seed}", f"workdir={work}",
+                                           f"eval.meta_prover={config.model.path}"]
+      step(f"{arm}/seed{seed}/eval_fixed_prover",
+           os.path.join(work, "eval", FIXED_PROVER, "eval.json"),
+           [sys.executable, "-m", "mrt_jax.evaluate", *flags(run),
+            f"--checkpoint={work}/checkpoints", f"--out={work}/eval/{FIXED_PROVER}"])
   record = write_results(out, docs, seeds, arms, config, step.timings, args.quick,
                          regime_config=config_cli.load_config(CONFIG, regime))
   for arm, pooled in record["pooled_pass@1"].items():
@@ -309,11 +342,16 @@ def write_results(out: str, docs: str, seeds, arms, config, timings: dict, quick
   target = 0.9 * min(sum(final_j(a, s) for s in seeds) / len(seeds) for a in arms)
   figures = {"warm start": [summarize.run_figures(os.path.join(out, "base", f"seed{s}"),
                                                   problems, target) for s in seeds]}
+  for f in figures["warm start"]:
+    f["normalized_regret_fixed_prover"] = f["normalized_regret"]
   curves = {"warm start": []}
   for arm in arms:
     works = [os.path.join(out, arm, f"seed{s}") for s in seeds]
     figures[arm] = [summarize.run_figures(os.path.join(w, "eval", "final"), problems, target)
                     for w in works]
+    for f, w in zip(figures[arm], works):
+      f["normalized_regret_fixed_prover"] = summarize.fixed_prover_regret(
+          os.path.join(w, "eval", FIXED_PROVER), os.path.join(w, "eval", "final"))
     curves[arm] = [[json.loads(l) for l in open(os.path.join(w, "metrics.jsonl"))]
                    for w in works]
   regime = summarize.regime_figures(os.path.join(out, "regime", "samples.jsonl"), train_problems)
@@ -348,6 +386,9 @@ def settings(config, arms, parameters: int, quick: bool) -> dict:
                    "waste_prob": d.waste_prob},
           "model": {"num_layers": d.num_layers, "hidden_size": d.hidden_size,
                     "intermediate_size": d.intermediate_size, "parameters": parameters},
+          "warm_start": {"num_candidates": d.num_warm_starts, "sft_trace_steps": d.sft_trace_steps,
+                         "sft_answer_steps": d.sft_answer_steps,
+                         "sft_decision_weight": d.sft_decision_weight},
           "arms": {a: {"description": ARMS[a][0], "overrides": list(ARMS[a][1])} for a in arms}}
 
 
@@ -384,11 +425,14 @@ def markdown(figures, record: dict, config, pngs, docs: str, quick: bool,
       f"{t.total_steps} steps × {t.global_batch_prompts} prompts × G = {r.num_generations} "
       f"rollouts (temperature {r.temperature}, at most {r.max_completion_len} tokens), lr "
       f"{config.optimizer.learning_rate}, KL β = {config.loss.kl_beta}, α = "
-      f"{config.advantage.alpha} where progress enters. Evaluation: {e.num_problems} held-out "
+      f"{config.advantage.alpha} where progress enters (unless the arm sets it). Evaluation: {e.num_problems} held-out "
       f"problems × n = {e.num_samples} samples (temperature {e.temperature}), J(c) from the "
       f"{e.j_estimator} meta-prover at budgets 0, {', '.join(str(b) for b in e.budgets)} and at "
       f"every block boundary. Task: {d.num_candidates} letters, {d.num_clues} clues, waste "
-      f"probability {d.waste_prob} in the warm start's data. Model: Qwen2-style, "
+      f"probability {d.waste_prob} in the warm start's data. Warm start: the best of "
+      f"{d.num_warm_starts} SFT candidates by the demo's check, each {d.sft_trace_steps} trace "
+      f"steps (stop-or-continue tokens weighted {d.sft_decision_weight}) and "
+      f"{d.sft_answer_steps} answer steps. Model: Qwen2-style, "
       f"{d.num_layers} layers, hidden {d.hidden_size}, FFN {d.intermediate_size}, "
       f"{parameters / 1e6:.2f}M parameters. Wall time of the whole run: "
       f"{sum(timings.values()) / 60:.1f} min.",
@@ -413,7 +457,8 @@ def markdown(figures, record: dict, config, pngs, docs: str, quick: bool,
       summarize.paired_table(record["paired"], BASELINE, len(seeds)),
       "",
       "Against the warm start's evaluation with the same seed: " + "; ".join(
-          f"{a} lowers regret in {w['regret_lower']} of {w['n']} seeds and pass@1 in "
+          f"{a} lowers regret in {w['regret_lower']} of {w['n']} seeds (with the warm start's "
+          f"meta-prover in {w['fixed_prover_regret_lower']}) and pass@1 in "
           f"{w['pass@1_lower']}" for a, w in record["against_warm_start"].items()) + ".",
       "",
       *_regime_lines(record["regime"]),

@@ -12,6 +12,8 @@ Figures of a run (`run_figures`; the keys of docs/results.json):
   completion_tokens   thinking and answer tokens per trace.
   normalized_regret   1 − (1/C0)·∫_0^C0 J(c) dc at the largest budget C0 (docs/method.md);
                       episode_normalized_regret from the J curve at the traces' own blocks.
+  normalized_regret_fixed_prover   the same, J(c) from a fixed meta-prover (the warm start's)
+                      on the same traces (`fixed_prover_regret`; set by the study).
   tokens_to_target    thinking tokens spent at the smallest budget where the budget-forced
                       success J(c) reaches the target accuracy (linear between budgets).
   blocks              blocks per trace.
@@ -182,6 +184,23 @@ def run_figures(eval_dir: str, problems: Mapping[int, dict], target: float) -> d
       "budgets": bf["budgets"], "J": bf["J"], "J_tokens": bf["mean_thinking_tokens"]}
 
 
+def fixed_prover_regret(fixed_dir: str, own_dir: str) -> float:
+  """normalized_regret of an evaluation whose J came from a fixed meta-prover (`fixed_dir`),
+  after checking that it scored the same traces as the evaluation in `own_dir`."""
+  def load(d):
+    with open(os.path.join(d, "samples.jsonl"), encoding="utf-8") as f:
+      return [(r["problem_id"], r["completion"]) for r in map(json.loads, f)]
+  if load(fixed_dir) != load(own_dir):
+    raise ValueError(f"{fixed_dir}: its samples differ from {own_dir}'s; a fixed meta-prover's "
+                     "evaluation must score the same traces (same checkpoint, seed and settings)")
+  with open(os.path.join(fixed_dir, "eval.json"), encoding="utf-8") as f:
+    record = json.load(f)
+  if record.get("meta_prover", "policy") == "policy":
+    raise ValueError(f"{fixed_dir}/eval.json: J came from the policy itself, not a fixed "
+                     "meta-prover (eval.meta_prover was empty)")
+  return record["metrics"]["normalized_regret"]
+
+
 # (key, label, format, what a NaN value means): one row of the results table each.
 _NEVER = "never reach it"
 _NONE = "have no such block"
@@ -189,6 +208,8 @@ ROWS = (("pass@1", "accuracy (pass@1)", "{:.3f}", _NONE),
         ("thinking_tokens", "thinking tokens", "{:.1f}", _NONE),
         ("completion_tokens", "completion tokens", "{:.1f}", _NONE),
         ("normalized_regret", "normalized regret", "{:.3f}", _NONE),
+        ("normalized_regret_fixed_prover", "normalized regret, J from the warm start's "
+         "meta-prover", "{:.3f}", _NONE),
         ("tokens_to_target", "tokens to target accuracy", "{:.1f}", _NEVER),
         ("blocks", "blocks per trace", "{:.2f}", _NONE),
         ("wasteful_blocks", "wasteful blocks per trace", "{:.2f}", _NONE),
@@ -323,6 +344,7 @@ def target_checks(baseline: Sequence[dict], arm: Sequence[dict], token_ratio: fl
 # Paired differences, arm − baseline per seed (`paired_differences`): key, label, format.
 PAIRED = (("pass@1", "pass@1", "{:+.3f}"),
           ("normalized_regret", "normalized regret", "{:+.3f}"),
+          ("normalized_regret_fixed_prover", "regret, the warm start's meta-prover", "{:+.3f}"),
           ("tokens_to_target", "budget-forced tokens to the target J", "{:+.1f}"),
           ("thinking_tokens", "thinking tokens", "{:+.1f}"))
 
@@ -365,10 +387,13 @@ def paired_table(paired: Mapping[str, Mapping[str, dict]], baseline: str, num_se
 
 
 def against_warm_start(warm: Sequence[dict], arm: Sequence[dict]) -> dict[str, int]:
-  """Seeds where the arm's final model has lower normalized regret, lower pass@1 than the warm
-  start's evaluation with the same seed, and how many seeds there are."""
+  """Seeds where the arm's final model has lower normalized regret (J its own; J from the
+  warm start's meta-prover), lower pass@1 than the warm start's evaluation with the same seed,
+  and how many seeds there are."""
   pairs = list(zip(arm, warm, strict=True))
   return {"regret_lower": sum(a["normalized_regret"] < w["normalized_regret"] for a, w in pairs),
+          "fixed_prover_regret_lower": sum(
+              a["normalized_regret_fixed_prover"] < w["normalized_regret"] for a, w in pairs),
           "pass@1_lower": sum(a["pass@1"] < w["pass@1"] for a, w in pairs),
           "n": len(pairs)}
 

@@ -110,6 +110,10 @@ def base(name: str, model_path: str) -> ConfigDict:
   c.eval.max_new_tokens = 0  # tokens sampled per trace; 0 = rollout.max_completion_len
   c.eval.wait_text = "Wait"  # text appended to extend the thinking when extrapolating
   c.eval.j_estimator = "sampled"  # J(c) at budget cuts: "sampled" (m probes) or "likelihood"
+  # whose forced answers J(c) measures: "" = the evaluated policy's own (the paper's μ); a
+  # checkpoint of the same architecture (HF dir or <workdir>/checkpoints), e.g. the warm start,
+  # = a fixed meta-prover, so that curves of several policies differ by their traces only
+  c.eval.meta_prover = ""  # see the lines above
   return c
 
 

@@ -94,7 +94,8 @@ def test_target_check_survives_a_target_reached_at_budget_zero():
 
 def test_paired_differences_pair_seeds_and_leave_out_runs_that_never_reach():
   runs = lambda *rows: [{"pass@1": p, "normalized_regret": r, "tokens_to_target": t,
-                         "thinking_tokens": k} for p, r, t, k in rows]
+                         "thinking_tokens": k, "normalized_regret_fixed_prover": r + 0.1}
+                        for p, r, t, k in rows]
   base = runs((0.5, 0.6, 100.0, 140.0), (0.4, 0.7, math.inf, 130.0), (0.6, 0.5, 90.0, 120.0))
   arm = runs((0.6, 0.5, 80.0, 130.0), (0.4, 0.6, 70.0, 131.0), (0.8, 0.3, 60.0, 110.0))
   paired = summarize.paired_differences(base, arm)
@@ -110,14 +111,17 @@ def test_paired_differences_pair_seeds_and_leave_out_runs_that_never_reach():
   assert "(1 of 3 seeds left out: never reach it)" in text
   one = summarize.paired_table({"mrt": summarize.paired_differences(base[1:2], arm[1:2])},
                                "grpo", 1)  # one seed: means without intervals
-  assert "| mrt | +0.000 | -0.100 | (all 1 seeds left out: never reach it) | +1.0 |" in one
+  assert ("| mrt | +0.000 | -0.100 | -0.100 | (all 1 seeds left out: never reach it) | +1.0 |"
+          in one)
   stored = json.loads(json.dumps({"mrt": {k: {f: None if isinstance(v, float) and math.isnan(v)
                                                else v for f, v in d.items()}
                                           for k, d in summarize.paired_differences(
                                               base[1:2], arm[1:2]).items()}}))
   assert summarize.paired_table(stored, "grpo", 1) == one  # as results.json holds it
-  assert summarize.against_warm_start(base, arm) == {"regret_lower": 3, "pass@1_lower": 0,
-                                                     "n": 3}
+  # The arm's regret with the fixed prover (its own + 0.1) against the warm start's own:
+  # 0.6 < 0.6 no, 0.7 < 0.7 no, 0.4 < 0.5 yes.
+  assert summarize.against_warm_start(base, arm) == {
+      "regret_lower": 3, "fixed_prover_regret_lower": 1, "pass@1_lower": 0, "n": 3}
   with pytest.raises(ValueError):  # runs are paired by seed: the counts must match
     summarize.paired_differences(base, arm[:2])
 
@@ -169,7 +173,7 @@ _BUDGETS = [0, 32, 64]
 _J = [0.1, 0.5, 0.8]
 
 
-def _write_eval(path, *, pass1, tokens, regret, j_tokens, seed):
+def _write_eval(path, *, pass1, tokens, regret, j_tokens, seed, meta_prover="policy"):
   """eval.json and samples.jsonl of one evaluation (the fields summarize reads)."""
   path.mkdir(parents=True, exist_ok=True)
   metrics = {"pass@1": pass1, "pass@1_ci": [pass1 - 0.1, pass1 + 0.1],
@@ -177,7 +181,8 @@ def _write_eval(path, *, pass1, tokens, regret, j_tokens, seed):
              "normalized_regret": regret + 0.01 * seed, "episode_normalized_regret": regret,
              "mean_blocks": 3.0}
   (path / "eval.json").write_text(json.dumps({"metrics": metrics, "budget_forcing": {
-      "budgets": _BUDGETS, "J": _J, "mean_thinking_tokens": [t + seed for t in j_tokens]}}))
+      "budgets": _BUDGETS, "J": _J, "mean_thinking_tokens": [t + seed for t in j_tokens]},
+      "meta_prover": meta_prover}))
   trace = elimination.trace_completion(_PROBLEM, [0, 0, 1]).text  # new, re-check, new
   rows = [{"problem_id": 0, "completion": trace, "j_values": [0.2, 0.5, 0.5, 1.0],
            "verdict": float(i < 3)} for i in range(4)]  # 3 of 4 correct
@@ -207,6 +212,9 @@ def _study(tmp_path, seeds=(0, 1, 2)):
       work = out / arm / f"seed{s}"
       _write_eval(work / "eval" / "final", pass1=pass1, tokens=tokens, regret=regret,
                   j_tokens=j_tokens, seed=s)
+      # The warm start's meta-prover scores the same traces: regret 0.1 higher than their own.
+      _write_eval(work / "eval" / reproduce_demo.FIXED_PROVER, pass1=pass1, tokens=tokens,
+                  regret=regret + 0.1, j_tokens=j_tokens, seed=s, meta_prover="/assets/model")
       (work / "metrics.jsonl").write_text("".join(json.dumps(
           {"reward_mean": 0.5, "completion_tokens_mean": 100.0, "blocks_mean": 3.0,
            "probe_answers": 8 * (arm != "grpo")}) + "\n" for _ in range(3)))
@@ -261,7 +269,13 @@ def test_results_json_keys_and_target_checks_from_fabricated_runs(tmp_path):
       {"mean": -40.0, "low": -40.0, "high": -40.0, "n": 3})
   assert likelihood["normalized_regret"]["mean"] == pytest.approx(-0.2)
   assert on_disk["paired"]["mrt_sampled"]["pass@1"]["mean"] == pytest.approx(-0.2)
-  assert on_disk["against_warm_start"]["grpo"] == {"regret_lower": 3, "pass@1_lower": 0, "n": 3}
+  assert on_disk["against_warm_start"]["grpo"] == {
+      "regret_lower": 3, "fixed_prover_regret_lower": 0, "pass@1_lower": 0, "n": 3}
+  # The fixed prover's regret: grpo's 0.6 + 0.01 seed, the warm start's its own 0.6 + 0.01 seed.
+  assert grpo["normalized_regret_fixed_prover"]["per_seed"] == pytest.approx([0.6, 0.61, 0.62])
+  assert on_disk["warm_start"]["normalized_regret_fixed_prover"]["per_seed"] == pytest.approx(
+      [0.6, 0.61, 0.62])
+  assert likelihood["normalized_regret_fixed_prover"]["mean"] == pytest.approx(-0.2)
   assert on_disk["against_warm_start"]["mrt_sampled"]["pass@1_lower"] == 3
   # Pooled pass@1: 3 of 4 samples correct in each of 3 seeds.
   assert on_disk["pooled_pass@1"]["grpo"] == pytest.approx(summarize.wilson(9, 12))
@@ -276,10 +290,28 @@ def test_results_json_keys_and_target_checks_from_fabricated_runs(tmp_path):
   assert text.startswith("# Results\n\nprose above\n\n") and text.endswith("\n\nprose below\n")
   assert "old" not in text and "**target: reached by mrt_likelihood**" in text
   assert "| mrt_sampled | 2 | 0.500 |" in text  # a per-seed row
-  assert "| mrt_likelihood | +0.000 [+0.000, +0.000] | -0.200 [-0.200, -0.200] |" in text
-  assert "mrt_sampled lowers regret in 3 of 3 seeds and pass@1 in 3" in text
+  assert ("| mrt_likelihood | +0.000 [+0.000, +0.000] | -0.200 [-0.200, -0.200] | "
+          "-0.200 [-0.200, -0.200] |") in text
+  assert ("mrt_sampled lowers regret in 3 of 3 seeds (with the warm start's meta-prover in 3) "
+          "and pass@1 in 3") in text
+  assert "| normalized regret, J from the warm start's meta-prover | 0.610 [" in text
   for png in ("j_curves", "accuracy_vs_tokens", "train_reward_mean"):
     assert (docs / f"results_{png}.png").exists() and f"results_{png}.png)" in text
+
+
+def test_fixed_prover_regret_refuses_other_traces_or_the_policys_own_j(tmp_path):
+  own, fixed = tmp_path / "own", tmp_path / "fixed"
+  _write_eval(own, pass1=0.5, tokens=10.0, regret=0.4, j_tokens=[0, 5, 9], seed=0)
+  _write_eval(fixed, pass1=0.5, tokens=10.0, regret=0.5, j_tokens=[0, 5, 9], seed=0,
+              meta_prover="/warm/model")
+  assert summarize.fixed_prover_regret(str(fixed), str(own)) == 0.5
+  _write_eval(fixed, pass1=0.5, tokens=10.0, regret=0.5, j_tokens=[0, 5, 9], seed=0)
+  with pytest.raises(ValueError, match=r"fixed/eval.json: J came from the policy itself"):
+    summarize.fixed_prover_regret(str(fixed), str(own))
+  with open(own / "samples.jsonl", "a") as f:
+    f.write(json.dumps({"problem_id": 1, "completion": "other", "verdict": 0.0}) + "\n")
+  with pytest.raises(ValueError, match=r"fixed: its samples differ from .*own's"):
+    summarize.fixed_prover_regret(str(fixed), str(own))
 
 
 def test_regime_rejects_groups_of_unequal_size(tmp_path):
@@ -307,6 +339,16 @@ def test_every_arm_loads_and_passes_the_setup_checks(arm, tmp_path):
   experience = _fake_tokenizer_setup(config)
   assert experience.estimator == config.advantage.estimator
   assert experience.measures_j == (arm != "grpo")
+  # Every override of the arm reaches the step's settings (none is dropped on the way).
+  wanted = dict(o.split("=", 1) for o in reproduce_demo.ARMS[arm][1])
+  if "advantage.progress_norm" in wanted:
+    assert experience.progress_norm == wanted["advantage.progress_norm"]
+    assert experience.alpha == float(wanted["advantage.alpha"])
+  else:
+    assert experience.progress_norm == "none" and experience.alpha == 1.0
+  # The study's warm start is the longer recipe, for every arm.
+  assert (config.demo.sft_trace_steps, config.demo.sft_decision_weight,
+          config.demo.num_warm_starts) == (2000, 8, 3)
   assert config.eval.j_estimator == "likelihood" and runner._j_estimator(config) == "likelihood"
   assert runner.EvalSettings.from_config(config).num_problems == 64
   regime = config_cli.load_config(reproduce_demo.CONFIG, shared + reproduce_demo.regime_overrides(

@@ -28,6 +28,9 @@ extrapolation.
 eval.j_estimator "likelihood" scores the reference answer at every cut instead of
 sampling m probes, so the J(c) curves and regrets carry no probe noise
 (`mrt_jax.mrt.meta_prover`).
+eval.meta_prover names a checkpoint whose forced answers J(c) measures instead of the policy's
+own: the policy samples the traces, the fixed meta-prover prefills them into its own cache and
+answers at every cut (eval.json "meta_prover" names it; "policy" by default).
 
 Letters: P problems, R samples per problem, C budget-grid points (0 and eval.budgets),
 N1 boundaries of a trace, H horizons, E extrapolation budgets.
@@ -121,12 +124,14 @@ class _Model:
   verifier: str
   extract_answer: Any  # text -> final answer or None (the task's, `task.answer_extractor`)
   pool: Any  # the verifier's worker pool (None: an inline verifier)
+  prover_params: Any = None  # eval.meta_prover's params; None: the policy answers itself
 
   def decode(self, ids: Sequence[int]) -> str:
     return task.decode_text(self.tokenizer, ids)
 
 
-def _model(config, sampler, params, model_config, tokenizer, s: EvalSettings) -> _Model:
+def _model(config, sampler, params, model_config, tokenizer, s: EvalSettings,
+           prover_params=None) -> _Model:
   encode = lambda text: tuple(tokenizer.encode(text, add_special_tokens=False))
   stop_ids = tuple(model_config.eos_token_ids) + (
       (tokenizer.eos_token_id,) if tokenizer.eos_token_id is not None else ())
@@ -140,7 +145,22 @@ def _model(config, sampler, params, model_config, tokenizer, s: EvalSettings) ->
           prover_answer(config, tokenizer, "eval.j_estimator", _j_estimator(config))),
       seg=task.segment_config(config), verifier=config.reward.verifier,
       extract_answer=task.answer_extractor(config.reward.verifier),
-      pool=pool_for(config.reward.verifier, config.reward.num_workers, config.reward.timeout_s))
+      pool=pool_for(config.reward.verifier, config.reward.num_workers, config.reward.timeout_s),
+      prover_params=prover_params)
+
+
+def _meta_prover(config, model_config, sampler: Sampler):
+  """The params of eval.meta_prover on the sampler's mesh, or None ("": the policy itself)."""
+  path = str(config.eval.meta_prover)
+  if not path:
+    return None
+  from mrt_jax.train.restore import load_checkpoint  # pylint: disable=import-outside-toplevel
+  prover_config, params, _ = load_checkpoint(config, path, sampler.mesh, sampler.rules)
+  if prover_config != model_config:
+    raise ValueError(f"eval.meta_prover = {path!r}: its architecture differs from the evaluated "
+                     f"policy's ({prover_config} against {model_config}); a fixed meta-prover "
+                     "reads the policy's tokens, so it needs the same architecture and vocab")
+  return params
 
 
 def eval_problems(config) -> tuple[list[dict], str]:
@@ -211,7 +231,12 @@ def _run_batch(m: _Model, s: EvalSettings, records, prompts, seed: int, counts) 
   prompt_lens = [len(p) for p in prompts for _ in range(n)]
   row_records = [r for r in records for _ in range(n)]
   cuts = [t["budget_cuts"] + t["boundaries"] for t in traces]
-  success = budget.forced_success(m.sampler, m.params, out.cache, prompt_lens, cuts, m.probe,
+  prover, trunk = m.params, out.cache
+  if m.prover_params is not None:  # a fixed meta-prover reads the traces from its own cache
+    prover = m.prover_params
+    trunk = m.sampler.prefill(prover, [list(prompts[i // n]) + list(t)
+                                       for i, t in enumerate(out.tokens)])
+  success = budget.forced_success(m.sampler, prover, trunk, prompt_lens, cuts, m.probe,
                                   judge, m.decode, seed + 1, row_records)
   C = len(s.budgets) + 1
   for t, j in zip(traces, success):
@@ -223,9 +248,9 @@ def _run_batch(m: _Model, s: EvalSettings, records, prompts, seed: int, counts) 
         [t["ended"] for t in traces], budget=s.extrapolation_budgets[-1], wait_tokens=m.wait,
         end_think_tokens=m.end_think, stop_token_ids=m.stop_ids, max_waits=s.max_waits,
         temperature=s.temperature, top_p=s.top_p, seed=seed + 2)
-    trunk = m.sampler.prefill(m.params, [r + th for r, th in zip(rows, ext.thinking)])
+    trunk = m.sampler.prefill(prover, [r + th for r, th in zip(rows, ext.thinking)])
     ext_cuts = [[min(b, len(th)) for b in s.extrapolation_budgets] for th in ext.thinking]
-    ext_j = budget.forced_success(m.sampler, m.params, trunk, prompt_lens, ext_cuts, m.probe,
+    ext_j = budget.forced_success(m.sampler, prover, trunk, prompt_lens, ext_cuts, m.probe,
                                   judge, m.decode, seed + 3, row_records)
     for t, c, j, w in zip(traces, ext_cuts, ext_j, ext.waits):
       t.update(ext_cuts=c, j_ext=j, waits=int(w))
@@ -343,7 +368,9 @@ def evaluate(config, params, model_config, tokenizer, out_dir: str, *,
   problems = problem_records(records, config.data.problem_field, config.data.answer_field,
                              s.num_problems, source)
   task.check_thinking_tokens(tokenizer, config.segment.end_think, config.probe.termination_suffix)
-  m = _model(config, sampler or Sampler(model_config), params, model_config, tokenizer, s)
+  sampler = sampler or Sampler(model_config)
+  m = _model(config, sampler, params, model_config, tokenizer, s,
+             _meta_prover(config, model_config, sampler))
   prompts = [render(tokenizer, r, config.data, source) for r in problems]
   counts = {"verifier_errors": 0, "verifier_timeouts": 0}
   traces = []
@@ -358,7 +385,9 @@ def evaluate(config, params, model_config, tokenizer, out_dir: str, *,
   figures.update(counts)
   name = name or os.path.basename(os.path.normpath(checkpoint))
   fields = {"name": name, "dataset": source, "num_problems": len(problems),
-            "num_samples": s.num_samples, "budget_forcing": curves}
+            "num_samples": s.num_samples, "budget_forcing": curves,
+            "meta_prover": (storage.absolute(str(config.eval.meta_prover))
+                            if config.eval.meta_prover else "policy")}
   if s.extrapolation_budgets:
     fields["extrapolation"] = _extrapolation(traces, s, float(curves["J"][-1]))
     figures["extrapolation_gain"] = fields["extrapolation"]["gain"]

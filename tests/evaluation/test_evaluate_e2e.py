@@ -4,6 +4,7 @@ The model is random (pass@1 ≈ 0), so the end-to-end tests check the pipeline a
 the mechanisms (wait insertion, probe sharing) are checked on a scripted fake sampler.
 """
 
+import dataclasses
 import json
 import os
 import types
@@ -177,6 +178,67 @@ def test_training_checkpoint_restores_the_trained_params(tiny, tmp_path):
   model_config, restored, name = load_checkpoint(config, str(tmp_path / "checkpoints"))
   assert name == "step_3" and model_config == tiny.model_config
   jax.tree.map(np.testing.assert_array_equal, params, restored)
+
+
+def _samples(out_dir):
+  with open(os.path.join(out_dir, "samples.jsonl")) as f:
+    return [json.loads(line) for line in f]
+
+
+def test_fixed_meta_prover_scores_the_policys_traces(tiny, tmp_path):
+  config = config_cli.load_config(f"{tiny.dir}/config.py")
+  with config.unlocked():
+    config.eval.j_estimator = "likelihood"  # J > 0 even for a random model: curves to compare
+  run = lambda name: runner.evaluate(config, tiny.params, tiny.model_config, tiny.tokenizer,
+                                     str(tmp_path / name), make_plots=False)
+  own = run("own")
+  assert own["meta_prover"] == "policy"
+  # The policy named as its own fixed meta-prover: the same J, read from a cache that the
+  # prover prefills instead of the one the policy's sampling filled (f32; a re-prefilled entry
+  # differs from a decoded one by float rounding only, ~1e-6 in a log-prob).
+  with config.unlocked():
+    config.eval.meta_prover = f"{tiny.dir}/model"
+  same = run("same")
+  assert same["meta_prover"] == f"{tiny.dir}/model"
+  np.testing.assert_allclose(same["budget_forcing"]["J"], own["budget_forcing"]["J"], rtol=1e-4)
+  for a, b in zip(_samples(tmp_path / "same"), _samples(tmp_path / "own")):
+    np.testing.assert_allclose(a["j_values"], b["j_values"], rtol=1e-4)
+    np.testing.assert_allclose(a["j_extended"], b["j_extended"], rtol=1e-4)
+  # Another meta-prover: the policy's traces and verdicts unchanged, every J curve its own.
+  rng = np.random.default_rng(1)
+  other = jax.tree.map(lambda p: p + 0.02 * jnp.asarray(rng.standard_normal(p.shape), p.dtype),
+                       tiny.params)
+  models.save_hf(tiny.model_config, other, str(tmp_path / "prover"))
+  with config.unlocked():
+    config.eval.meta_prover = str(tmp_path / "prover")
+  fixed = run("fixed")
+  for a, b in zip(_samples(tmp_path / "fixed"), _samples(tmp_path / "own")):
+    assert (a["completion"], a["verdict"], a["blocks"]) == (b["completion"], b["verdict"],
+                                                            b["blocks"])
+    assert not np.allclose(a["j_values"], b["j_values"], rtol=1e-2, atol=0)
+  # ... and the fixed prover's J is its own forced answer on those traces: evaluating the
+  # prover itself as the policy would sample other traces, so compare at the empty thinking
+  # (budget 0: the prompt alone), where every trace of a problem has the same cut.
+  prover_own = runner.evaluate(config, other, tiny.model_config, tiny.tokenizer,
+                               str(tmp_path / "prover_own"), make_plots=False)
+  for a, b in zip(_samples(tmp_path / "fixed"), _samples(tmp_path / "prover_own")):
+    np.testing.assert_allclose(a["j_budgets"][0], b["j_budgets"][0], rtol=1e-4)
+
+
+def test_meta_prover_of_another_architecture_or_path_is_refused(tiny, tmp_path):
+  config = config_cli.load_config(f"{tiny.dir}/config.py")
+  wide = dataclasses.replace(tiny.model_config, intermediate_size=96)
+  params = jax.tree.map(lambda s: jnp.zeros(s.shape, jnp.float32), models.param_specs(wide),
+                        is_leaf=lambda x: isinstance(x, models.ParamSpec))
+  models.save_hf(wide, params, str(tmp_path / "wide"))
+  with config.unlocked():
+    config.eval.meta_prover = str(tmp_path / "wide")
+  with pytest.raises(ValueError, match=r"eval.meta_prover = '.*/wide': its architecture differs"):
+    runner.evaluate(config, tiny.params, tiny.model_config, tiny.tokenizer, str(tmp_path / "o"))
+  with config.unlocked():
+    config.eval.meta_prover = str(tmp_path / "nowhere")
+  with pytest.raises(FileNotFoundError, match=r"checkpoint '.*/nowhere' does not exist"):
+    runner.evaluate(config, tiny.params, tiny.model_config, tiny.tokenizer, str(tmp_path / "o"))
 
 
 class _ScriptedSampler:
