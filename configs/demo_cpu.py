@@ -20,10 +20,11 @@ def get_config(arg=None):
   c.train.eval_every = 60  # evaluate the warm start (step 0) and the trained model (step 60)
   c.rollout.num_generations = 4  # G: a group needs several traces for outcome contrast
   c.optimizer.learning_rate = 3e-4  # a tiny model moves at a larger lr than 7B's 1e-6
-  # J from m = 8 sampled forced answers per boundary: in the study (2 warm starts x 8 seeds) it
-  # lowered regret below the warm start's in 13 of 16 runs (likelihood J: 14), and no weak demo
-  # warm start got worse with it, where the likelihood J made one worse (docs/RESULTS.md)
-  c.probe.estimator = "sampled"  # see the three lines above
+  # J from m = 8 sampled forced answers per boundary: from the demo's warm starts of two builds
+  # (2 x 8 seeds) it lowered regret below the warm start's in 13 of 16 runs (likelihood J: 14),
+  # and no weak demo warm start got worse with it, where the likelihood J made one worse
+  # (docs/RESULTS.md)
+  c.probe.estimator = "sampled"  # see the four lines above
   c.probe.num_probes = 8  # m: forced answers per block boundary
   c.eval.j_estimator = "likelihood"  # J(c) and normalized regret without probe noise
   c.eval.num_problems = 64  # held-out problems of test.jsonl; x num_samples = 128 traces
