@@ -155,7 +155,10 @@ def _meta_prover(config, model_config, sampler: Sampler):
   if not path:
     return None
   from mrt_jax.train.restore import load_checkpoint  # pylint: disable=import-outside-toplevel
-  prover_config, params, _ = load_checkpoint(config, path, sampler.mesh, sampler.rules)
+  try:
+    prover_config, params, _ = load_checkpoint(config, path, sampler.mesh, sampler.rules)
+  except FileNotFoundError as e:
+    raise FileNotFoundError(f"eval.meta_prover = {path!r}: {e}") from e
   if prover_config != model_config:
     raise ValueError(f"eval.meta_prover = {path!r}: its architecture differs from the evaluated "
                      f"policy's ({prover_config} against {model_config}); a fixed meta-prover "

@@ -93,12 +93,16 @@ def tiny(tmp_path_factory, compile_cache):
                                compile_cache=compile_cache)
 
 
+def _samples(out_dir):
+  with open(os.path.join(out_dir, "samples.jsonl")) as f:
+    return [json.loads(line) for line in f]
+
+
 def _check_outputs(out_dir):
   for name in ("eval.json", "samples.jsonl", *runner.PLOTS):
     path = os.path.join(out_dir, name)
     assert os.path.isfile(path) and os.path.getsize(path) > 0, path
-  with open(os.path.join(out_dir, "samples.jsonl")) as f:
-    lines = [json.loads(line) for line in f]
+  lines = _samples(out_dir)
   assert len(lines) == NUM_PROBLEMS * NUM_SAMPLES
   for line in lines:
     assert {"completion", "blocks", "j_values", "verdict", "j_budgets"} <= set(line)
@@ -180,11 +184,6 @@ def test_training_checkpoint_restores_the_trained_params(tiny, tmp_path):
   jax.tree.map(np.testing.assert_array_equal, params, restored)
 
 
-def _samples(out_dir):
-  with open(os.path.join(out_dir, "samples.jsonl")) as f:
-    return [json.loads(line) for line in f]
-
-
 def test_fixed_meta_prover_scores_the_policys_traces(tiny, tmp_path):
   config = config_cli.load_config(f"{tiny.dir}/config.py")
   with config.unlocked():
@@ -237,7 +236,8 @@ def test_meta_prover_of_another_architecture_or_path_is_refused(tiny, tmp_path):
     runner.evaluate(config, tiny.params, tiny.model_config, tiny.tokenizer, str(tmp_path / "o"))
   with config.unlocked():
     config.eval.meta_prover = str(tmp_path / "nowhere")
-  with pytest.raises(FileNotFoundError, match=r"checkpoint '.*/nowhere' does not exist"):
+  with pytest.raises(FileNotFoundError,
+                     match=r"eval.meta_prover = '.*/nowhere': checkpoint '.*/nowhere' does not"):
     runner.evaluate(config, tiny.params, tiny.model_config, tiny.tokenizer, str(tmp_path / "o"))
 
 
