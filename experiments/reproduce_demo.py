@@ -71,6 +71,7 @@ from experiments import summarize  # noqa: E402
 
 CONFIG = "configs/demo_cpu.py"
 BASELINE = "grpo"
+WARM_START_PATH = "<warm_start>"  # in an arm's overrides: the study's warm start (model.path)
 # Arm name -> (description, config overrides). Every other setting is shared by all arms.
 ARMS = {
     "grpo": ("GRPO: the group-normalized outcome on every token",
@@ -91,6 +92,15 @@ ARMS = {
     "mrt_center4": ("the same at α = 4",
                     ("advantage.estimator=mrt", "probe.estimator=likelihood",
                      "advantage.progress_norm=center", "advantage.alpha=4.0")),
+    "mrt_frozen": ("MRT-dense with J from the frozen warm start's forced answers "
+                   "(`probe.meta_prover`; likelihood J): progress prices the traces, not the "
+                   "drift of the policy's own forced answers",
+                   ("advantage.estimator=mrt", "probe.estimator=likelihood",
+                    f"probe.meta_prover={WARM_START_PATH}")),
+    "mrt_frozen_center3": ("the same with progress centered in the group at α = 3",
+                           ("advantage.estimator=mrt", "probe.estimator=likelihood",
+                            f"probe.meta_prover={WARM_START_PATH}",
+                            "advantage.progress_norm=center", "advantage.alpha=3.0")),
 }
 # The study's warm start: the demo's SFT recipe trained longer (2,000 trace steps, the
 # stop-or-continue tokens weighted 8) and chosen among 3 SFT candidates by the demo's check,
@@ -125,6 +135,11 @@ def overrides(args, out: str) -> list[str]:
           f"data.path={assets}/train.jsonl", f"eval.data_path={assets}/test.jsonl",
           "train.eval_every=0", *EVAL, *WARM_START, *(QUICK if args.quick else ()),
           *([] if args.quick else ["train.total_steps=%d" % args.steps]), *args.set]
+
+
+def arm_overrides(arm: str, config) -> list[str]:
+  """The arm's overrides, WARM_START_PATH replaced by the study's warm start."""
+  return [o.replace(WARM_START_PATH, config.model.path) for o in ARMS[arm][1]]
 
 
 def regime_overrides(config, out: str, quick: bool) -> list[str]:
@@ -230,7 +245,8 @@ def main(argv=None) -> None:
   os.makedirs(out, exist_ok=True)
   shared = overrides(args, out)
   config = config_cli.load_config(CONFIG, shared)
-  arm_configs = {a: config_cli.load_config(CONFIG, shared + list(ARMS[a][1])) for a in arms}
+  arm_configs = {a: config_cli.load_config(CONFIG, shared + arm_overrides(a, config))
+                 for a in arms}
   step = Steps(out, environment(out))
   build = ("from mrt_jax import config_cli; from mrt_jax.train import demo; "
            f"demo.build_assets(config_cli.load_config({CONFIG!r}, {shared!r}))")
@@ -248,7 +264,7 @@ def main(argv=None) -> None:
   for seed in seeds:  # seed by seed, so a study cut short has every arm on its first seeds
     for arm in arms:
       work = os.path.join(out, arm, f"seed{seed}")
-      run = shared + list(ARMS[arm][1]) + [f"seed={seed}", f"workdir={work}"]
+      run = shared + arm_overrides(arm, config) + [f"seed={seed}", f"workdir={work}"]
       step(f"{arm}/seed{seed}/train",
            os.path.join(work, "checkpoints", str(arm_configs[arm].train.total_steps)),
            [sys.executable, "-m", "mrt_jax.launch", *flags(run)])
@@ -258,7 +274,7 @@ def main(argv=None) -> None:
   for seed in seeds:  # the same traces' J from the warm start's meta-prover (μ held fixed)
     for arm in arms:
       work = os.path.join(out, arm, f"seed{seed}")
-      run = shared + list(ARMS[arm][1]) + [f"seed={seed}", f"workdir={work}",
+      run = shared + arm_overrides(arm, config) + [f"seed={seed}", f"workdir={work}",
                                            f"eval.meta_prover={config.model.path}"]
       step(f"{arm}/seed{seed}/eval_fixed_prover",
            os.path.join(work, "eval", FIXED_PROVER, "eval.json"),

@@ -75,6 +75,11 @@ def base(name: str, model_path: str) -> ConfigDict:
   # The reference answer μ should write after the suffix (likelihood only): str.format template
   # of the record's answer (data.answer_field); "\\boxed{{{answer}}}" renders 7 as \boxed{7}
   c.probe.answer_template = "\\boxed{{{answer}}}"  # see the two lines above
+  # whose forced answers J_j measures: "" = the policy being trained (the paper's μ, which RL
+  # changes with the policy); a checkpoint of the same architecture (HF dir or
+  # <workdir>/checkpoints), e.g. model.path = the frozen warm start, so that progress prices the
+  # traces alone; it prefills each step's rollouts into its own KV cache
+  c.probe.meta_prover = ""  # see the lines above
 
   c.segment = ConfigDict()  # splitting the thinking into blocks z_1..z_K (docs/method.md)
   c.segment.method = "paragraph"  # restart-marker paragraphs; "fixed_chunk" for models without

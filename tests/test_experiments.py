@@ -335,8 +335,13 @@ def test_every_arm_loads_and_passes_the_setup_checks(arm, tmp_path):
   from mrt_jax.evaluation import runner
   args = reproduce_demo.argparse.Namespace(quick=False, steps=40, set=[])
   shared = reproduce_demo.overrides(args, str(tmp_path))
-  config = config_cli.load_config(reproduce_demo.CONFIG, shared + list(reproduce_demo.ARMS[arm][1]))
+  base = config_cli.load_config(reproduce_demo.CONFIG, shared)
+  config = config_cli.load_config(reproduce_demo.CONFIG,
+                                  shared + reproduce_demo.arm_overrides(arm, base))
   experience = _fake_tokenizer_setup(config)
+  # The frozen arms' meta-prover is the study's warm start; the others' is the policy.
+  assert config.probe.meta_prover == (base.model.path if "frozen" in arm else "")
+  assert base.model.path == f"{tmp_path}/assets/model"
   assert experience.estimator == config.advantage.estimator
   assert experience.measures_j == (arm != "grpo")
   # Every override of the arm reaches the step's settings (none is dropped on the way).

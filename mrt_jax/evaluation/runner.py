@@ -151,19 +151,10 @@ def _model(config, sampler, params, model_config, tokenizer, s: EvalSettings,
 
 def _meta_prover(config, model_config, sampler: Sampler):
   """The params of eval.meta_prover on the sampler's mesh, or None ("": the policy itself)."""
-  path = str(config.eval.meta_prover)
-  if not path:
+  if not str(config.eval.meta_prover):
     return None
-  from mrt_jax.train.restore import load_checkpoint  # pylint: disable=import-outside-toplevel
-  try:
-    prover_config, params, _ = load_checkpoint(config, path, sampler.mesh, sampler.rules)
-  except FileNotFoundError as e:
-    raise FileNotFoundError(f"eval.meta_prover = {path!r}: {e}") from e
-  if prover_config != model_config:
-    raise ValueError(f"eval.meta_prover = {path!r}: its architecture differs from the evaluated "
-                     f"policy's ({prover_config} against {model_config}); a fixed meta-prover "
-                     "reads the policy's tokens, so it needs the same architecture and vocab")
-  return params
+  from mrt_jax.train.restore import load_meta_prover  # pylint: disable=import-outside-toplevel
+  return load_meta_prover(config, "eval.meta_prover", model_config, sampler.mesh, sampler.rules)
 
 
 def eval_problems(config) -> tuple[list[dict], str]:

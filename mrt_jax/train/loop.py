@@ -34,7 +34,8 @@ from mrt_jax.sampling.buckets import pow2_at_least
 from mrt_jax.train import anchor, failures, multihost, setup
 from mrt_jax.train.checkpoint import Checkpointer, abstract_train_state
 from mrt_jax.train.metrics import MetricsWriter
-from mrt_jax.train.rollout import collect, learner_batch, token_pieces
+from mrt_jax.train.restore import load_meta_prover
+from mrt_jax.train.rollout import FixedProver, collect, learner_batch, token_pieces
 
 
 class TooManyBadSteps(RuntimeError):
@@ -96,6 +97,7 @@ def train(config: ConfigDict) -> dict[str, Any]:
   sampler = Sampler(run.model_config, mesh=mesh, rules=SAMPLE_RULES,
                     prompt_buckets=run.prompt_buckets)
   answers = _AnswerSource(run, ref_params, sample_shardings)
+  prover = _fixed_prover(config, run, ref_params, sample_shardings)
   stop = _Stop()
   zero_watch = failures.ZeroAdvantageWatch(config.train.zero_advantage_warn_steps)
   values: dict[str, Any] = {}
@@ -107,7 +109,7 @@ def train(config: ConfigDict) -> dict[str, Any]:
       if _eval_due(config, step):
         _evaluate(config, run, sampler_params, step, writer)
       exp = collect(sampler, sampler_params, prompts, records, run.experience,
-                    run.reward_fn, run.decode, _step_seed(config.seed, step))
+                    run.reward_fn, run.decode, _step_seed(config.seed, step), prover=prover)
       _check_experience(config, run, exp, step == start, zero_watch, step + 1)
       if run.star_selection is not None:
         batch, selected = star_batch(exp, run.star_selection, run.experience.num_generations,
@@ -273,6 +275,22 @@ class _AnswerSource:
     return self.sampler.generate(self.params, contexts, max_new_tokens=e.probe_max_answer_len,
                                  temperature=1.0, top_p=1.0, stop_token_ids=e.stop_token_ids,
                                  seed=seed).tokens
+
+
+def _fixed_prover(config: ConfigDict, run, ref_params, sample_shardings) -> FixedProver | None:
+  """probe.meta_prover's params in the sampler's layout (the reference model's when it names
+  model.path and β > 0), on a sampler whose buckets hold whole rollouts; None for "" (μ is the
+  policy)."""
+  path = str(config.probe.meta_prover)
+  if not path:
+    return None
+  buckets = sorted(set(setup.prompt_buckets(run.max_length)) | set(run.prompt_buckets))
+  sampler = Sampler(run.model_config, mesh=run.mesh, rules=SAMPLE_RULES,
+                    prompt_buckets=tuple(buckets))
+  if ref_params is not None and storage.absolute(path) == storage.absolute(config.model.path):
+    return FixedProver(sampler, jax.device_put(ref_params, sample_shardings))
+  return FixedProver(sampler, load_meta_prover(config, "probe.meta_prover", run.model_config,
+                                               run.mesh, SAMPLE_RULES))
 
 
 def _answer_batch(run, exp, records, answers: _AnswerSource, seed: int) -> dict:

@@ -69,3 +69,24 @@ def load_checkpoint(config, path: str, mesh: jax.sharding.Mesh | None = None,
   finally:
     ckpt.close()
   return model_config, params, f"step_{step}"
+
+
+def load_meta_prover(config, field: str, model_config: models.ModelConfig,
+                     mesh: jax.sharding.Mesh | None, rules: Rules):
+  """The params of a fixed meta-prover named by config field `field` (e.g. "probe.meta_prover"),
+  placed on `mesh` by `rules`; errors name the field.
+
+  A fixed meta-prover reads the policy's tokens from its own KV cache, so it needs the policy's
+  architecture and vocab (`model_config`).
+  """
+  section, name = field.split(".")
+  path = str(config[section][name])
+  try:
+    prover_config, params, _ = load_checkpoint(config, path, mesh, rules)
+  except FileNotFoundError as e:
+    raise FileNotFoundError(f"{field} = {path!r}: {e}") from e
+  if prover_config != model_config:
+    raise ValueError(f"{field} = {path!r}: its architecture differs from the policy's "
+                     f"({prover_config} against {model_config}); a fixed meta-prover reads the "
+                     "policy's tokens, so it needs the same architecture and vocab")
+  return params

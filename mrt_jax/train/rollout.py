@@ -3,14 +3,20 @@
 Letters: B rollouts (P prompts × G samples, prompt-major), T tokens, N blocks (the paper's K),
 N1 = N + 1 boundaries b_0..b_N, M probes per boundary (the paper's m).
 
-The meta-prover μ is the policy itself: a probe at boundary b_j of rollout i continues the
-rollout's own KV cache (kept from generation, never re-prefilled) cut at prompt_len + b_j, fed
-the termination suffix (which closes the thinking), and decodes a short answer; J_j is the
+The meta-prover μ is the policy itself (the paper's): a probe at boundary b_j of rollout i
+continues the rollout's own KV cache (kept from generation, never re-prefilled) cut at
+prompt_len + b_j, fed the termination suffix (which closes the thinking), and decodes a short
+answer; J_j is the
 mean verdict of its M probes, or (`j_estimator="likelihood"`) the probability that it writes
 the reference answer, scored by teacher forcing (`mrt_jax.mrt.meta_prover`). J_0 uses the empty
 thinking (the cut right after the prompt). Its prefix is the prompt alone, the same for the G
 rollouts of a prompt, so b_0 is estimated once per prompt and that J_0 is shared by the whole
 group: the same estimate of μ's success on the prompt, at 1/G of the cost.
+
+A fixed meta-prover (`FixedProver`, config `probe.meta_prover`, e.g. the frozen warm start)
+answers instead of the policy: the rollouts are prefilled into its own KV cache once per step
+and its probes fork that cache, so J measures the traces alone and does not drift as RL
+changes the policy's forced answers.
 """
 
 from __future__ import annotations
@@ -92,6 +98,14 @@ class Experience:
   stats: dict[str, float]
 
 
+@dataclasses.dataclass(frozen=True)
+class FixedProver:
+  """A fixed meta-prover: its params (the policy's architecture) and the sampler it runs on,
+  whose prompt buckets hold whole rollouts (prompt + completion), since it prefills them."""
+  sampler: Sampler
+  params: Any
+
+
 def token_pieces(decode: Callable[[Sequence[int]], str], ids: Sequence[int]) -> list[str]:
   """Per-token texts of a completion, as the segmenter reads them."""
   return [decode([t]) for t in ids]
@@ -100,9 +114,10 @@ def token_pieces(decode: Callable[[Sequence[int]], str], ids: Sequence[int]) -> 
 _NO_ANSWERS = {"num_probes": 0, "answers": 0, "answer_tokens": 0}
 
 
-def _probe_success(sampler: Sampler, params, result, segs, prompts, records, cfg,
+def _probe_success(sampler: Sampler, params, cache, segs, prompts, records, cfg,
                    reward_fn: RewardFn, decode, seed: int, stats: dict):
-  """J [B, N1] from the meta-prover at every boundary b_0..b_N of every rollout.
+  """J [B, N1] from the meta-prover `params` at every boundary b_0..b_N of every rollout, whose
+  prompt + tokens row i of `cache` holds.
 
   Boundaries b_1..b_N fork the rollouts' cache (one batch). b_0's prefix is the prompt alone,
   the same for a group's G rollouts, so it is estimated once per prompt and its J_0 shared.
@@ -122,7 +137,7 @@ def _probe_success(sampler: Sampler, params, result, segs, prompts, records, cfg
   settings = ProverSettings(cfg.suffix_tokens, cfg.num_probes, cfg.probe_max_answer_len,
                             cfg.probe_temperature, cfg.probe_top_p, cfg.stop_token_ids,
                             cfg.answer)
-  run = lambda cuts, s: estimator.fn(sampler, params, result.cache, cuts, settings, verdicts,
+  run = lambda cuts, s: estimator.fn(sampler, params, cache, cuts, settings, verdicts,
                                      decode, s)
 
   def verdicts(recs, texts, ids):
@@ -159,15 +174,24 @@ def _probe_success(sampler: Sampler, params, result, segs, prompts, records, cfg
 
 def collect(sampler: Sampler, params, prompts: Sequence[Sequence[int]],
             records: Sequence[dict], cfg: ExperienceConfig, reward_fn: RewardFn,
-            decode: Callable[[Sequence[int]], str], seed: int) -> Experience:
-  """Samples G rollouts per prompt, probes them, and computes per-token advantages."""
+            decode: Callable[[Sequence[int]], str], seed: int,
+            prover: FixedProver | None = None) -> Experience:
+  """Samples G rollouts per prompt, probes them, and computes per-token advantages.
+
+  `prover`: a fixed meta-prover whose forced answers give J; None: the policy's own (the
+  paper's μ).
+  """
   G = cfg.num_generations
   probing = cfg.measures_j
+  if prover is not None and not probing:
+    raise ValueError(f"a fixed meta-prover was given, but estimator={cfg.estimator!r} with "
+                     f"j_estimator={cfg.j_estimator!r} measures no J for it to answer")
+  own_cache = probing and prover is None
   t0 = time.perf_counter()
   result = sampler.generate(params, prompts, max_new_tokens=cfg.max_completion_len,
                             temperature=cfg.temperature, top_p=cfg.top_p,
                             stop_token_ids=cfg.stop_token_ids, num_samples=G, seed=seed,
-                            keep_cache=probing)
+                            keep_cache=own_cache)
   rows = [list(p) for p in prompts for _ in range(G)]
   recs = [r for r in records for _ in range(G)]
   texts = [decode(t) for t in result.tokens]
@@ -181,8 +205,14 @@ def collect(sampler: Sampler, params, prompts: Sequence[Sequence[int]],
   T = max(1, max(len(t) for t in result.tokens))
   t3 = time.perf_counter()
   if probing:
-    success, stack = _probe_success(sampler, params, result, segs, rows, recs,
-                                    cfg, reward_fn, decode, seed + 1, stats)
+    if own_cache:
+      mu = (sampler, params, result.cache)
+    else:  # the fixed meta-prover reads the rollouts into its own cache
+      mu = (prover.sampler, prover.params,
+            prover.sampler.prefill(prover.params, [r + list(t) for r, t in
+                                                   zip(rows, result.tokens)]))
+    success, stack = _probe_success(*mu, segs, rows, recs, cfg, reward_fn, decode, seed + 1,
+                                    stats)
     block_ids_BxT = np.zeros((len(rows), T), np.int32)
     block_ids_BxT[:, :stack.token_block_ids_BxT.shape[1]] = stack.token_block_ids_BxT[:, :T]
     progress = np.asarray(progress_reward(success, stack.num_blocks_B))

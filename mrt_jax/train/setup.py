@@ -172,6 +172,10 @@ def experience_config(config: ConfigDict, tokenizer, model_config) -> Experience
                        "m >= 1 probes per boundary; set probe.num_probes >= 1 or "
                        "probe.estimator='likelihood'")
     answer = prover_answer(config, tokenizer, "probe.estimator", j_estimator)
+  elif p.meta_prover:
+    raise ValueError(f"config.probe.meta_prover={p.meta_prover!r} names a meta-prover, but "
+                     f"config.advantage.estimator={adv.estimator!r} reads no J; clear "
+                     "probe.meta_prover or use an estimator that reads J (e.g. 'mrt')")
   return ExperienceConfig(
       num_generations=r.num_generations, max_completion_len=r.max_completion_len,
       temperature=r.temperature, top_p=r.top_p,

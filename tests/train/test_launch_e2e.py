@@ -121,3 +121,26 @@ def test_mrt_star_runs(shared):
   lines = metrics(workdir)
   assert [l["step"] for l in lines] == [1, 2]
   assert all("star_selected" in l and l["num_probes"] > 0 for l in lines)
+
+
+def test_a_frozen_meta_prover_keeps_j_0_while_the_policy_moves(shared):
+  """probe.meta_prover = the warm start: J_0 (the prompt alone, likelihood J, no sampling) stays
+  the warm start's while the policy learns at a high rate (the answer rows pull it toward the
+  reference answers, so its own J would move), equal to a run whose policy does not move
+  (learning rate 0, μ the policy); the same data order gives both runs the same prompts."""
+  common = ["--config.advantage.estimator=mrt", "--config.probe.estimator=likelihood",
+            "--config.probe.top_p=1.0",  # a random model's nucleus can drop the answer: J = 0
+            "--config.loss.answer_nll_coef=1.0", "--config.loss.answer_target=reference",
+            "--config.train.eval_every=0", "--config.optimizer.warmup_ratio=0.0"]
+  frozen = str(shared["root"] / "frozen_prover")
+  run(launch_cmd("configs/demo_cpu.py", frozen, shared["assets"], 3, common + [
+      "--config.optimizer.learning_rate=1e-2",
+      f"--config.probe.meta_prover={shared['assets']}/model"]), shared["cache"])
+  still = str(shared["root"] / "still_policy")
+  run(launch_cmd("configs/demo_cpu.py", still, shared["assets"], 3, common + [
+      "--config.optimizer.learning_rate=0.0"]), shared["cache"])
+  moving, fixed = metrics(frozen), metrics(still)
+  assert [l["step"] for l in moving] == [1, 2, 3] and all(l["J_0"] > 0 for l in moving)
+  # The schedule's first step has learning rate 0; the policy moves at the second.
+  assert moving[2]["answer_nll"] < fixed[2]["answer_nll"] - 0.1
+  np.testing.assert_allclose([l["J_0"] for l in moving], [l["J_0"] for l in fixed], rtol=1e-5)

@@ -54,3 +54,10 @@ def test_likelihood_needs_an_answer_field_a_template_and_an_eos():
   cfg = _experience("probe.estimator=likelihood")
   assert cfg.j_estimator == "likelihood"
   assert cfg.answer.tokens("C") == tuple(map(ord, "\\boxed{C}")) + (3,)
+
+
+def test_a_fixed_meta_prover_needs_an_estimator_that_reads_j():
+  with pytest.raises(ValueError, match=r"config.probe.meta_prover='/w' names a meta-prover, but "
+                                       r"config.advantage.estimator='grpo' reads no J"):
+    _experience("advantage.estimator=grpo", "probe.meta_prover=/w")
+  assert _experience("probe.estimator=likelihood", "probe.meta_prover=/w").measures_j

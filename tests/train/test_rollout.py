@@ -1,5 +1,7 @@
 """One step's experience: probes at every boundary give J, b_0 is probed once per prompt."""
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -7,7 +9,7 @@ import pytest
 from model_fixtures import tiny_config
 from mrt_jax import models, sampling
 from mrt_jax.mrt.segment import SegmentConfig
-from mrt_jax.train.rollout import ExperienceConfig, collect
+from mrt_jax.train.rollout import ExperienceConfig, FixedProver, collect
 
 P, G, T, CHUNK, M = 2, 3, 12, 4, 2  # prompts, group size, completion tokens, block size, m
 N = T // CHUNK  # blocks per rollout (the random model never stops: every trace has T tokens)
@@ -111,3 +113,35 @@ def test_estimators_that_read_j_refuse_configs_that_do_not_measure_it():
   with pytest.raises(ValueError, match="j_estimator='mean' is unknown"):
     ExperienceConfig(num_probes=2, estimator="mrt", j_estimator="mean", **common)
   ExperienceConfig(num_probes=0, estimator="grpo", **common)  # outcome-only: fine
+
+
+def test_a_fixed_meta_prover_answers_on_the_policys_rollouts(setup):
+  """With a fixed meta-prover the policy's rollouts are unchanged and J_j is the prover's greedy
+  answer on prompt + trace[:b_j] + suffix (its own cache, prefilled from the rollouts)."""
+  config, params, prompts, exp = setup
+  other = models.init_params(config, jax.random.key(11))
+  cfg = ExperienceConfig(num_generations=G, max_completion_len=T, temperature=1.0, top_p=1.0,
+                         num_probes=M, probe_temperature=0.0, probe_top_p=1.0,
+                         probe_max_answer_len=3, suffix_tokens=SUFFIX, stop_token_ids=(),
+                         estimator="mrt", alpha=1.0,
+                         segment=SegmentConfig(method="fixed_chunk", chunk_tokens=CHUNK))
+  decode = lambda ids: " ".join(map(str, ids))
+  prover = FixedProver(sampling.Sampler(config, prompt_buckets=(16, 32)), other)
+  fixed = collect(sampling.Sampler(config, prompt_buckets=(16,)), params, prompts, [{}] * P, cfg,
+                  _reward_fn, decode=decode, seed=0, prover=prover)
+  assert fixed.completions == exp.completions
+  np.testing.assert_array_equal(fixed.outcome_B, exp.outcome_B)
+  prefixes = [exp.prompts[i] + exp.completions[i][:j * CHUNK] + list(SUFFIX)
+              for i in range(P * G) for j in range(N + 1)]
+  ref = sampling.generate(config, other, prefixes, max_new_tokens=3, temperature=0.0)
+  want_BxN1 = np.array([_verdict(list(SUFFIX) + t) for t in ref.tokens]).reshape(P * G, N + 1)
+  np.testing.assert_array_equal(fixed.success_BxN1, want_BxN1)
+  assert not np.array_equal(fixed.success_BxN1, exp.success_BxN1)  # another μ, another J
+  # The policy named as its own fixed prover: the same J as from the rollouts' own cache.
+  same = collect(sampling.Sampler(config, prompt_buckets=(16,)), params, prompts, [{}] * P, cfg,
+                 _reward_fn, decode=decode, seed=0, prover=FixedProver(prover.sampler, params))
+  np.testing.assert_array_equal(same.success_BxN1, exp.success_BxN1)
+  grpo = dataclasses.replace(cfg, estimator="grpo", j_estimator=None, num_probes=0)
+  with pytest.raises(ValueError, match="a fixed meta-prover was given, but estimator='grpo'"):
+    collect(prover.sampler, params, prompts, [{}] * P, grpo, _reward_fn, decode=decode, seed=0,
+            prover=prover)

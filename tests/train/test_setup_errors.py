@@ -72,3 +72,18 @@ def test_unknown_verifier(assets, tmp_path):
 def test_missing_tokenizer(assets, tmp_path):
   with pytest.raises(TokenizerError, match="notok"):
     setup.build(_config(assets, str(tmp_path / "w"), f"model.tokenizer_path={tmp_path}/notok"))
+
+
+def test_fixed_meta_prover_of_another_architecture_or_path_is_refused(assets, tmp_path):
+  """probe.meta_prover is loaded before the first step; its errors name the field."""
+  from mrt_jax.train import loop  # pylint: disable=import-outside-toplevel
+  mrt = ("advantage.estimator=mrt", "probe.estimator=likelihood")
+  with pytest.raises(FileNotFoundError,
+                     match=r"probe.meta_prover = '.*/nowhere': checkpoint '.*/nowhere' does not"):
+    loop.train(_config(assets, str(tmp_path / "w1"), *mrt,
+                       f"probe.meta_prover={tmp_path}/nowhere"))
+  config = models.load_config(f"{assets}/model")
+  wide = dataclasses.replace(config, intermediate_size=2 * config.intermediate_size)
+  models.save_hf(wide, models.init_params(wide, jax.random.key(0)), tmp_path / "wide")
+  with pytest.raises(ValueError, match=r"probe.meta_prover = '.*/wide': its architecture differs"):
+    loop.train(_config(assets, str(tmp_path / "w2"), *mrt, f"probe.meta_prover={tmp_path}/wide"))
