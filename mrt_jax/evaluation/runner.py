@@ -332,7 +332,8 @@ def _eval_probes(config) -> int:
 def evaluate(config, params, model_config, tokenizer, out_dir: str, *,
              checkpoint: str = "params", name: str | None = None, sampler: Sampler | None = None,
              records: Sequence[Mapping[str, Any]] | None = None,
-             extra: Mapping[str, Any] | None = None, make_plots: bool = True) -> dict:
+             extra: Mapping[str, Any] | None = None, make_plots: bool = True,
+             prover_params: Any = None) -> dict:
   """Evaluates `params` and writes eval.json, samples.jsonl and the plots into `out_dir`.
 
   Args:
@@ -349,6 +350,9 @@ def evaluate(config, params, model_config, tokenizer, out_dir: str, *,
       answer field.
     extra: more top-level fields for eval.json (e.g. {"step": 100}).
     make_plots: write the PNGs.
+    prover_params: eval.meta_prover's params, already loaded and placed for `sampler` (a
+      training run loads them once for all its evaluations); None = loaded here when
+      eval.meta_prover names a checkpoint.
 
   Returns:
     The eval.json record: {"checkpoint", "config", "metrics" (with "pass@1" and
@@ -364,6 +368,7 @@ def evaluate(config, params, model_config, tokenizer, out_dir: str, *,
   task.check_thinking_tokens(tokenizer, config.segment.end_think, config.probe.termination_suffix)
   sampler = sampler or Sampler(model_config)
   m = _model(config, sampler, params, model_config, tokenizer, s,
+             prover_params if prover_params is not None else
              _meta_prover(config, model_config, sampler))
   prompts = [render(tokenizer, r, config.data, source) for r in problems]
   counts = {"verifier_errors": 0, "verifier_timeouts": 0}

@@ -98,6 +98,7 @@ def train(config: ConfigDict) -> dict[str, Any]:
                     prompt_buckets=run.prompt_buckets)
   answers = _AnswerSource(run, ref_params, sample_shardings)
   prover = _fixed_prover(config, run, ref_params, sample_shardings)
+  provers = {storage.absolute(str(config.probe.meta_prover)): prover.params} if prover else {}
   stop = _Stop()
   zero_watch = failures.ZeroAdvantageWatch(config.train.zero_advantage_warn_steps)
   values: dict[str, Any] = {}
@@ -107,7 +108,7 @@ def train(config: ConfigDict) -> dict[str, Any]:
       records, prompts = run.data.next_batch()
       sampler_params = jax.device_put(state.params, sample_shardings)
       if _eval_due(config, step):
-        _evaluate(config, run, sampler_params, step, writer)
+        _evaluate(config, run, sampler_params, step, writer, provers)
       exp = collect(sampler, sampler_params, prompts, records, run.experience,
                     run.reward_fn, run.decode, _step_seed(config.seed, step), prover=prover)
       _check_experience(config, run, exp, step == start, zero_watch, step + 1)
@@ -143,7 +144,8 @@ def train(config: ConfigDict) -> dict[str, Any]:
       if stopping:
         break
     if _eval_due(config, total) and not stop.stopping:
-      _evaluate(config, run, jax.device_put(state.params, sample_shardings), total, writer)
+      _evaluate(config, run, jax.device_put(state.params, sample_shardings), total, writer,
+                provers)
       _compare_evals(workdir)
   finally:
     ckpt.close()
@@ -187,8 +189,12 @@ def _eval_due(config: ConfigDict, step: int) -> bool:
   return every > 0 and (step % every == 0 or step == config.train.total_steps)
 
 
-def _evaluate(config: ConfigDict, run, params, step: int, writer: MetricsWriter) -> None:
+def _evaluate(config: ConfigDict, run, params, step: int, writer: MetricsWriter,
+              provers: dict) -> None:
   """`mrt_jax.evaluate` on the current params into workdir/eval/step_<N> (skipped if done).
+
+  `provers` maps a meta-prover's path to its params in the sampler's layout: eval.meta_prover
+  is loaded at the first evaluation and kept for the next ones (probe.meta_prover's seeds it).
 
   Every process evaluates (the sampler's programs span the mesh); process 0 writes the outputs,
   the others write theirs into a scratch directory that is then deleted.
@@ -200,12 +206,17 @@ def _evaluate(config: ConfigDict, run, params, step: int, writer: MetricsWriter)
     return  # Already evaluated before a restart.
   # Default buckets, as a standalone evaluation: its prompts outgrow the training buckets.
   sampler = Sampler(run.model_config, mesh=run.mesh, rules=SAMPLE_RULES)
+  path = str(config.eval.meta_prover)
+  if path and storage.absolute(path) not in provers:
+    provers[storage.absolute(path)] = load_meta_prover(config, "eval.meta_prover",
+                                                       run.model_config, run.mesh, SAMPLE_RULES)
   with contextlib.ExitStack() as scratch:
     if jax.process_index() != 0:
       out = scratch.enter_context(tempfile.TemporaryDirectory())
     record = evaluate(config, params, run.model_config, run.tokenizer, out,
                       checkpoint=f"{run.workdir}@step_{step}", name=f"step_{step}",
-                      sampler=sampler, extra={"step": step})
+                      sampler=sampler, extra={"step": step},
+                      prover_params=provers.get(storage.absolute(path)) if path else None)
   scalars = {f"eval/{k}": v for k, v in record["metrics"].items()
              if isinstance(v, (int, float)) and not isinstance(v, bool)}
   writer.write_scalars(step, scalars)

@@ -47,7 +47,9 @@ def test_grpo_runs_without_probes_with_several_updates_per_batch(shared):
            # extrapolation (the e2e evaluation test covers it).
            "--config.train.eval_every=2", "--config.eval.num_problems=4",
            "--config.eval.budgets=(8, 16)", "--config.eval.extrapolation_budgets=()",
-           "--config.eval.num_resamples=20"]
+           "--config.eval.num_resamples=20",
+           # J(c) from the warm start's forced answers, loaded once for both evaluations.
+           f"--config.eval.meta_prover={shared['assets']}/model"]
   # No eval.data_path: the evaluation reads the held-out split of data.path that training skips.
   proc = run(launch_cmd("configs/grpo_7b.py:cpu", workdir, shared["assets"], 2, extra,
                         held_out_file=False), shared["cache"])
@@ -60,6 +62,7 @@ def test_grpo_runs_without_probes_with_several_updates_per_batch(shared):
   for step in (0, 2):
     record = json.load(open(os.path.join(workdir, "eval", f"step_{step}", "eval.json")))
     assert record["step"] == step and "pass@1" in record["metrics"]
+    assert record["meta_prover"] == f"{shared['assets']}/model"
     assert record["dataset"].startswith(f"{shared['assets']}/train.jsonl (held-out split: ")
   assert os.path.exists(os.path.join(workdir, "eval", "compare", "j_curves.png"))
   # The run ends with the before/after table, then the JSON line of the last step's metrics.
