@@ -6,12 +6,12 @@ N1 = N + 1 boundaries b_0..b_N, M probes per boundary (the paper's m).
 The meta-prover μ is the policy itself (the paper's): a probe at boundary b_j of rollout i
 continues the rollout's own KV cache (kept from generation, never re-prefilled) cut at
 prompt_len + b_j, fed the termination suffix (which closes the thinking), and decodes a short
-answer; J_j is the
-mean verdict of its M probes, or (`j_estimator="likelihood"`) the probability that it writes
-the reference answer, scored by teacher forcing (`mrt_jax.mrt.meta_prover`). J_0 uses the empty
-thinking (the cut right after the prompt). Its prefix is the prompt alone, the same for the G
-rollouts of a prompt, so b_0 is estimated once per prompt and that J_0 is shared by the whole
-group: the same estimate of μ's success on the prompt, at 1/G of the cost.
+answer; J_j is the mean verdict of its M probes, or (`j_estimator="likelihood"`) the
+probability that it writes the reference answer, scored by teacher forcing
+(`mrt_jax.mrt.meta_prover`). J_0 uses the empty thinking (the cut right after the prompt).
+Its prefix is the prompt alone, the same for the G rollouts of a prompt, so b_0 is estimated
+once per prompt and that J_0 is shared by the whole group: the same estimate of μ's success on
+the prompt, at 1/G of the cost.
 
 A fixed meta-prover (`FixedProver`, config `probe.meta_prover`, e.g. the frozen warm start)
 answers instead of the policy: the rollouts are prefilled into its own KV cache once per step
