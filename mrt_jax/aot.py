@@ -17,11 +17,15 @@ Programs compiled, with the shapes the training loop gives them:
   decoding's later, smaller batches and earlier windows need less), weights in the sampling
   layout;
 - `train`: one optimizer update on global_batch_prompts x G rows of max_prompt_len +
-  max_completion_len tokens, accumulated over global / micro_batch_prompts micro-batches.
+  max_completion_len tokens, accumulated over global / micro_batch_prompts micro-batches;
+- `prover_prefill` (only with `probe.meta_prover`): the fixed meta-prover's prefill of every
+  rollout (rows x the bucket of max_prompt_len + max_completion_len) into its own KV cache,
+  which its probes fork instead of the rollouts' cache.
 
-Peak per device: the train state (and the frozen reference params when β > 0) stay resident
-while the sampler runs, so the sampling phase costs resident + the sampler program's footprint,
-and the train phase the train program's footprint (which holds the state) + the reference.
+Peak per device: the train state (and the frozen reference params when β > 0, and a fixed
+meta-prover's params in the sampling layout) stay resident while the sampler runs, so the
+sampling phase costs resident + the largest sampler program's footprint, and the train phase
+the train program's footprint (which holds the state) + the reference + the meta-prover.
 The TPU compiler refuses a program that cannot fit (RESOURCE_EXHAUSTED); it is then reported
 with the size the compiler's error names, and the peak is a lower bound.
 
@@ -65,7 +69,7 @@ from mrt_jax.train import setup
 
 _TOPOLOGY = flags.DEFINE_string("topology", None,
                                 "TPU slice to compile for: v4-N, v5p-N, v5e-N or v6e-N")
-_PROGRAM = flags.DEFINE_enum("program", None, ["prefill", "decode", "train"],
+_PROGRAM = flags.DEFINE_enum("program", None, ["prefill", "decode", "train", "prover_prefill"],
                              "internal: compile only this program and print its stats")
 
 # Architectures of checkpoints the configs name, keyed by the checkpoint directory's basename,
@@ -217,7 +221,20 @@ def sampler_programs(mc: ModelConfig, config: ConfigDict, mesh, dtype):
                  dict(steps=new_tokens, **static))
   shapes = {"prompt_rows": P, "prompt_len": width, "rollout_rows": B, "cache_len": S,
             "new_tokens": new_tokens}
-  return {"prefill": prefill, "decode": decode_loop}, shapes
+  programs = {"prefill": prefill, "decode": decode_loop}
+  if config.probe.meta_prover:
+    # The training loop's fixed meta-prover: a sampler whose buckets hold whole rollouts
+    # (`loop._fixed_prover`), prefilling all B rollouts in one call.
+    longest = config.data.max_prompt_len + config.rollout.max_completion_len
+    full = buckets.bucket(longest, setup.prompt_buckets(longest), "a whole rollout",
+                          "prompt_buckets")
+    programs["prover_prefill"] = (
+        decode.prefill,
+        (mc, params, _abstract((B, full), jnp.int32, mesh, ("batch", "seq"), rules),
+         _abstract((B,), jnp.int32, mesh, ("batch",), rules)),
+        dict(cache_dtype=dtype, cache_len=full, repeats=1, **static))
+    shapes["prover_prefill_len"] = full
+  return programs, shapes
 
 
 def abstract_state(params, optimizer: optax.GradientTransformation):
@@ -265,8 +282,14 @@ def train_program(mc: ModelConfig, config: ConfigDict, mesh, dtype):
   return {"train": (fn, (state, batch), {})}, shapes, resident
 
 
-# Program name -> its builder (both sampler programs come from one builder).
-PROGRAMS = {"prefill": sampler_programs, "decode": sampler_programs, "train": train_program}
+# Program name -> its builder (the sampler programs come from one builder).
+PROGRAMS = {"prefill": sampler_programs, "decode": sampler_programs, "train": train_program,
+            "prover_prefill": sampler_programs}
+
+
+def program_names(config: ConfigDict) -> list[str]:
+  """The programs a run of `config` compiles: prover_prefill only with a fixed meta-prover."""
+  return [n for n in PROGRAMS if n != "prover_prefill" or config.probe.meta_prover]
 
 
 def matmul_params(mc: ModelConfig) -> int:
@@ -301,11 +324,18 @@ def report(config: ConfigDict, topology: aot_topologies.Topology, mc: ModelConfi
   dtype = jnp.dtype(config.model.dtype)
   _, ss = sampler_programs(mc, config, mesh, dtype)
   _, ts, resident = train_program(mc, config, mesh, dtype)
-  kept = resident["train_state_bytes"] + resident["ref_params_bytes"]
-  programs = {name: _in_child(name) for name in PROGRAMS}
+  # A fixed meta-prover's params, in the sampling layout, for the whole run (counted apart
+  # from the reference's even where the loop can place the reference's there).
+  resident["prover_params_bytes"] = (device_bytes(abstract_params(mc, mesh, SAMPLE_RULES, dtype))
+                                     if config.probe.meta_prover else 0)
+  kept = (resident["train_state_bytes"] + resident["ref_params_bytes"]
+          + resident["prover_params_bytes"])
+  programs = {name: _in_child(name) for name in program_names(config)}
   need = {k: p["total_bytes"] or 0 for k, p in programs.items()}  # None: refused, size unknown
-  phases = {"sampling": kept + max(need["prefill"], need["decode"]),
-            "training": need["train"] + resident["ref_params_bytes"]}
+  sampler_need = max(need.get(k, 0) for k in ("prefill", "decode", "prover_prefill"))
+  phases = {"sampling": kept + sampler_need,
+            "training": (need["train"] + resident["ref_params_bytes"]
+                         + resident["prover_params_bytes"])}
   peak_phase = max(phases, key=phases.get)
   compiled = all(p["compiled"] for p in programs.values())
   hbm = topology.generation.hbm_bytes_per_chip
@@ -329,6 +359,9 @@ def report(config: ConfigDict, topology: aot_topologies.Topology, mc: ModelConfi
       "flops_per_step": 3 * analytic_flops(mc, ts["rows"], T, T),
       "decode_flops_per_token_step": analytic_flops(mc, ss["rollout_rows"], 1, ss["cache_len"]),
       "prefill_flops": analytic_flops(mc, ss["prompt_rows"], ss["prompt_len"], ss["prompt_len"]),
+      "prover_prefill_flops": (analytic_flops(mc, ss["rollout_rows"], ss["prover_prefill_len"],
+                                              ss["prover_prefill_len"])
+                               if "prover_prefill_len" in ss else 0),
   }
   out["predicted"] = aot_predict.predict(out, topology)
   return out

@@ -70,6 +70,9 @@ def test_small_config_fits_and_reports_memory_and_flops(tiny_model):
   assert out["model"]["vocab"] == 211
   assert out["train_shapes"]["micro_batches"] == 2 and out["train_shapes"]["rows"] == 4 * 4
   assert out["sampler_shapes"]["cache_len"] == 64
+  assert set(out["programs"]) == {"prefill", "decode", "train"}  # no fixed meta-prover
+  assert out["resident_bytes"]["prover_params_bytes"] == 0
+  assert out["predicted"]["prover_prefill_s"] == 0
   for name, program in out["programs"].items():
     assert program["compiled"] and program["total_bytes"] > 0, (name, program)
   predicted = out["predicted"]
@@ -156,3 +159,38 @@ def test_predicted_step_is_the_roofline_of_each_phase():
   assert p["step_s"] == pytest.approx(16.1)
   assert p["train_step_mfu"] == pytest.approx(0.75) and p["rl_step_mfu"] == pytest.approx(3 / 16.1)
   assert p["bound"] == {"prefill": "memory", "decode_step": "memory", "train": "compute"}
+
+
+def test_a_fixed_meta_provers_prefill_joins_the_sampling_time():
+  from mrt_jax.aot_predict import predict, summary
+  v5e = aot_topologies.parse("v5e-8")
+  report = {
+      "programs": {"prefill": {"total_bytes": 0}, "decode": {"argument_bytes": 0},
+                   "train": {"total_bytes": 0},
+                   "prover_prefill": {"total_bytes": 3 * 819e9}},  # memory-bound: 3 s
+      "sampler_shapes": {"new_tokens": 1}, "prefill_flops": 0, "decode_flops_per_token_step": 0,
+      "prover_prefill_flops": 1.0, "flops_per_step": 3.0, "resident_bytes": {
+          "ref_params_bytes": 0}}
+  p = predict(report, v5e)
+  assert p["prover_prefill_s"] == pytest.approx(3) and p["sampling_s"] == pytest.approx(3)
+  assert p["bound"]["prover_prefill"] == "memory"
+  assert "meta-prover prefill 3.00 s" in summary(p)
+
+
+@needs_libtpu
+def test_a_fixed_meta_prover_adds_its_prefill_and_its_params(tiny_model):
+  args = _tiny_args(tiny_model, prompts=4, micro=2, completion=32)
+  proc = _aot(*args, f"--config.probe.meta_prover={tiny_model}")
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  out = _last_json(proc)
+  assert set(out["programs"]) == {"prefill", "decode", "train", "prover_prefill"}
+  assert out["programs"]["prover_prefill"]["compiled"]
+  # Every rollout (16 rows) of prompt 32 + completion 32 tokens, one bucket.
+  assert (out["sampler_shapes"]["prover_prefill_len"], out["sampler_shapes"]["rollout_rows"]) == (
+      64, 16)
+  resident = out["resident_bytes"]
+  assert resident["prover_params_bytes"] > 0
+  assert out["phase_peak_bytes"]["training"] == (out["programs"]["train"]["total_bytes"]
+                                                 + resident["ref_params_bytes"]
+                                                 + resident["prover_params_bytes"])
+  assert out["predicted"]["prover_prefill_s"] > 0
