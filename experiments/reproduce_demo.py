@@ -1,4 +1,4 @@
-"""The reproduction: GRPO against five MRT recipes on the CPU demo's task; writes docs/RESULTS.md.
+"""The reproduction: GRPO against seven MRT recipes on the CPU demo's task; writes docs/RESULTS.md.
 
   nice -n 10 python experiments/reproduce_demo.py           # the study (docs/RESULTS.md)
   python experiments/reproduce_demo.py --quick              # smoke run, minutes, not a result

@@ -1,4 +1,4 @@
-"""docs/RESULTS.md, whole: the reproduction (GRPO and five MRT recipes), then the demo over seeds.
+"""docs/RESULTS.md, whole: the reproduction (GRPO and seven MRT recipes), then the demo over seeds.
 
   nice -n 5 python experiments/results.py           # both studies (docs/RESULTS.md and JSON)
   python experiments/results.py --quick             # both as smoke runs, not a result
