@@ -101,6 +101,17 @@ ARMS = {
                            ("advantage.estimator=mrt", "probe.estimator=likelihood",
                             f"probe.meta_prover={WARM_START_PATH}",
                             "advantage.progress_norm=center", "advantage.alpha=3.0")),
+    "mrt_flat3": ("MRT-dense with a price on flat blocks of right traces: a block that moves J "
+                  "by at most 0.02 in a trace that ends right is charged the group's mean block "
+                  "progress; blocks that make progress and traces that fail keep plain progress "
+                  "(α = 3, likelihood J)",
+                  ("advantage.estimator=mrt", "probe.estimator=likelihood",
+                   "advantage.progress_norm=flat_price", "advantage.flat_threshold=0.02",
+                   "advantage.alpha=3.0")),
+    "mrt_flat6": ("the same at α = 6",
+                  ("advantage.estimator=mrt", "probe.estimator=likelihood",
+                   "advantage.progress_norm=flat_price", "advantage.flat_threshold=0.02",
+                   "advantage.alpha=6.0")),
 }
 # The study's warm start: the demo's SFT recipe trained longer (2,000 trace steps, the
 # stop-or-continue tokens weighted 8) and chosen among 3 SFT candidates by the demo's check,

@@ -149,15 +149,23 @@ def _experience(*overrides):
 
 def test_every_advantage_field_reaches_the_rollout():
   e = _experience("advantage.progress_norm=standardize", "advantage.std=biased",
-                  "advantage.eps=0.5", "advantage.outcome_norm=dr_grpo", "advantage.alpha=2.0")
-  assert (e.progress_norm, e.std, e.eps, e.outcome_norm, e.alpha) == (
-      "standardize", "biased", 0.5, "dr_grpo", 2.0)
+                  "advantage.eps=0.5", "advantage.outcome_norm=dr_grpo", "advantage.alpha=2.0",
+                  "advantage.flat_threshold=0.05")
+  assert (e.progress_norm, e.std, e.eps, e.outcome_norm, e.alpha, e.flat_threshold) == (
+      "standardize", "biased", 0.5, "dr_grpo", 2.0, 0.05)
   assert e.suffix_tokens == (5, 6) and e.stop_token_ids == (0, 3)
 
 
 def test_bad_advantage_field_fails_before_training():
   with pytest.raises(ValueError, match=r"config\.advantage.*progress_norm='z' is unknown"):
     _experience("advantage.progress_norm=z")
+
+
+def test_progress_norm_without_progress_is_an_error():
+  # GRPO reads no progress: a progress normalization there would silently do nothing.
+  with pytest.raises(ValueError, match=r"config\.advantage\.progress_norm='flat_price'.*"
+                     r"estimator='grpo'"):
+    _experience("advantage.estimator=grpo", "advantage.progress_norm=flat_price")
 
 
 # Fields whose value is acted on while the config loads: an importable module name.

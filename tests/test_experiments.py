@@ -349,6 +349,7 @@ def test_every_arm_loads_and_passes_the_setup_checks(arm, tmp_path):
   if "advantage.progress_norm" in wanted:
     assert experience.progress_norm == wanted["advantage.progress_norm"]
     assert experience.alpha == float(wanted["advantage.alpha"])
+    assert experience.flat_threshold == float(wanted.get("advantage.flat_threshold", 0.02))
   else:
     assert experience.progress_norm == "none" and experience.alpha == 1.0
   # The study's warm start is the longer recipe, for every arm.

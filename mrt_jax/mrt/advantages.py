@@ -27,6 +27,11 @@ Progress normalizations (mrt only), in `PROGRESS_NORMS`; statistics over the blo
   standardize  p̃ = (p − mean_g p) / (std_g p + ε), `std` as for the outcome: the step-reward
                normalization of DeepSeekMath's process supervision (Shao et al. 2024, §4.1.3)
                applied per block, not summed over later steps (progress already is an advantage).
+  flat_price   p̃ = p − [r_i > 0]·[p ≤ τ]·max(mean_g p, 0), τ = `flat_threshold`: a flat block
+               (one that moves J by at most τ, e.g. a re-check) of a trace that ends right is
+               charged the group's mean block progress; every other block keeps p. Unlike
+               `center` it never charges a block that makes progress, nor any block of a trace
+               that fails, so a group whose rollouts all fail gets plain progress.
   termination, termination_dense  (the MRT authors' released RL recipe) GRPO's group baseline
               replaced by the reward of forcing the answer at the prefix (`termination_estimator`).
   mrt_prefix  (the paper's stale-prefix variant) a group is the G rollouts sampled from ONE
@@ -91,6 +96,7 @@ class EstimatorInputs(NamedTuple):
   success_BxN1: jax.Array   # J_0..J_N of the meta-prover (termination estimators; else zeros)
   alpha: jax.Array          # scalar α
   eps: jax.Array            # scalar ε
+  flat_threshold: jax.Array  # scalar τ of `flat_price`
 
 
 def grpo_outcome(r_PxG: jax.Array, eps: jax.Array, cfg: AdvantageConfig) -> jax.Array:
@@ -162,11 +168,18 @@ def _progress_standardize(x: EstimatorInputs, cfg: AdvantageConfig) -> jax.Array
                                                  jnp.ones_like(denom_Bx1))
 
 
+def _progress_flat_price(x: EstimatorInputs, cfg: AdvantageConfig) -> jax.Array:
+  mean_Bx1, _ = _progress_stats(x, cfg)
+  priced_BxN = (x.outcome_B[:, None] > 0) & (x.progress_BxN <= x.flat_threshold)
+  return x.progress_BxN - jnp.where(priced_BxN, jnp.maximum(mean_Bx1, 0.0), 0.0)
+
+
 # Name -> (estimator inputs, config) -> p̃ [B, N].
 PROGRESS_NORMS: dict[str, Callable[..., jax.Array]] = {
     "none": _progress_none,
     "center": _progress_center,
     "standardize": _progress_standardize,
+    "flat_price": _progress_flat_price,
 }
 
 
@@ -275,7 +288,8 @@ def _check_shape(name: str, x, expected: tuple[int | None, ...], meaning: str) -
 def mrt_advantages(outcome, progress, token_block_ids, token_mask, *, group_size: int,
                    alpha: float, estimator: str = "mrt", eps: float = 1e-6,
                    std: str = "unbiased", outcome_norm: str = "grpo",
-                   progress_norm: str = "none", terminated=None, success=None) -> jax.Array:
+                   progress_norm: str = "none", flat_threshold: float = 0.02, terminated=None,
+                   success=None) -> jax.Array:
   """Per-token advantages for a group-major batch of rollouts (jitted; numpy inputs are fine).
 
   Args:
@@ -289,7 +303,9 @@ def mrt_advantages(outcome, progress, token_block_ids, token_mask, *, group_size
     eps: ε added to the group std (grpo normalization).
     std: "unbiased" or "biased" group std.
     outcome_norm: "grpo", "dr_grpo" or "rloo": how mrt and mrt_prefix normalize the outcome.
-    progress_norm: "none", "center" or "standardize": how mrt normalizes progress in a group.
+    progress_norm: a key of `PROGRESS_NORMS` ("none", "center", "standardize", "flat_price"):
+      how mrt normalizes progress in a group.
+    flat_threshold: τ of `flat_price`: a block with progress p <= τ is flat (others ignore it).
     terminated: bool [B], mrt_prefix only: rollouts forced to answer right after the prefix.
     success: f32 [B, N+1] the meta-prover's J_0..J_N at each rollout's boundaries (columns past
       a row's N are not read), termination estimators only.
@@ -305,6 +321,8 @@ def mrt_advantages(outcome, progress, token_block_ids, token_mask, *, group_size
     raise ValueError(f"alpha={alpha}; expected alpha >= 0")
   if not eps >= 0:
     raise ValueError(f"eps={eps}; expected eps >= 0")
+  if not np.isfinite(flat_threshold):
+    raise ValueError(f"flat_threshold={flat_threshold}; expected a finite number")
   _check_shape("outcome", outcome, (None,), "[B]")
   B = outcome.shape[0]
   if B % group_size:
@@ -345,5 +363,5 @@ def mrt_advantages(outcome, progress, token_block_ids, token_mask, *, group_size
   x = EstimatorInputs(jnp.asarray(outcome, jnp.float32), jnp.asarray(progress, jnp.float32),
                       jnp.asarray(token_block_ids, jnp.int32), jnp.asarray(terminated) != 0,
                       mask, jnp.asarray(success, jnp.float32), jnp.asarray(alpha, jnp.float32),
-                      jnp.asarray(eps, jnp.float32))
+                      jnp.asarray(eps, jnp.float32), jnp.asarray(flat_threshold, jnp.float32))
   return _advantages(x, estimator=estimator, cfg=cfg)

@@ -55,6 +55,7 @@ class ExperienceConfig:
   alpha: float                      # α, weight of progress
   outcome_norm: str = "grpo"        # group normalization of the outcome part
   progress_norm: str = "none"       # group normalization of progress (mrt; PROGRESS_NORMS)
+  flat_threshold: float = 0.02      # τ of progress_norm="flat_price": a block with p <= τ is flat
   std: str = "unbiased"             # group std: "unbiased" (G − 1) or "biased" (G)
   eps: float = 1e-6                 # ε added to the group std
   segment: SegmentConfig = SegmentConfig()
@@ -231,7 +232,8 @@ def collect(sampler: Sampler, params, prompts: Sequence[Sequence[int]],
   advantages = mrt_advantages(outcome_B, progress, block_ids_BxT, mask_BxT, group_size=G,
                               alpha=cfg.alpha, estimator=cfg.estimator,
                               eps=cfg.eps, std=cfg.std, outcome_norm=cfg.outcome_norm,
-                              progress_norm=cfg.progress_norm, **extra)
+                              progress_norm=cfg.progress_norm,
+                              flat_threshold=cfg.flat_threshold, **extra)
   t4 = time.perf_counter()
   stats.update(_summaries(outcome_B, success, boundary_mask, progress, segs, result))
   stats.update(time_rollout_s=t1 - t0, time_verify_s=t2 - t1, time_segment_s=t3 - t2,

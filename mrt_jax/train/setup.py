@@ -153,11 +153,16 @@ def experience_config(config: ConfigDict, tokenizer, model_config) -> Experience
                       progress_norm=adv.progress_norm)
     except ValueError as e:
       raise ValueError(f"config.advantage / config.rollout: {e}") from None
+    if adv.progress_norm != "none" and adv.estimator != "mrt":
+      raise ValueError(f"config.advantage.progress_norm={adv.progress_norm!r} with config."
+                       f"advantage.estimator={adv.estimator!r}: only 'mrt' adds progress to the "
+                       "advantage; set progress_norm='none' or estimator='mrt'")
   probing = star is not None or adv.estimator in NEEDS_J
   # MRT-STaR (no advantage block) reads progress only; the advantages computed for it are unused.
   advantage = (dict(estimator="mrt", alpha=0.0) if adv is None else
                dict(estimator=adv.estimator, alpha=adv.alpha, outcome_norm=adv.outcome_norm,
-                    progress_norm=adv.progress_norm, std=adv.std, eps=adv.eps))
+                    progress_norm=adv.progress_norm, flat_threshold=adv.flat_threshold,
+                    std=adv.std, eps=adv.eps))
   suffix = tokenizer.encode(p.termination_suffix, add_special_tokens=False)
   stop = tuple(sorted({tokenizer.eos_token_id, *model_config.eos_token_ids} - {None}))
   j_estimator = p.estimator if probing else None

@@ -127,6 +127,50 @@ def test_centered_progress_makes_a_zero_progress_block_cost():
   assert centered[0, 1] == pytest.approx(0.1) and centered[1, 2] == 0.0  # answer: A_out only
 
 
+def test_flat_price_charges_only_the_flat_blocks_of_right_traces():
+  # One group of 4: the group's present blocks are 0.4, 0.0, 0.4, 0.01, 0.4, 0.0, 0.0, 0.3
+  # (mean 0.18875). Rows 0 and 1 end right, rows 2 and 3 wrong. τ = 0.02: row 0's re-check
+  # (0.0) and row 1's near-flat block (0.01 <= τ) are charged the mean; row 2's flat block
+  # is not (its trace fails), nor any block that makes progress (0.3, 0.4 > τ).
+  p = np.array([[0.4, 0.0], [0.4, 0.01], [0.4, 0.0], [0.0, 0.3]], np.float32)
+  ids = np.array([[1, 2, 0], [1, 2, 0], [1, 2, 0], [1, 2, 0]], np.int32)
+  r = np.array([1.0, 1.0, 0.0, 0.0], np.float32)
+  kw = {"group_size": 4, "alpha": 2.0, "outcome_norm": "dr_grpo", "progress_norm": "flat_price",
+        "flat_threshold": 0.02}
+  adv = np.asarray(mrt_advantages(r, p, ids, np.ones((4, 3), bool), **kw))
+  m = (0.4 * 3 + 0.01 + 0.3) / 8
+  p_tilde = [[0.4, -m], [0.4, 0.01 - m], [0.4, 0.0], [0.0, 0.3]]
+  a_out = [0.5, 0.5, -0.5, -0.5]
+  expected = [[a_out[i] + 2.0 * p_tilde[i][0], a_out[i] + 2.0 * p_tilde[i][1], a_out[i]]
+              for i in range(4)]
+  np.testing.assert_allclose(adv, expected, rtol=1e-6, atol=1e-6)
+  # Row 3's first block (p = 0 <= τ) is flat, but its trace fails: plain progress there.
+  assert adv[3, 0] == pytest.approx(-0.5)
+  # τ below 0 leaves no block flat: exactly the plain ("none") advantages.
+  plain = np.asarray(mrt_advantages(r, p, ids, np.ones((4, 3), bool),
+                                    **{**kw, "progress_norm": "none"}))
+  below = np.asarray(mrt_advantages(r, p, ids, np.ones((4, 3), bool),
+                                    **{**kw, "flat_threshold": -1.0}))
+  np.testing.assert_array_equal(below, plain)
+
+
+def test_flat_price_matches_numpy_reference():
+  rng = np.random.default_rng(11)
+  P, G, N, T = 3, 5, 6, 17
+  B = P * G
+  r = rng.integers(0, 2, size=B).astype(np.float32)
+  p = np.round(rng.normal(scale=0.1, size=(B, N)), 2).astype(np.float32)
+  ids = np.sort(rng.integers(0, N + 1, size=(B, T)), axis=1).astype(np.int32)
+  mask = rng.random((B, T)) > 0.3
+  tau = 0.03
+  mean = _numpy_progress_norm(p, ids, mask, G, "center", 1e-6) - p  # −mean, broadcast
+  price = np.maximum(-mean, 0.0) * ((r[:, None] > 0) & (p <= np.float32(tau)))
+  adv = mrt_advantages(r, p, ids, mask, group_size=G, alpha=1.5, progress_norm="flat_price",
+                       flat_threshold=tau)
+  expected = _numpy_mrt(r, p - price, ids, mask, G, 1.5, 1e-6)
+  np.testing.assert_allclose(np.asarray(adv), expected, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("norm", ["none", "center", "standardize"])
 def test_a_group_of_equal_progress_normalizes_to_exactly_zero(norm):
   B, G = 6, 3
@@ -250,6 +294,8 @@ def test_bad_input_errors():
     call(outcome_norm="z")
   with pytest.raises(ValueError, match="progress_norm='z' is unknown"):
     call(progress_norm="z")
+  with pytest.raises(ValueError, match="flat_threshold=nan; expected a finite number"):
+    call(progress_norm="flat_price", flat_threshold=float("nan"))
   with pytest.raises(ValueError, match=r"progress has shape \(2, 2\)"):
     call(progress=PROGRESS[:2])
   with pytest.raises(ValueError, match=r"token_block_ids has shape \(3, 4\)"):
