@@ -112,6 +112,16 @@ ARMS = {
                   ("advantage.estimator=mrt", "probe.estimator=likelihood",
                    "advantage.progress_norm=flat_price", "advantage.flat_threshold=0.02",
                    "advantage.alpha=6.0")),
+    "mrt_stop3": ("the same price, except on a flat block's first token (the decision to go on "
+                  "thinking): charged only when nothing from there on makes progress (α = 3, "
+                  "likelihood J)",
+                  ("advantage.estimator=mrt", "probe.estimator=likelihood",
+                   "advantage.progress_norm=flat_price_stop", "advantage.flat_threshold=0.02",
+                   "advantage.alpha=3.0")),
+    "mrt_stop6": ("the same at α = 6",
+                  ("advantage.estimator=mrt", "probe.estimator=likelihood",
+                   "advantage.progress_norm=flat_price_stop", "advantage.flat_threshold=0.02",
+                   "advantage.alpha=6.0")),
 }
 # The study's warm start: the demo's SFT recipe trained longer (2,000 trace steps, the
 # stop-or-continue tokens weighted 8) and chosen among 3 SFT candidates by the demo's check,

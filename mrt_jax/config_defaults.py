@@ -162,11 +162,12 @@ def rl(c: ConfigDict, estimator: str, alpha: float) -> ConfigDict:
   c.advantage.alpha = alpha  # α: weight of progress p_j in A_{i,t} = A^out_i + α·p_{i,j}
   c.advantage.outcome_norm = "grpo"  # A^out: "grpo" (r − mean)/(std + ε), "dr_grpo" (no std), "rloo"
   # p̃ in A = A^out + α·p̃, mrt only: "none" (p, the paper's), "center" (p − the group's mean
-  # block progress, so zero-progress blocks cost), "standardize" ((p − mean) / (std + ε)) or
+  # block progress, so zero-progress blocks cost), "standardize" ((p − mean) / (std + ε)),
   # "flat_price" (a flat block, p <= flat_threshold, of a trace that ends right is charged the
-  # group's mean block progress; other blocks keep p)
-  c.advantage.progress_norm = "none"  # see the three lines above
-  c.advantage.flat_threshold = 0.02  # τ of "flat_price": a block that moves J by at most τ is flat
+  # group's mean block progress; other blocks keep p) or "flat_price_stop" (the same, but a flat
+  # block's first token, the decision to go on thinking, only when nothing after it progresses)
+  c.advantage.progress_norm = "none"  # see the five lines above
+  c.advantage.flat_threshold = 0.02  # τ of the flat_price norms: a block with p <= τ is flat
   c.advantage.eps = 1e-6  # ε of the GRPO std normalization
   c.advantage.std = "unbiased"  # group std estimator: "unbiased" (n − 1) or "biased" (n)
 

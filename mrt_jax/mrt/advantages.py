@@ -128,18 +128,24 @@ OUTCOME_NORMS: dict[str, Callable[[jax.Array, jax.Array, AdvantageConfig], jax.A
 }
 
 
-def _progress_stats(x: EstimatorInputs, cfg: AdvantageConfig):
-  """Mean and std of progress over the present blocks of each group, each broadcast to [B, 1].
+def _present_blocks(x: EstimatorInputs) -> jax.Array:
+  """bool [B, N]: block j is present in row i when a trained token of row i has id j.
 
-  Block j is present in row i when a trained token of row i has id j: a scatter, not a
-  [B, N, T] comparison (T is up to 16K at scale). Ids outside [1, N] count for no block.
+  A scatter, not a [B, N, T] comparison (T is up to 16K at scale). Ids outside [1, N] count for
+  no block.
   """
   B, N = x.progress_BxN.shape
-  G = cfg.group_size
   rows_Bx1 = jnp.arange(B, dtype=jnp.int32).reshape(B, 1)
   present_BxN1 = jnp.zeros((B, N + 1), jnp.int32).at[rows_Bx1, x.block_ids_BxT].max(
       x.mask_BxT.astype(jnp.int32), mode="drop", wrap_negative_indices=False)
-  present_PxX = (present_BxN1[:, 1:] > 0).reshape(B // G, G * N)
+  return present_BxN1[:, 1:] > 0
+
+
+def _progress_stats(x: EstimatorInputs, cfg: AdvantageConfig):
+  """Mean and std of progress over the present blocks of each group, each broadcast to [B, 1]."""
+  B, N = x.progress_BxN.shape
+  G = cfg.group_size
+  present_PxX = _present_blocks(x).reshape(B // G, G * N)
   p_PxX = x.progress_BxN.reshape(B // G, G * N)
   n_Px1 = jnp.sum(present_PxX, axis=1, keepdims=True)
   mean_Px1 = jnp.sum(jnp.where(present_PxX, p_PxX, 0.0), axis=1, keepdims=True) / jnp.maximum(
@@ -168,10 +174,24 @@ def _progress_standardize(x: EstimatorInputs, cfg: AdvantageConfig) -> jax.Array
                                                  jnp.ones_like(denom_Bx1))
 
 
-def _progress_flat_price(x: EstimatorInputs, cfg: AdvantageConfig) -> jax.Array:
+def _flat_price(x: EstimatorInputs, cfg: AdvantageConfig) -> jax.Array:
+  """The charge of `flat_price` per block, [B, N]: max(mean_g p, 0) on the flat blocks of
+  right traces, 0 elsewhere."""
   mean_Bx1, _ = _progress_stats(x, cfg)
   priced_BxN = (x.outcome_B[:, None] > 0) & (x.progress_BxN <= x.flat_threshold)
-  return x.progress_BxN - jnp.where(priced_BxN, jnp.maximum(mean_Bx1, 0.0), 0.0)
+  return jnp.where(priced_BxN, jnp.maximum(mean_Bx1, 0.0), 0.0)
+
+
+def _progress_flat_price(x: EstimatorInputs, cfg: AdvantageConfig) -> jax.Array:
+  return x.progress_BxN - _flat_price(x, cfg)
+
+
+def _decision_flat_price_stop(x: EstimatorInputs, cfg: AdvantageConfig) -> jax.Array:
+  """p̃ on the first token of each block under `flat_price_stop`: charged only when nothing
+  from the block on makes progress (Σ_{k>=j} p_k over present blocks <= τ)."""
+  p_BxN = jnp.where(_present_blocks(x), x.progress_BxN, 0.0)
+  rest_BxN = jnp.flip(jnp.cumsum(jnp.flip(p_BxN, axis=1), axis=1), axis=1)
+  return x.progress_BxN - jnp.where(rest_BxN <= x.flat_threshold, _flat_price(x, cfg), 0.0)
 
 
 # Name -> (estimator inputs, config) -> p̃ [B, N].
@@ -180,6 +200,12 @@ PROGRESS_NORMS: dict[str, Callable[..., jax.Array]] = {
     "center": _progress_center,
     "standardize": _progress_standardize,
     "flat_price": _progress_flat_price,
+    "flat_price_stop": _progress_flat_price,
+}
+# Norms whose value on a block's first token (the decision to go on thinking: the boundary
+# token belongs to the block that follows, mrt_jax.mrt.segment) differs from the block's p̃.
+DECISION_PROGRESS_NORMS: dict[str, Callable[..., jax.Array]] = {
+    "flat_price_stop": _decision_flat_price_stop,
 }
 
 
@@ -201,15 +227,25 @@ def _outcome_estimator(norm: str):
   return estimator
 
 
+def _per_block(p_BxN: jax.Array, block_ids_BxT: jax.Array) -> jax.Array:
+  """[B, T]: each token's block value, 0 on the answer segment (id 0)."""
+  B = p_BxN.shape[0]
+  p0_BxN1 = jnp.concatenate([jnp.zeros((B, 1), jnp.float32), p_BxN], axis=1)
+  # Block ids outside [0, N] on unmasked tokens read NaN, so a bad id cannot pass silently.
+  return jnp.take_along_axis(p0_BxN1, block_ids_BxT, axis=1, mode="fill", fill_value=jnp.nan)
+
+
 def mrt_estimator(x: EstimatorInputs, cfg: AdvantageConfig) -> jax.Array:
   """A_{i,t} = A^out_i + α·p̃_{i, block(t)}, with p̃_{i,0} = 0 for the answer segment."""
   B, T = x.block_ids_BxT.shape
   a_out_B = _grouped(cfg.outcome_norm, x.outcome_B, x.eps, cfg)
-  p_BxN = PROGRESS_NORMS[cfg.progress_norm](x, cfg)
-  p0_BxN1 = jnp.concatenate([jnp.zeros((B, 1), jnp.float32), p_BxN], axis=1)
-  # Block ids outside [0, N] on unmasked tokens read NaN, so a bad id cannot pass silently.
-  p_BxT = jnp.take_along_axis(p0_BxN1, x.block_ids_BxT, axis=1, mode="fill",
-                              fill_value=jnp.nan)
+  p_BxT = _per_block(PROGRESS_NORMS[cfg.progress_norm](x, cfg), x.block_ids_BxT)
+  if cfg.progress_norm in DECISION_PROGRESS_NORMS:
+    ids_BxT = x.block_ids_BxT
+    first_BxT = (ids_BxT > 0) & (ids_BxT != jnp.pad(ids_BxT, ((0, 0), (1, 0)),
+                                                    constant_values=-1)[:, :-1])
+    p_first_BxT = _per_block(DECISION_PROGRESS_NORMS[cfg.progress_norm](x, cfg), ids_BxT)
+    p_BxT = jnp.where(first_BxT, p_first_BxT, p_BxT)
   return _per_token(a_out_B, T) + x.alpha * p_BxT
 
 
@@ -303,9 +339,10 @@ def mrt_advantages(outcome, progress, token_block_ids, token_mask, *, group_size
     eps: ε added to the group std (grpo normalization).
     std: "unbiased" or "biased" group std.
     outcome_norm: "grpo", "dr_grpo" or "rloo": how mrt and mrt_prefix normalize the outcome.
-    progress_norm: a key of `PROGRESS_NORMS` ("none", "center", "standardize", "flat_price"):
-      how mrt normalizes progress in a group.
-    flat_threshold: τ of `flat_price`: a block with progress p <= τ is flat (others ignore it).
+    progress_norm: a key of `PROGRESS_NORMS` ("none", "center", "standardize", "flat_price",
+      "flat_price_stop"): how mrt normalizes progress in a group.
+    flat_threshold: τ of the flat_price norms: a block with progress p <= τ is flat (others
+      ignore it).
     terminated: bool [B], mrt_prefix only: rollouts forced to answer right after the prefix.
     success: f32 [B, N+1] the meta-prover's J_0..J_N at each rollout's boundaries (columns past
       a row's N are not read), termination estimators only.

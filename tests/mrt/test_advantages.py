@@ -154,7 +154,31 @@ def test_flat_price_charges_only_the_flat_blocks_of_right_traces():
   np.testing.assert_array_equal(below, plain)
 
 
-def test_flat_price_matches_numpy_reference():
+def test_flat_price_stop_charges_a_decision_to_continue_only_when_nothing_follows():
+  # One right trace (and a wrong one, so the group has outcome contrast): blocks of 2 tokens
+  # with p = 0.4, 0.0, 0.4, 0.0. Block 2, a re-check before the last useful block, is charged
+  # on its content only; block 4, after it, on both tokens, its first (the decision to go on
+  # thinking) included. Under flat_price both are charged on every token.
+  p = np.array([[0.4, 0.0, 0.4, 0.0], [0.2, 0.0, 0.0, 0.0]], np.float32)
+  ids = np.array([[1, 1, 2, 2, 3, 3, 4, 4, 0], [1, 1, 0, 0, 0, 0, 0, 0, 0]], np.int32)
+  mask = np.ones((2, 9), bool)
+  r = np.array([1.0, 0.0], np.float32)
+  kw = {"group_size": 2, "alpha": 1.0, "outcome_norm": "dr_grpo"}
+  m = (0.4 + 0.0 + 0.4 + 0.0 + 0.2) / 5  # the group's present blocks
+  stop = np.asarray(mrt_advantages(r, p, ids, mask, progress_norm="flat_price_stop", **kw))
+  block = np.asarray(mrt_advantages(r, p, ids, mask, progress_norm="flat_price", **kw))
+  a = 0.5
+  np.testing.assert_allclose(stop[0], [a + 0.4, a + 0.4, a, a - m, a + 0.4, a + 0.4, a - m,
+                                       a - m, a], rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(block[0], [a + 0.4, a + 0.4, a - m, a - m, a + 0.4, a + 0.4,
+                                        a - m, a - m, a], rtol=1e-6, atol=1e-6)
+  # The wrong trace is never charged: plain progress, under both.
+  np.testing.assert_allclose(stop[1], [-a + 0.2, -a + 0.2] + [-a] * 7, rtol=1e-6, atol=1e-6)
+  np.testing.assert_array_equal(stop[1], block[1])
+
+
+@pytest.mark.parametrize("norm", ["flat_price", "flat_price_stop"])
+def test_flat_price_matches_numpy_reference(norm):
   rng = np.random.default_rng(11)
   P, G, N, T = 3, 5, 6, 17
   B = P * G
@@ -165,9 +189,19 @@ def test_flat_price_matches_numpy_reference():
   tau = 0.03
   mean = _numpy_progress_norm(p, ids, mask, G, "center", 1e-6) - p  # −mean, broadcast
   price = np.maximum(-mean, 0.0) * ((r[:, None] > 0) & (p <= np.float32(tau)))
-  adv = mrt_advantages(r, p, ids, mask, group_size=G, alpha=1.5, progress_norm="flat_price",
+  adv = mrt_advantages(r, p, ids, mask, group_size=G, alpha=1.5, progress_norm=norm,
                        flat_threshold=tau)
   expected = _numpy_mrt(r, p - price, ids, mask, G, 1.5, 1e-6)
+  if norm == "flat_price_stop":  # a block's first token: charged only if nothing follows
+    present = np.array([[np.any(mask[b] & (ids[b] == j + 1)) for j in range(N)]
+                        for b in range(B)])
+    for b in range(B):
+      for t in range(T):
+        j = ids[b, t]
+        if j > 0 and (t == 0 or ids[b, t - 1] != j) and mask[b, t]:
+          rest = p[b, j - 1:][present[b, j - 1:]].astype(np.float64).sum()
+          if rest > tau:
+            expected[b, t] += 1.5 * price[b, j - 1]
   np.testing.assert_allclose(np.asarray(adv), expected, rtol=1e-5, atol=1e-5)
 
 
