@@ -118,10 +118,17 @@ ARMS = {
                   ("advantage.estimator=mrt", "probe.estimator=likelihood",
                    "advantage.progress_norm=flat_price_stop", "advantage.flat_threshold=0.02",
                    "advantage.alpha=3.0")),
-    "mrt_stop6": ("the same at α = 6",
-                  ("advantage.estimator=mrt", "probe.estimator=likelihood",
-                   "advantage.progress_norm=flat_price_stop", "advantage.flat_threshold=0.02",
-                   "advantage.alpha=6.0")),
+    "mrt_frozen_stop3": ("the same with J from the frozen warm start's forced answers "
+                         "(`probe.meta_prover`)",
+                         ("advantage.estimator=mrt", "probe.estimator=likelihood",
+                          f"probe.meta_prover={WARM_START_PATH}",
+                          "advantage.progress_norm=flat_price_stop",
+                          "advantage.flat_threshold=0.02", "advantage.alpha=3.0")),
+    "mrt_frozen_stop6": ("the same at α = 6",
+                         ("advantage.estimator=mrt", "probe.estimator=likelihood",
+                          f"probe.meta_prover={WARM_START_PATH}",
+                          "advantage.progress_norm=flat_price_stop",
+                          "advantage.flat_threshold=0.02", "advantage.alpha=6.0")),
 }
 # The study's warm start: the demo's SFT recipe trained longer (2,000 trace steps, the
 # stop-or-continue tokens weighted 8) and chosen among 3 SFT candidates by the demo's check,
