@@ -11,7 +11,8 @@ import os
 import jax
 import numpy as np
 
-from launch_fixtures import REF_STEPS, env, metrics, ref_cmd, untimed
+from launch_fixtures import (REF_DEVICES, REF_EXTRA, REF_STEPS, env, launch_cmd, metrics, ref_cmd,
+                             run, untimed)
 from multiprocess_util import run_commands
 
 
@@ -45,3 +46,19 @@ def test_two_processes_train_exactly_like_one(shared):
   ref_name, ref_params = _params(shared["ref"], shared["assets"])
   assert name == ref_name == f"step_{REF_STEPS}"
   jax.tree.map(np.testing.assert_array_equal, params, ref_params)
+
+
+def test_two_processes_with_a_fixed_meta_prover_train_exactly_like_one(shared):
+  """probe.meta_prover = the warm start: its params load onto the mesh and its cache is filled
+  with every rollout and forked by the probes on 2 processes as on 1 (tolerance 0)."""
+  extra = [f"--config.probe.meta_prover={shared['assets']}/model"]
+  cmd = lambda workdir: launch_cmd("configs/demo_cpu.py", workdir, shared["assets"], 2,
+                                   [*REF_EXTRA, *extra])
+  one = str(shared["root"] / "fixed_prover_one_process")
+  run(cmd(one), shared["cache"], devices=REF_DEVICES)
+  two = str(shared["root"] / "fixed_prover_two_processes")
+  run_commands(cmd(two), num_processes=2, local_devices=1, env=env(shared["cache"]))
+  lines = metrics(two)
+  assert [l["step"] for l in lines] == [1, 2]
+  assert all(l["num_probes"] > 0 and l["probe_answers"] > 0 for l in lines)
+  assert untimed(lines) == untimed(metrics(one))
