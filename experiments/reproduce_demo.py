@@ -129,6 +129,23 @@ ARMS = {
                           f"probe.meta_prover={WARM_START_PATH}",
                           "advantage.progress_norm=flat_price_stop",
                           "advantage.flat_threshold=0.02", "advantage.alpha=6.0")),
+    "mrt_task": ("MRT-dense with J from the task's exact meta-prover (a guess among the "
+                 "letters the trace's checked clues leave; `probe.estimator=task`): progress "
+                 "without the model's misjudgements",
+                 ("advantage.estimator=mrt", "probe.estimator=task",
+                  "probe.task_prover=elimination")),
+    "mrt_task_stop3": ("the same J with the price on flat blocks of right traces "
+                       "(`flat_price_stop`, α = 3): with the exact J a block is flat exactly "
+                       "when it re-checks a clue",
+                       ("advantage.estimator=mrt", "probe.estimator=task",
+                        "probe.task_prover=elimination",
+                        "advantage.progress_norm=flat_price_stop",
+                        "advantage.flat_threshold=0.02", "advantage.alpha=3.0")),
+    "mrt_task_stop6": ("the same at α = 6",
+                       ("advantage.estimator=mrt", "probe.estimator=task",
+                        "probe.task_prover=elimination",
+                        "advantage.progress_norm=flat_price_stop",
+                        "advantage.flat_threshold=0.02", "advantage.alpha=6.0")),
 }
 # The study's warm start: the demo's SFT recipe trained longer (2,000 trace steps, the
 # stop-or-continue tokens weighted 8) and chosen among 3 SFT candidates by the demo's check,

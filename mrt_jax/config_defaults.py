@@ -70,8 +70,12 @@ def base(name: str, model_path: str) -> ConfigDict:
   c.probe.max_answer_len = 512  # tokens μ may write after the termination suffix
   c.probe.termination_suffix = TERMINATION_SUFFIX  # appended at boundary b_j to force an answer
   # How J_j is estimated (mrt_jax.mrt.meta_prover): "sampled" = mean verdict of m sampled answers
-  # (the paper's); "likelihood" = P(μ writes the reference answer), by teacher forcing, no noise
-  c.probe.estimator = "sampled"  # see the two lines above
+  # (the paper's); "likelihood" = P(μ writes the reference answer), by teacher forcing, no noise;
+  # "task" = the task's own success function of the thinking text (probe.task_prover), no model
+  c.probe.estimator = "sampled"  # see the three lines above
+  # The task prover of estimator "task" (probe or eval.j_estimator): a name registered with
+  # mrt_jax.rewards.register_task_prover, e.g. "elimination" (the demo puzzle's exact J)
+  c.probe.task_prover = ""  # see the two lines above
   # The reference answer μ should write after the suffix (likelihood only): str.format template
   # of the record's answer (data.answer_field); "\\boxed{{{answer}}}" renders 7 as \boxed{7}
   c.probe.answer_template = "\\boxed{{{answer}}}"  # see the two lines above
@@ -114,7 +118,7 @@ def base(name: str, model_path: str) -> ConfigDict:
   c.eval.k_values = ()  # k of pass@k and maj@k; () = powers of 2 up to eval.num_samples
   c.eval.max_new_tokens = 0  # tokens sampled per trace; 0 = rollout.max_completion_len
   c.eval.wait_text = "Wait"  # text appended to extend the thinking when extrapolating
-  c.eval.j_estimator = "sampled"  # J(c) at budget cuts: "sampled" (m probes) or "likelihood"
+  c.eval.j_estimator = "sampled"  # J(c) at cuts: "sampled" (m probes), "likelihood" or "task"
   # whose forced answers J(c) measures: "" = the evaluated policy's own (the paper's μ); a
   # checkpoint of the same architecture (HF dir or <workdir>/checkpoints), e.g. the warm start,
   # = a fixed meta-prover, so that curves of several policies differ by their traces only

@@ -212,3 +212,25 @@ def test_settings_the_code_reads_are_declared(field):
   for spec in SPECS:
     block, name = field.split(".")
     assert name in load_config(spec)[block], f"{spec} does not declare {field}"
+
+
+def test_task_estimator_settings_reach_the_rollout_and_bad_ones_are_named():
+  from mrt_jax.rewards import elimination_success
+  e = _experience("probe.estimator=task", "probe.task_prover=elimination")
+  assert e.j_estimator == "task" and e.task_prover is elimination_success and e.measures_j
+  with pytest.raises(ValueError, match=r"config\.probe\.estimator='task' .* config\.probe\."
+                     r"task_prover is empty; expected one of \[.*'elimination'"):
+    _experience("probe.estimator=task")
+  with pytest.raises(ValueError, match=r"config\.probe\.task_prover='nope' is not a registered"):
+    _experience("probe.estimator=task", "probe.task_prover=nope")
+  # Set but read by nothing (a likelihood J in training, a sampled one in evaluation).
+  with pytest.raises(ValueError, match=r"config\.probe\.task_prover='elimination' is set, but "
+                     r"neither config\.probe\.estimator \('likelihood'"):
+    _experience("probe.estimator=likelihood", "probe.task_prover=elimination")
+  # Read by the evaluation alone (GRPO trains without J): fine.
+  e = _experience("advantage.estimator=grpo", "eval.j_estimator=task",
+                  "probe.task_prover=elimination")
+  assert e.j_estimator is None and e.task_prover is None
+  with pytest.raises(ValueError, match=r"config\.probe\.meta_prover='m' names a checkpoint, but "
+                     r"config\.probe\.estimator='task' runs no model"):
+    _experience("probe.estimator=task", "probe.task_prover=elimination", "probe.meta_prover=m")

@@ -346,6 +346,9 @@ def test_every_arm_loads_and_passes_the_setup_checks(arm, tmp_path):
   assert experience.measures_j == (arm != "grpo")
   # Every override of the arm reaches the step's settings (none is dropped on the way).
   wanted = dict(o.split("=", 1) for o in reproduce_demo.ARMS[arm][1])
+  if "probe.estimator" in wanted:
+    assert experience.j_estimator == wanted["probe.estimator"]
+    assert (experience.task_prover is not None) == (wanted["probe.estimator"] == "task")
   if "advantage.progress_norm" in wanted:
     assert experience.progress_norm == wanted["advantage.progress_norm"]
     assert experience.alpha == float(wanted["advantage.alpha"])

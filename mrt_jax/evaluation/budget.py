@@ -52,12 +52,14 @@ class ProbeSettings:
   stop_token_ids: tuple[int, ...]  # end of sequence
   estimator: str = "sampled"       # J estimator (`mrt_jax.mrt.meta_prover.J_ESTIMATORS`)
   answer: AnswerTemplate | None = None  # the reference answer (likelihood)
+  task_prover: Callable[[Mapping[str, Any], str], float] | None = None  # J of a text (task)
 
 
 def forced_success(sampler: Sampler, params, trunk, prompt_lens: Sequence[int],
                    cuts: Sequence[Sequence[int]], settings: ProbeSettings, judge: Judge,
                    decode: Callable[[Sequence[int]], str], seed: int,
-                   records: Sequence[Mapping[str, Any]] | None = None) -> list[np.ndarray]:
+                   records: Sequence[Mapping[str, Any]] | None = None,
+                   completions: Sequence[Sequence[int]] | None = None) -> list[np.ndarray]:
   """J at every cut of every trunk row, by the estimator `settings.estimator` names: the mean
   verdict of m forced-answer probes, or the likelihood of the reference answer.
 
@@ -74,6 +76,8 @@ def forced_success(sampler: Sampler, params, trunk, prompt_lens: Sequence[int],
     seed: probe sampling seed.
     records: [B] the problem record of each trunk row (the likelihood estimator reads its
       "answer"); None = empty records.
+    completions: [B] each trunk row's tokens after its prompt (at least up to its last cut);
+      the task estimator reads the cuts' thinking decoded from them, and runs no model.
 
   Returns:
     Per trunk row, float64 [U] J at its cuts (in the order given).
@@ -83,12 +87,19 @@ def forced_success(sampler: Sampler, params, trunk, prompt_lens: Sequence[int],
   if not sources:
     return [np.zeros(0) for _ in cuts]
   records = [{} for _ in cuts] if records is None else records
+  estimator = J_ESTIMATORS[settings.estimator]
+  thinking = None
+  if estimator.reads_text:
+    if completions is None:
+      raise ValueError(f"the {settings.estimator!r} J estimator reads the cuts' thinking text; "
+                       "forced_success needs `completions`")
+    thinking = [decode(completions[r][:c]) for r, row in enumerate(unique) for c in row]
   where = Cuts(sources, [prompt_lens[r] + c for r, row in enumerate(unique) for c in row],
-               [records[r] for r in sources])
+               [records[r] for r in sources], thinking=thinking)
   prover = ProverSettings(settings.suffix_tokens, settings.num_probes, settings.max_answer_len,
                           settings.temperature, settings.top_p, settings.stop_token_ids,
-                          settings.answer)
-  j_probe, _ = J_ESTIMATORS[settings.estimator].fn(sampler, params, trunk, where, prover, judge,
+                          settings.answer, settings.task_prover)
+  j_probe, _ = estimator.fn(sampler, params, trunk, where, prover, judge,
                                                    decode, seed)
   success, i = [], 0
   for row_cuts, row_unique in zip(cuts, unique):

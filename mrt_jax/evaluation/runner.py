@@ -49,7 +49,7 @@ from mrt_jax.data.pipeline import render_problem
 from mrt_jax.data.sources import load_records
 from mrt_jax.data.split import split_records
 from mrt_jax.evaluation import budget, metrics, plots, regret, report
-from mrt_jax.mrt.meta_prover import check_estimator, prover_answer
+from mrt_jax.mrt.meta_prover import check_estimator, prover_answer, prover_task
 from mrt_jax.mrt.segment import SegmentConfig, segment
 from mrt_jax.rewards import pool_for, verify_batch
 from mrt_jax.sampling import FINISH_STOP, Sampler
@@ -142,7 +142,8 @@ def _model(config, sampler, params, model_config, tokenizer, s: EvalSettings,
           encode(config.probe.termination_suffix), _eval_probes(config),
           int(config.probe.max_answer_len), float(config.probe.temperature),
           float(config.probe.top_p), tuple(dict.fromkeys(stop_ids)), _j_estimator(config),
-          prover_answer(config, tokenizer, "eval.j_estimator", _j_estimator(config))),
+          prover_answer(config, tokenizer, "eval.j_estimator", _j_estimator(config)),
+          prover_task(config, "eval.j_estimator", _j_estimator(config))),
       seg=task.segment_config(config), verifier=config.reward.verifier,
       extract_answer=task.answer_extractor(config.reward.verifier),
       pool=pool_for(config.reward.verifier, config.reward.num_workers, config.reward.timeout_s),
@@ -153,6 +154,9 @@ def _meta_prover(config, model_config, sampler: Sampler):
   """The params of eval.meta_prover on the sampler's mesh, or None ("": the policy itself)."""
   if not str(config.eval.meta_prover):
     return None
+  if _j_estimator(config) == "task":
+    raise ValueError(f"config.eval.meta_prover={config.eval.meta_prover!r} names a checkpoint, "
+                     "but config.eval.j_estimator='task' runs no model; clear one of the two")
   from mrt_jax.train.restore import load_meta_prover  # pylint: disable=import-outside-toplevel
   return load_meta_prover(config, "eval.meta_prover", model_config, sampler.mesh, sampler.rules)
 
@@ -231,7 +235,8 @@ def _run_batch(m: _Model, s: EvalSettings, records, prompts, seed: int, counts) 
     trunk = m.sampler.prefill(prover, [list(prompts[i // n]) + list(t)
                                        for i, t in enumerate(out.tokens)])
   success = budget.forced_success(m.sampler, prover, trunk, prompt_lens, cuts, m.probe,
-                                  judge, m.decode, seed + 1, row_records)
+                                  judge, m.decode, seed + 1, row_records,
+                                  [t["tokens"] for t in traces])
   C = len(s.budgets) + 1
   for t, j in zip(traces, success):
     t["j_budgets"], t["j_boundaries"] = j[:C], j[C:]
@@ -245,7 +250,7 @@ def _run_batch(m: _Model, s: EvalSettings, records, prompts, seed: int, counts) 
     trunk = m.sampler.prefill(prover, [r + th for r, th in zip(rows, ext.thinking)])
     ext_cuts = [[min(b, len(th)) for b in s.extrapolation_budgets] for th in ext.thinking]
     ext_j = budget.forced_success(m.sampler, prover, trunk, prompt_lens, ext_cuts, m.probe,
-                                  judge, m.decode, seed + 3, row_records)
+                                  judge, m.decode, seed + 3, row_records, ext.thinking)
     for t, c, j, w in zip(traces, ext_cuts, ext_j, ext.waits):
       t.update(ext_cuts=c, j_ext=j, waits=int(w))
   return traces

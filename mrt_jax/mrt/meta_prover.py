@@ -15,6 +15,12 @@ in `J_ESTIMATORS` (config `probe.estimator`):
               pass over all cuts, no decoding) under exactly the distribution the sampled
               probes draw from (temperature, top-k/top-p as `sampling/rules.py` applies them).
               No sampling noise: the same traces give the same J.
+  task        J = the task's own success function of the thinking text before the cut
+              (`probe.task_prover`, registered with `mrt_jax.rewards.register_task_prover`): a
+              meta-prover the task defines exactly (the elimination puzzle's: a guess among the
+              letters its checked clues leave). No model runs; the cuts' texts are decoded from
+              the traces' tokens. It measures what the paper's μ would if μ were exact, and
+              does not drift as the policy trains.
 
 How the two relate. The sampled estimator's expectation is Σ over answers a with verdict(a) = 1
 of P(a). For a task whose verifier accepts exactly one token string (reference + stop, e.g. the
@@ -86,11 +92,14 @@ class Cuts:
 
   With `prompts`, the cuts are not in a trunk: cut u's prefix is `prompts[u]` itself (the empty
   thinking, b_0), fed with the suffix as a fresh prompt; `sources` and `boundaries` are unused.
+  `thinking` holds the decoded tokens between a cut's prompt and its boundary, for estimators
+  that read text (`JEstimator.reads_text`).
   """
   sources: Sequence[int]
   boundaries: Sequence[int]
   records: Sequence[Mapping[str, Any]]  # the problem record of each cut (its gold answer)
   prompts: Sequence[Sequence[int]] | None = None
+  thinking: Sequence[str] | None = None  # each cut's thinking text (estimators that read it)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +112,7 @@ class ProverSettings:
   top_p: float
   stop_token_ids: tuple[int, ...]  # end of sequence
   answer: AnswerTemplate | None = None  # the reference answer (likelihood)
+  task_prover: Callable[[Mapping[str, Any], str], float] | None = None  # J of the thinking (task)
 
 
 # (records of each answer, answer texts, answer token ids) -> verdicts in [0, 1].
@@ -169,6 +179,36 @@ def likelihood_j(sampler: Sampler, params, trunk, cuts: Cuts, s: ProverSettings,
                "answer_tokens": sum(len(a) for a in answers)}
 
 
+def task_j(sampler: Sampler, params, trunk, cuts: Cuts, s: ProverSettings,
+           verdicts: Verdicts, decode: Callable[[Sequence[int]], str],
+           seed: int) -> tuple[np.ndarray, dict]:
+  """J at every cut: the task prover's success of the cut's thinking text (module docstring).
+
+  Returns:
+    (float64 [U] J, stats: "num_probes" = 0 sampled answers, "answers" = the cuts judged,
+    "answer_tokens" = 0).
+
+  Raises:
+    ValueError: no task prover or no thinking texts were given, or a J is outside [0, 1].
+  """
+  del sampler, params, trunk, verdicts, decode, seed  # no model runs
+  if s.task_prover is None:
+    raise ValueError("the task meta-prover needs a registered task prover "
+                     "(probe.task_prover); none was given")
+  if cuts.thinking is None or len(cuts.thinking) != len(cuts.records):
+    raise ValueError("the task meta-prover reads each cut's thinking text; the cuts carry "
+                     f"{'none' if cuts.thinking is None else len(cuts.thinking)} for "
+                     f"{len(cuts.records)} cuts")
+  j_U = np.array([float(s.task_prover(r, t)) for r, t in zip(cuts.records, cuts.thinking)],
+                 np.float64)
+  bad = np.flatnonzero(~((j_U >= 0) & (j_U <= 1)))
+  if bad.size:
+    u = int(bad[0])
+    raise ValueError(f"the task prover returned J={j_U[u]} at cut {u} (record id "
+                     f"{cuts.records[u].get('id')!r}); expected a number in [0, 1]")
+  return j_U, {"num_probes": 0, "answers": len(j_U), "answer_tokens": 0}
+
+
 @dataclasses.dataclass(frozen=True)
 class JEstimator:
   """A registered estimator of J.
@@ -182,11 +222,14 @@ class JEstimator:
   """
   fn: Callable[..., tuple[np.ndarray, dict]]
   heads_apart: bool
+  reads_text: bool = False  # reads `Cuts.thinking` (the cuts' texts must be decoded)
+  uses_model: bool = True   # runs μ on the traces' KV cache (False: no cache is needed)
 
 
 J_ESTIMATORS: dict[str, JEstimator] = {
     "sampled": JEstimator(sampled_j, heads_apart=True),
     "likelihood": JEstimator(likelihood_j, heads_apart=False),
+    "task": JEstimator(task_j, heads_apart=False, reads_text=True, uses_model=False),
 }
 
 
@@ -210,6 +253,20 @@ def prover_answer(config, tokenizer, field: str,
   if j_estimator != "likelihood":
     return None
   return reference_answer(config, tokenizer, f"config.{field}='likelihood'")
+
+
+def prover_task(config, field: str, j_estimator: str):
+  """The task prover of the task J estimator (None for other estimators): the function
+  registered under config.probe.task_prover; errors name config.`field` and that field."""
+  if j_estimator != "task":
+    return None
+  from mrt_jax.rewards import TASK_PROVERS, get_task_prover  # Lazily: rewards load SymPy.
+  name = str(config.probe.get("task_prover", ""))
+  if not name:
+    raise ValueError(f"config.{field}='task' reads J from the task's own success function, "
+                     "but config.probe.task_prover is empty; expected one of "
+                     f"{sorted(TASK_PROVERS)} (mrt_jax.rewards.register_task_prover)")
+  return get_task_prover(name, "config.probe.task_prover")
 
 
 def reference_answer(config, tokenizer, needed_by: str) -> AnswerTemplate:

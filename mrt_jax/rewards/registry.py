@@ -10,6 +10,11 @@ pure-Python ones run inline. `mrt_jax.task` says exactly what the three argument
 A verifier may come with an answer extractor, `extract_answer(text) -> str | None`: the final
 answer of a completion as a string (None: no answer), which maj@k votes on and samples.jsonl
 records. Without one, the last \\boxed{} after the thinking is the answer.
+
+A task may also register a *task prover*, `fn(record, thinking) -> float in [0, 1]`: the success
+J of a meta-prover that the task defines exactly, as a function of the thinking text so far
+(`register_task_prover`; J estimator "task", config `probe.task_prover`). The elimination
+puzzle's is the chance that a guess among the letters its checked clues leave is right.
 """
 
 from __future__ import annotations
@@ -73,3 +78,32 @@ def get_verifier(name: str) -> Verifier:
   if name not in VERIFIERS:
     raise ValueError(f"unknown verifier {name!r}; expected one of {sorted(VERIFIERS)}")
   return VERIFIERS[name]
+
+
+TaskProverFn = Callable[[Mapping[str, Any], str], float]
+TASK_PROVERS: dict[str, TaskProverFn] = {}
+
+
+def register_task_prover(name: str, fn: TaskProverFn) -> TaskProverFn:
+  """Registers `fn(record, thinking) -> J in [0, 1]` under `name`; returns `fn` unchanged.
+
+  `record` is the verifier's record (`mrt_jax.task.verifier_record`), `thinking` the decoded
+  thinking tokens before the cut (no termination suffix; "" at the empty thinking).
+
+  Raises:
+    ValueError: `name` is already registered to another function.
+  """
+  existing = TASK_PROVERS.get(name)
+  if existing is not None and existing is not fn:
+    raise ValueError(f"task prover {name!r} is already registered to {existing.__qualname__}; "
+                     "expected a new name")
+  TASK_PROVERS[name] = fn
+  return fn
+
+
+def get_task_prover(name: str, field: str = "probe.task_prover") -> TaskProverFn:
+  """The task prover registered as `name`; the error names `field` and the registered ones."""
+  if name not in TASK_PROVERS:
+    raise ValueError(f"{field}={name!r} is not a registered task prover; expected one of "
+                     f"{sorted(TASK_PROVERS)} (mrt_jax.rewards.register_task_prover)")
+  return TASK_PROVERS[name]

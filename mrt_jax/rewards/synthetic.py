@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from mrt_jax.rewards.answer import answer_segment, last_boxed
-from mrt_jax.rewards.registry import register_verifier
+from mrt_jax.rewards.registry import register_task_prover, register_verifier
 
 
 def verify_exact_boxed(record: Mapping[str, Any], text: str, token_ids: Sequence[int]) -> float:
@@ -21,3 +21,18 @@ def verify_exact_boxed(record: Mapping[str, Any], text: str, token_ids: Sequence
 
 # The elimination puzzle (mrt_jax/data/elimination.py): the answer is one candidate letter.
 register_verifier("elimination", verify_exact_boxed, isolated=False)
+
+
+def elimination_success(record: Mapping[str, Any], thinking: str) -> float:
+  """The elimination puzzle's exact J: a guess uniform over the letters that the clues the
+  thinking has checked (its "Wait, clue: ..." lines that copy a clue of the problem) leave.
+
+  The meta-prover the demo's SFT teaches (`elimination.forced_completion`), read off the clue
+  lines alone: a trace's own "Strike"/"Left" lines, right or wrong, do not move it.
+  """
+  from mrt_jax.data import elimination  # Lazily: only this prover needs the task's module.
+  order = elimination.checked_clues(thinking, record)
+  return 1.0 / len(elimination.remaining(record, order))
+
+
+register_task_prover("elimination", elimination_success)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -62,6 +62,8 @@ class ExperienceConfig:
   j_estimator: str | None = "sampled"  # J of the meta-prover (meta_prover.J_ESTIMATORS); None:
                                        # J is not measured (outcome-only estimators)
   answer: AnswerTemplate | None = None  # the reference answer μ should write (likelihood)
+  task_prover: Callable[[Mapping[str, Any], str], float] | None = None  # J of the thinking
+                                       # text (j_estimator "task"; mrt_jax.rewards task provers)
 
   def __post_init__(self):
     if self.j_estimator is not None and self.j_estimator not in J_ESTIMATORS:
@@ -75,12 +77,15 @@ class ExperienceConfig:
     if self.j_estimator == "likelihood" and self.answer is None:
       raise ValueError("j_estimator='likelihood' needs the reference answer's template "
                        "(answer=AnswerTemplate(...)); none was given")
+    if (self.j_estimator == "task") != (self.task_prover is not None):
+      raise ValueError(f"task_prover is {'missing' if self.task_prover is None else 'given'}; "
+                       "expected it exactly when j_estimator='task'")
 
   @property
   def measures_j(self) -> bool:
     """Whether a step estimates J at every boundary (sampled answers need m >= 1)."""
-    return self.j_estimator == "likelihood" or (self.j_estimator == "sampled" and
-                                                self.num_probes > 0)
+    return self.j_estimator in ("likelihood", "task") or (self.j_estimator == "sampled" and
+                                                          self.num_probes > 0)
 
 
 @dataclasses.dataclass
@@ -115,10 +120,11 @@ def token_pieces(decode: Callable[[Sequence[int]], str], ids: Sequence[int]) -> 
 _NO_ANSWERS = {"num_probes": 0, "answers": 0, "answer_tokens": 0}
 
 
-def _probe_success(sampler: Sampler, params, cache, segs, prompts, records, cfg,
+def _probe_success(sampler: Sampler, params, cache, segs, prompts, completions, records, cfg,
                    reward_fn: RewardFn, decode, seed: int, stats: dict):
   """J [B, N1] from the meta-prover `params` at every boundary b_0..b_N of every rollout, whose
-  prompt + tokens row i of `cache` holds.
+  prompt + tokens row i of `cache` holds (row i's completion: `completions[i]`; an estimator
+  that reads text gets each cut's thinking decoded from it, and no model or cache).
 
   Boundaries b_1..b_N fork the rollouts' cache (one batch). b_0's prefix is the prompt alone,
   the same for a group's G rollouts, so it is estimated once per prompt and its J_0 shared.
@@ -137,7 +143,7 @@ def _probe_success(sampler: Sampler, params, cache, segs, prompts, records, cfg,
   estimator = J_ESTIMATORS[cfg.j_estimator]
   settings = ProverSettings(cfg.suffix_tokens, cfg.num_probes, cfg.probe_max_answer_len,
                             cfg.probe_temperature, cfg.probe_top_p, cfg.stop_token_ids,
-                            cfg.answer)
+                            cfg.answer, cfg.task_prover)
   run = lambda cuts, s: estimator.fn(sampler, params, cache, cuts, settings, verdicts,
                                      decode, s)
 
@@ -158,7 +164,10 @@ def _probe_success(sampler: Sampler, params, cache, segs, prompts, records, cfg,
     sources = hosts + sources
     boundaries = [len(prompts[h]) for h in hosts] + boundaries
     j0_P, head_stats = None, _NO_ANSWERS
-  j_U, fork_stats = (run(Cuts(sources, boundaries, [records[i] for i in sources]), seed)
+  thinking = ([decode(completions[i][:b - len(prompts[i])]) for i, b in zip(sources, boundaries)]
+              if estimator.reads_text else None)
+  j_U, fork_stats = (run(Cuts(sources, boundaries, [records[i] for i in sources],
+                              thinking=thinking), seed)
                      if sources else (np.zeros(0), _NO_ANSWERS))
   if j0_P is None:
     j0_P, j_U = j_U[:len(leaders)], j_U[len(leaders):]
@@ -187,7 +196,11 @@ def collect(sampler: Sampler, params, prompts: Sequence[Sequence[int]],
   if prover is not None and not probing:
     raise ValueError(f"a fixed meta-prover was given, but estimator={cfg.estimator!r} with "
                      f"j_estimator={cfg.j_estimator!r} measures no J for it to answer")
-  own_cache = probing and prover is None
+  model_j = probing and J_ESTIMATORS[cfg.j_estimator].uses_model
+  if prover is not None and not model_j:
+    raise ValueError(f"a fixed meta-prover was given, but j_estimator={cfg.j_estimator!r} "
+                     "runs no model")
+  own_cache = model_j and prover is None
   t0 = time.perf_counter()
   result = sampler.generate(params, prompts, max_new_tokens=cfg.max_completion_len,
                             temperature=cfg.temperature, top_p=cfg.top_p,
@@ -206,14 +219,14 @@ def collect(sampler: Sampler, params, prompts: Sequence[Sequence[int]],
   T = max(1, max(len(t) for t in result.tokens))
   t3 = time.perf_counter()
   if probing:
-    if own_cache:
+    if own_cache or not model_j:  # (a task prover reads no cache: result.cache is None)
       mu = (sampler, params, result.cache)
     else:  # the fixed meta-prover reads the rollouts into its own cache
       mu = (prover.sampler, prover.params,
             prover.sampler.prefill(prover.params, [r + list(t) for r, t in
                                                    zip(rows, result.tokens)]))
-    success, stack = _probe_success(*mu, segs, rows, recs, cfg, reward_fn, decode, seed + 1,
-                                    stats)
+    success, stack = _probe_success(*mu, segs, rows, result.tokens, recs, cfg, reward_fn,
+                                    decode, seed + 1, stats)
     block_ids_BxT = np.zeros((len(rows), T), np.int32)
     block_ids_BxT[:, :stack.token_block_ids_BxT.shape[1]] = stack.token_block_ids_BxT[:, :T]
     progress = np.asarray(progress_reward(success, stack.num_blocks_B))

@@ -21,7 +21,7 @@ from mrt_jax.learner.optimizer import OptimizerConfig, make_optimizer
 from mrt_jax.learner.step import StepConfig
 from mrt_jax.models import tokenizer as tokenizer_lib
 from mrt_jax.mrt.advantages import NEEDS_J, AdvantageConfig
-from mrt_jax.mrt.meta_prover import (AnswerTemplate, check_estimator, prover_answer,
+from mrt_jax.mrt.meta_prover import (AnswerTemplate, check_estimator, prover_answer, prover_task,
                                      reference_answer)
 from mrt_jax.rewards import get_verifier, pool_for, verify_batch
 from mrt_jax.train import anchor
@@ -166,7 +166,13 @@ def experience_config(config: ConfigDict, tokenizer, model_config) -> Experience
   suffix = tokenizer.encode(p.termination_suffix, add_special_tokens=False)
   stop = tuple(sorted({tokenizer.eos_token_id, *model_config.eos_token_ids} - {None}))
   j_estimator = p.estimator if probing else None
-  answer = None
+  answer = task_prover = None
+  eval_block = config.get("eval")
+  if p.task_prover and j_estimator != "task" and (eval_block is None or
+                                                    eval_block.j_estimator != "task"):
+    raise ValueError(f"config.probe.task_prover={p.task_prover!r} is set, but neither "
+                     f"config.probe.estimator ({j_estimator!r} in this run) nor "
+                     "config.eval.j_estimator is 'task'; clear it or use the task estimator")
   if probing:
     check_estimator(j_estimator, "config.probe.estimator")
     if j_estimator == "sampled" and p.num_probes < 1:
@@ -177,6 +183,10 @@ def experience_config(config: ConfigDict, tokenizer, model_config) -> Experience
                        "m >= 1 probes per boundary; set probe.num_probes >= 1 or "
                        "probe.estimator='likelihood'")
     answer = prover_answer(config, tokenizer, "probe.estimator", j_estimator)
+    task_prover = prover_task(config, "probe.estimator", j_estimator)
+    if task_prover is not None and p.meta_prover:
+      raise ValueError(f"config.probe.meta_prover={p.meta_prover!r} names a checkpoint, but "
+                       "config.probe.estimator='task' runs no model; clear one of the two")
   elif p.meta_prover:
     raise ValueError(f"config.probe.meta_prover={p.meta_prover!r} names a meta-prover, but "
                      f"config.advantage.estimator={adv.estimator!r} reads no J; clear "
@@ -187,7 +197,8 @@ def experience_config(config: ConfigDict, tokenizer, model_config) -> Experience
       num_probes=p.num_probes if probing else 0,
       probe_temperature=p.temperature, probe_top_p=p.top_p,
       probe_max_answer_len=p.max_answer_len, suffix_tokens=tuple(suffix), stop_token_ids=stop,
-      segment=task.segment_config(config), j_estimator=j_estimator, answer=answer, **advantage)
+      segment=task.segment_config(config), j_estimator=j_estimator, answer=answer,
+      task_prover=task_prover, **advantage)
 
 
 def answer_rows(config: ConfigDict, tokenizer, steps: StepConfig) -> AnswerRows | None:

@@ -146,3 +146,23 @@ def test_config_errors():
     el.EliminationConfig(waste_prob=1.5)
   with pytest.raises(ValueError, match="clue_order='sorted': expected one of"):
     el.EliminationConfig(clue_order="sorted")
+
+
+def test_task_prover_is_the_oracle_along_a_trace_and_reads_only_clue_lines():
+  from mrt_jax.rewards import elimination_success, get_task_prover, register_task_prover
+  assert get_task_prover("elimination") is elimination_success
+  p = el.generate_problem(2, 1, CONFIG)
+  order = [1, 0, 1, 3, 2]
+  J = el.oracle_success(p, order)
+  for k in range(len(order) + 1):  # the thinking of the first k blocks, as a cut sees it
+    thinking = "\n\n".join(el.block_text(p, order, j) for j in range(k))
+    assert elimination_success(p, thinking) == J[k]
+  # A trace's own strike lines do not move it (a wrong "Strike" of the answer included).
+  sloppy = f"Wait, clue: {el.clue_text(p['clues'][0])}\n\nStrike {p['answer']}.\n\nLeft:x."
+  assert elimination_success(p, sloppy) == 1 / len(el.remaining(p, [0]))
+  # Registry errors name the name and the field.
+  with pytest.raises(ValueError, match="task prover 'elimination' is already registered"):
+    register_task_prover("elimination", lambda record, thinking: 0.0)
+  with pytest.raises(ValueError, match=r"config\.eval\.x='nope' is not a registered task "
+                     r"prover; expected one of \[.*'elimination'"):
+    get_task_prover("nope", "config.eval.x")

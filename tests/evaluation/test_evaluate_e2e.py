@@ -224,6 +224,52 @@ def test_fixed_meta_prover_scores_the_policys_traces(tiny, tmp_path):
     np.testing.assert_allclose(a["j_budgets"][0], b["j_budgets"][0], rtol=1e-4)
 
 
+_SEEN_THINKING = []
+
+
+def _recording_prover(record, thinking):
+  """A task prover that records what it is shown: 0.5 at the empty thinking, else 0.25."""
+  _SEEN_THINKING.append((record["id"], thinking))
+  return 0.5 if not thinking else 0.25
+
+
+def test_task_meta_prover_reads_each_cuts_thinking_text(tiny, tmp_path):
+  from mrt_jax.rewards import register_task_prover
+  register_task_prover("test_recording", _recording_prover)
+  config = config_cli.load_config(f"{tiny.dir}/config.py")
+  run = lambda name: runner.evaluate(config, tiny.params, tiny.model_config, tiny.tokenizer,
+                                     str(tmp_path / name), make_plots=False)
+  own = run("own")
+  with config.unlocked():
+    config.eval.j_estimator = "task"
+    config.probe.task_prover = "test_recording"
+  _SEEN_THINKING.clear()
+  task = run("task")
+  assert task["metrics"]["pass@1"] == own["metrics"]["pass@1"]
+  samples = _samples(tmp_path / "task")
+  for a, b in zip(samples, _samples(tmp_path / "own")):
+    assert (a["completion"], a["verdict"], a["blocks"]) == (b["completion"], b["verdict"],
+                                                            b["blocks"])
+    # J at each block boundary: 0.5 at b_0 (no thinking yet), 0.25 after.
+    assert a["j_values"] == [0.5] + [0.25] * (len(a["blocks"]) - 1)
+    assert a["j_budgets"][0] == 0.5
+  # Every text the prover saw is the start of a completion of its problem (up to a character
+  # whose bytes the cut splits: the random model writes any bytes) or, at the extrapolation's
+  # budgets, that completion's thinking extended; the empty one and longer ones were shown.
+  by_problem = {}
+  for s in samples:
+    by_problem.setdefault(s["problem_id"], []).append(s["completion"])
+  assert any(t == "" for _, t in _SEEN_THINKING) and any(len(t) > 20 for _, t in _SEEN_THINKING)
+  for problem_id, thinking in _SEEN_THINKING:
+    cut = thinking.rstrip("\ufffd")
+    assert any(c.startswith(cut) or cut.startswith(c.split("</think>")[0].rstrip("\ufffd"))
+               for c in by_problem[problem_id]), thinking
+  with config.unlocked():
+    config.eval.meta_prover = f"{tiny.dir}/model"
+  with pytest.raises(ValueError, match=r"config\.eval\.j_estimator='task' runs no model"):
+    run("task_and_model")
+
+
 def test_meta_prover_of_another_architecture_or_path_is_refused(tiny, tmp_path):
   config = config_cli.load_config(f"{tiny.dir}/config.py")
   wide = dataclasses.replace(tiny.model_config, intermediate_size=96)

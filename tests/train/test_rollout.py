@@ -145,3 +145,51 @@ def test_a_fixed_meta_prover_answers_on_the_policys_rollouts(setup):
   with pytest.raises(ValueError, match="a fixed meta-prover was given, but estimator='grpo'"):
     collect(prover.sampler, params, prompts, [{}] * P, grpo, _reward_fn, decode=decode, seed=0,
             prover=prover)
+
+
+def test_a_task_prover_gives_j_from_each_cuts_thinking_text(setup):
+  """j_estimator='task': J_j = the task prover of the record and the decoded trace[:b_j]; the
+  rollouts are the ones the model-J run sampled (same seed), and no KV cache is kept."""
+  config, params, prompts, exp = setup
+  decode = lambda ids: " ".join(map(str, ids))
+  # A prover that reads the text: the share of even ids among the thinking's tokens so far
+  # (0.5 at the empty thinking), scaled by the record's weight.
+  def prover(record, thinking):
+    ids = [int(t) for t in thinking.split()]
+    return record["w"] * (sum(t % 2 == 0 for t in ids) / len(ids) if ids else 0.5)
+  records = [{"w": 1.0}, {"w": 0.5}]
+  cfg = ExperienceConfig(num_generations=G, max_completion_len=T, temperature=1.0, top_p=1.0,
+                         num_probes=0, probe_temperature=0.0, probe_top_p=1.0,
+                         probe_max_answer_len=3, suffix_tokens=SUFFIX, stop_token_ids=(),
+                         estimator="mrt", alpha=1.0, j_estimator="task", task_prover=prover,
+                         segment=SegmentConfig(method="fixed_chunk", chunk_tokens=CHUNK))
+  sampler = sampling.Sampler(config, prompt_buckets=(16,))
+  calls = []
+
+  class Recording:  # the sampler, recording whether each generate call keeps its cache
+    def generate(self, *a, **kw):
+      calls.append(kw["keep_cache"])
+      return sampler.generate(*a, **kw)
+  got = collect(Recording(), params, prompts, records, cfg, _reward_fn, decode=decode, seed=0)
+  assert calls == [False]  # one call (no probes sampled), no cache kept
+  assert got.completions == exp.completions
+  want_BxN1 = np.array([[prover(records[i // G], decode(exp.completions[i][:j * CHUNK]))
+                         for j in range(N + 1)] for i in range(P * G)], np.float32)
+  np.testing.assert_array_equal(got.success_BxN1, want_BxN1)
+  np.testing.assert_allclose(got.progress_BxN, np.diff(want_BxN1, axis=1), atol=1e-7)
+  assert got.stats["num_probes"] == 0 and got.stats["probe_answers"] == P * G * N + P
+  # Bad settings: a task J without a prover, a prover with another J, a fixed model prover.
+  with pytest.raises(ValueError, match="task_prover is missing; expected it exactly when "
+                     "j_estimator='task'"):
+    dataclasses.replace(cfg, task_prover=None)
+  with pytest.raises(ValueError, match="task_prover is given"):
+    dataclasses.replace(cfg, j_estimator="sampled", num_probes=M)
+  with pytest.raises(ValueError, match="j_estimator='task' runs no model"):
+    collect(sampling.Sampler(config, prompt_buckets=(16,)), params, prompts, records, cfg,
+            _reward_fn, decode=decode, seed=0,
+            prover=FixedProver(sampling.Sampler(config, prompt_buckets=(16, 32)), params))
+  # A J outside [0, 1] is an error naming the cut's record.
+  bad = dataclasses.replace(cfg, task_prover=lambda record, thinking: 2.0)
+  with pytest.raises(ValueError, match=r"the task prover returned J=2.0 at cut 0 .*\[0, 1\]"):
+    collect(sampling.Sampler(config, prompt_buckets=(16,)), params, prompts, records, bad,
+            _reward_fn, decode=decode, seed=0)
