@@ -21,6 +21,8 @@ Figures of a run (`run_figures`; the keys of docs/results.json):
   real_clues          fraction of the traces' clue lines that copy a clue of the problem.
   harmful_traces      fraction of traces with a block striking the hidden letter.
   progress_*          measured ΔJ of a block by kind (`progress_by_kind`).
+  flat_new, flat_recheck   shares of new-clue blocks and re-checks whose ΔJ is at most
+                      `FLAT_TAU` (`progress_by_kind`).
   num_correct, num_samples   the samples' successes and count (for the pooled interval).
 """
 
@@ -131,6 +133,12 @@ def block_quality(samples_path: str, problems: Mapping[int, dict]) -> dict[str, 
 _BLOCK_START = re.compile(r"(?=^Wait, clue:)", re.MULTILINE)
 
 
+# τ of the study's flat-price arms (`advantage.flat_threshold`): a block whose ΔJ is at most
+# this is flat. `flat_new` / `flat_recheck` are the shares of new-clue blocks and re-checks
+# that the evaluation's meta-prover judges flat.
+FLAT_TAU = 0.02
+
+
 def progress_by_kind(samples_path: str, problems: Mapping[int, dict]) -> dict[str, float]:
   """Mean measured progress ΔJ (the evaluation's probes) of blocks, by what the block checks.
 
@@ -139,7 +147,8 @@ def progress_by_kind(samples_path: str, problems: Mapping[int, dict]) -> dict[st
   checked) and `progress_madeup` (no clue of the problem). `progress_spread` is the standard
   deviation of ΔJ within the kinds, pooled. A trace whose blocks do not line up one to one with
   its probed boundaries (the segmenter found another count) is skipped. NaN for a kind with no
-  block.
+  block. `flat_new` and `flat_recheck`: the shares of new-clue blocks and of re-checks whose ΔJ
+  is at most `FLAT_TAU` (what a price on flat blocks would charge, under this J).
   """
   kinds = {"progress_new": [], "progress_recheck": [], "progress_madeup": []}
   with open(samples_path, encoding="utf-8") as f:
@@ -162,6 +171,9 @@ def progress_by_kind(samples_path: str, problems: Mapping[int, dict]) -> dict[st
   out = {k: float(np.mean(v)) if v else math.nan for k, v in kinds.items()}
   residuals = [x - out[k] for k, v in kinds.items() for x in v]
   out["progress_spread"] = float(np.sqrt(np.mean(np.square(residuals)))) if residuals else math.nan
+  for kind, key in (("progress_new", "flat_new"), ("progress_recheck", "flat_recheck")):
+    v = np.asarray(kinds[kind])
+    out[key] = float(np.mean(v <= FLAT_TAU)) if v.size else math.nan
   return out
 
 
@@ -222,7 +234,9 @@ ROWS = (("pass@1", "accuracy (pass@1)", "{:.3f}", _NONE),
         ("progress_recheck", "measured ΔJ of a block that re-checks a clue", "{:+.3f}", _NONE),
         ("progress_madeup", "measured ΔJ of a block that checks a made-up clue", "{:+.3f}",
          _NONE),
-        ("progress_spread", "spread (std) of ΔJ within those three kinds", "{:.3f}", _NONE))
+        ("progress_spread", "spread (std) of ΔJ within those three kinds", "{:.3f}", _NONE),
+        ("flat_new", f"new-clue blocks with ΔJ ≤ {FLAT_TAU} (judged flat)", "{:.2f}", _NONE),
+        ("flat_recheck", f"re-checks with ΔJ ≤ {FLAT_TAU} (judged flat)", "{:.2f}", _NONE))
 
 
 def _cell(values: Sequence[float], fmt: str, missing: str) -> str:

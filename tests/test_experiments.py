@@ -79,6 +79,8 @@ def test_progress_by_kind_reads_each_blocks_change_of_j(tmp_path):
   assert got["progress_madeup"] == pytest.approx(-0.2)
   residuals = np.concatenate([np.subtract(v, np.mean(v)) for v in (new, recheck, madeup)])
   assert got["progress_spread"] == pytest.approx(np.sqrt(np.mean(residuals ** 2)))
+  # ΔJ ≤ 0.02: no new-clue block (0.3, 0.6, 0.3, 0.6) and both re-checks (−0.1, 0.0).
+  assert got["flat_new"] == 0.0 and got["flat_recheck"] == 1.0
 
 
 def test_target_check_survives_a_target_reached_at_budget_zero():
