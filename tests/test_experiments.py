@@ -332,6 +332,11 @@ def _fake_tokenizer_setup(config):
   return setup.experience_config(config, tokenizer, types.SimpleNamespace(eos_token_ids=(3,)))
 
 
+def test_the_default_arms_are_registered_and_hold_the_baseline():
+  assert set(reproduce_demo.DEFAULT_ARMS) < set(reproduce_demo.ARMS)
+  assert reproduce_demo.DEFAULT_ARMS[0] == reproduce_demo.BASELINE
+
+
 @pytest.mark.parametrize("arm", list(reproduce_demo.ARMS))
 def test_every_arm_loads_and_passes_the_setup_checks(arm, tmp_path):
   from mrt_jax.evaluation import runner
