@@ -14,6 +14,8 @@ Figures of a run (`run_figures`; the keys of docs/results.json):
                       episode_normalized_regret from the J curve at the traces' own blocks.
   normalized_regret_fixed_prover   the same, J(c) from a fixed meta-prover (the warm start's)
                       on the same traces (`fixed_prover_regret`; set by the study).
+  normalized_regret_task   the same, J from the task's exact meta-prover at the traces'
+                      block boundaries (`task_regret`; no model).
   tokens_to_target    thinking tokens spent at the smallest budget where the budget-forced
                       success J(c) reaches the target accuracy (linear between budgets).
   blocks              blocks per trace.
@@ -177,6 +179,34 @@ def progress_by_kind(samples_path: str, problems: Mapping[int, dict]) -> dict[st
   return out
 
 
+def task_regret(samples_path: str, problems: Mapping[int, dict], horizon: float) -> float:
+  """Normalized regret at `horizon` thinking tokens with J from the task's exact meta-prover
+  (`mrt_jax.rewards.elimination_success`), read at the traces' block boundaries.
+
+  J(c) is the exact J of the blocks a trace has completed by token c (a step at each boundary
+  b_j of samples.jsonl's "blocks", J_N from the end of thinking on), so the regret
+  1 − (1/C0)·∫_0^C0 J(c) dc is read off the samples without a model: the same traces as the
+  evaluation's, judged by a meta-prover that neither drifts with training nor misjudges a block.
+  A trace whose blocks do not line up with its boundaries is skipped (as in
+  `progress_by_kind`); NaN when every trace is.
+  """
+  from mrt_jax.rewards import elimination_success  # pylint: disable=import-outside-toplevel
+  regrets = []
+  with open(samples_path, encoding="utf-8") as f:
+    for line in f:
+      s = json.loads(line)
+      problem = problems[s["problem_id"]]
+      blocks = [b for b in _BLOCK_START.split(s["completion"].split("</think>")[0]) if b.strip()]
+      bounds = s["blocks"]
+      if len(bounds) != len(blocks) + 1:
+        continue
+      j_N1 = [elimination_success(problem, "".join(blocks[:k])) for k in range(len(blocks) + 1)]
+      edges = np.clip(np.array([*bounds, horizon], np.float64), 0.0, horizon)
+      area = float(np.sum(np.diff(edges) * np.array(j_N1)))
+      regrets.append(1.0 - area / horizon)
+  return float(np.mean(regrets)) if regrets else math.nan
+
+
 def run_figures(eval_dir: str, problems: Mapping[int, dict], target: float) -> dict:
   """The figures of one evaluated run (see the module docstring)."""
   with open(os.path.join(eval_dir, "eval.json"), encoding="utf-8") as f:
@@ -189,6 +219,7 @@ def run_figures(eval_dir: str, problems: Mapping[int, dict], target: float) -> d
       "normalized_regret": m["normalized_regret"],
       "episode_normalized_regret": m["episode_normalized_regret"],
       "tokens_to_target": tokens_to_reach(bf["mean_thinking_tokens"], bf["J"], target),
+      "normalized_regret_task": task_regret(samples, problems, bf["budgets"][-1]),
       "blocks": m["mean_blocks"],
       **wasteful_blocks(samples, problems),
       **block_quality(samples, problems), **progress_by_kind(samples, problems),
@@ -222,6 +253,8 @@ ROWS = (("pass@1", "accuracy (pass@1)", "{:.3f}", _NONE),
         ("normalized_regret", "normalized regret", "{:.3f}", _NONE),
         ("normalized_regret_fixed_prover", "normalized regret, J from the warm start's "
          "meta-prover", "{:.3f}", _NONE),
+        ("normalized_regret_task", "normalized regret, J from the task's exact meta-prover "
+         "(at block boundaries)", "{:.3f}", _NONE),
         ("tokens_to_target", "tokens to target accuracy", "{:.1f}", _NEVER),
         ("blocks", "blocks per trace", "{:.2f}", _NONE),
         ("wasteful_blocks", "wasteful blocks per trace", "{:.2f}", _NONE),
@@ -359,6 +392,7 @@ def target_checks(baseline: Sequence[dict], arm: Sequence[dict], token_ratio: fl
 PAIRED = (("pass@1", "pass@1", "{:+.3f}"),
           ("normalized_regret", "normalized regret", "{:+.3f}"),
           ("normalized_regret_fixed_prover", "regret, the warm start's meta-prover", "{:+.3f}"),
+          ("normalized_regret_task", "regret, the task's exact meta-prover", "{:+.3f}"),
           ("tokens_to_target", "budget-forced tokens to the target J", "{:+.1f}"),
           ("thinking_tokens", "thinking tokens", "{:+.1f}"))
 

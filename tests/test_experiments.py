@@ -83,6 +83,22 @@ def test_progress_by_kind_reads_each_blocks_change_of_j(tmp_path):
   assert got["flat_new"] == 0.0 and got["flat_recheck"] == 1.0
 
 
+def test_task_regret_integrates_the_exact_j_between_block_boundaries(tmp_path):
+  problem = elimination.generate_problem(0, 0, elimination.EliminationConfig(
+      num_candidates=6, num_clues=3, indirect_prob=0.0))
+  trace = elimination.trace_completion(problem, [0, 0, 1]).text  # new, re-check, new
+  rows = [{"problem_id": 0, "completion": trace, "blocks": [0, 10, 20, 30]},
+          {"problem_id": 0, "completion": trace, "blocks": [0, 50]},   # skipped: 1 != 3 + 1
+          {"problem_id": 0, "completion": trace, "blocks": [0, 16, 32, 48]}]  # past C0 = 40
+  path = tmp_path / "samples.jsonl"
+  path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+  j = elimination.oracle_success(problem, [0, 0, 1])  # J_0..J_3, J_2 = J_1 (the re-check)
+  first = 1 - (10 * j[0] + 10 * j[1] + 10 * j[2] + 10 * j[3]) / 40
+  third = 1 - (16 * j[0] + 16 * j[1] + 8 * j[2]) / 40  # cut at the horizon inside block 3
+  assert summarize.task_regret(str(path), {0: problem}, 40) == pytest.approx((first + third) / 2)
+  assert 0 < first < third < 1  # later progress, more regret
+
+
 def test_target_check_survives_a_target_reached_at_budget_zero():
   run = {"normalized_regret": 0.5, "thinking_tokens": 10.0, "tokens_to_target": 0.0,
          "pass@1": 0.3}
@@ -96,7 +112,8 @@ def test_target_check_survives_a_target_reached_at_budget_zero():
 
 def test_paired_differences_pair_seeds_and_leave_out_runs_that_never_reach():
   runs = lambda *rows: [{"pass@1": p, "normalized_regret": r, "tokens_to_target": t,
-                         "thinking_tokens": k, "normalized_regret_fixed_prover": r + 0.1}
+                         "thinking_tokens": k, "normalized_regret_fixed_prover": r + 0.1,
+                         "normalized_regret_task": r + 0.2}
                         for p, r, t, k in rows]
   base = runs((0.5, 0.6, 100.0, 140.0), (0.4, 0.7, math.inf, 130.0), (0.6, 0.5, 90.0, 120.0))
   arm = runs((0.6, 0.5, 80.0, 130.0), (0.4, 0.6, 70.0, 131.0), (0.8, 0.3, 60.0, 110.0))
@@ -113,8 +130,8 @@ def test_paired_differences_pair_seeds_and_leave_out_runs_that_never_reach():
   assert "(1 of 3 seeds left out: never reach it)" in text
   one = summarize.paired_table({"mrt": summarize.paired_differences(base[1:2], arm[1:2])},
                                "grpo", 1)  # one seed: means without intervals
-  assert ("| mrt | +0.000 | -0.100 | -0.100 | (all 1 seeds left out: never reach it) | +1.0 |"
-          in one)
+  assert ("| mrt | +0.000 | -0.100 | -0.100 | -0.100 | (all 1 seeds left out: never reach it) "
+          "| +1.0 |" in one)
   stored = json.loads(json.dumps({"mrt": {k: {f: None if isinstance(v, float) and math.isnan(v)
                                                else v for f, v in d.items()}
                                           for k, d in summarize.paired_differences(
@@ -187,7 +204,7 @@ def _write_eval(path, *, pass1, tokens, regret, j_tokens, seed, meta_prover="pol
       "meta_prover": meta_prover}))
   trace = elimination.trace_completion(_PROBLEM, [0, 0, 1]).text  # new, re-check, new
   rows = [{"problem_id": 0, "completion": trace, "j_values": [0.2, 0.5, 0.5, 1.0],
-           "verdict": float(i < 3)} for i in range(4)]  # 3 of 4 correct
+           "blocks": [0, 20, 40, 60], "verdict": float(i < 3)} for i in range(4)]  # 3 of 4 right
   (path / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
@@ -275,6 +292,9 @@ def test_results_json_keys_and_target_checks_from_fabricated_runs(tmp_path):
       "regret_lower": 3, "fixed_prover_regret_lower": 0, "pass@1_lower": 0, "n": 3}
   # The fixed prover's regret: grpo's 0.6 + 0.01 seed, the warm start's its own 0.6 + 0.01 seed.
   assert grpo["normalized_regret_fixed_prover"]["per_seed"] == pytest.approx([0.6, 0.61, 0.62])
+  # The exact meta-prover's regret is read off each run's samples (the same traces here).
+  assert len(set(grpo["normalized_regret_task"]["per_seed"])) == 1
+  assert 0 < grpo["normalized_regret_task"]["mean"] < 1
   assert on_disk["warm_start"]["normalized_regret_fixed_prover"]["per_seed"] == pytest.approx(
       [0.6, 0.61, 0.62])
   assert likelihood["normalized_regret_fixed_prover"]["mean"] == pytest.approx(-0.2)
