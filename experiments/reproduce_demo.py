@@ -330,8 +330,8 @@ def main(argv=None) -> None:
            os.path.join(work, "eval", FIXED_PROVER, "eval.json"),
            [sys.executable, "-m", "mrt_jax.evaluate", *flags(run),
             f"--checkpoint={work}/checkpoints", f"--out={work}/eval/{FIXED_PROVER}"])
-  record = write_results(out, docs, seeds, arms, config, step.timings, args.quick,
-                         regime_config=config_cli.load_config(CONFIG, regime))
+  record = write_results(out, docs, seeds, arms, config, study_timings(step.timings, arms),
+                         args.quick, regime_config=config_cli.load_config(CONFIG, regime))
   for arm, pooled in record["pooled_pass@1"].items():
     print(f"pooled pass@1 {arm}: {pooled['p']:.3f} [{pooled['low']:.3f}, {pooled['high']:.3f}] "
           f"over {pooled['n']} samples", flush=True)
@@ -353,6 +353,13 @@ def figure_record(runs) -> dict:
   keys = [k for k, v in runs[0].items() if not isinstance(v, (list, tuple)) and
           getattr(v, "ndim", 0) == 0]
   return {k: _figure([r[k] for r in runs]) for k in keys}
+
+
+def study_timings(timings: dict, arms) -> dict:
+  """The steps of this study: the shared ones (warm start, regime, the warm start's
+  evaluations) and the given arms', not those of other arms run in the same directory."""
+  return {k: v for k, v in timings.items() if k.split("/")[0] not in ARMS or
+          k.split("/")[0] in arms}
 
 
 def results_record(figures, curves, seeds, target, regime, settings, timings) -> dict:

@@ -463,6 +463,14 @@ def test_demo_seed_overrides_load_and_put_every_asset_under_the_seed(tmp_path):
     assert path.startswith(str(tmp_path / "seed3") + "/")
 
 
+def test_study_timings_keep_the_shared_steps_and_the_studys_arms():
+  timings = {"warm_start": 10.0, "regime": 2.0, "base/seed0": 1.0, "grpo/seed0/train": 3.0,
+             "mrt_task/seed0/train": 4.0, "mrt_likelihood/seed0/eval": 5.0}
+  assert reproduce_demo.study_timings(timings, ["grpo", "mrt_likelihood"]) == {
+      "warm_start": 10.0, "regime": 2.0, "base/seed0": 1.0, "grpo/seed0/train": 3.0,
+      "mrt_likelihood/seed0/eval": 5.0}
+
+
 def test_study_paths_follow_quick_and_the_defaults(tmp_path):
   parser = reproduce_demo.study_parser("Doc line.\nmore", "demo_seeds", "0,1,2", "0", "files")
   out, docs, seeds = reproduce_demo.study_paths(parser.parse_args([]))
