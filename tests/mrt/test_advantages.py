@@ -99,15 +99,21 @@ def _numpy_progress_norm(p, ids, mask, G, norm, eps):
   return out
 
 
-@pytest.mark.parametrize("norm", ["center", "standardize"])
-def test_progress_norms_match_numpy_reference(norm):
-  rng = np.random.default_rng(5)
-  P, G, N, T = 3, 5, 6, 17
+def _random_groups(seed, P=3, G=5, N=6, T=17):
+  """Outcomes r [B], progress p [B, N] (standard normal), sorted block ids [B, T] in 0..N and a
+  mask dropping about 30% of the tokens, for B = P·G."""
+  rng = np.random.default_rng(seed)
   B = P * G
   r = rng.integers(0, 2, size=B).astype(np.float32)
   p = rng.normal(size=(B, N)).astype(np.float32)
   ids = np.sort(rng.integers(0, N + 1, size=(B, T)), axis=1).astype(np.int32)
-  mask = rng.random((B, T)) > 0.3
+  return r, p, ids, rng.random((B, T)) > 0.3
+
+
+@pytest.mark.parametrize("norm", ["center", "standardize"])
+def test_progress_norms_match_numpy_reference(norm):
+  G = 5
+  r, p, ids, mask = _random_groups(5, G=G)
   adv = mrt_advantages(r, p, ids, mask, group_size=G, alpha=0.4, progress_norm=norm)
   expected = _numpy_mrt(r, _numpy_progress_norm(p, ids, mask, G, norm, 1e-6), ids, mask, G,
                         0.4, 1e-6)
@@ -179,13 +185,11 @@ def test_flat_price_stop_charges_a_decision_to_continue_only_when_nothing_follow
 
 @pytest.mark.parametrize("norm", ["flat_price", "flat_price_stop"])
 def test_flat_price_matches_numpy_reference(norm):
-  rng = np.random.default_rng(11)
-  P, G, N, T = 3, 5, 6, 17
-  B = P * G
-  r = rng.integers(0, 2, size=B).astype(np.float32)
-  p = np.round(rng.normal(scale=0.1, size=(B, N)), 2).astype(np.float32)
-  ids = np.sort(rng.integers(0, N + 1, size=(B, T)), axis=1).astype(np.int32)
-  mask = rng.random((B, T)) > 0.3
+  G = 5
+  r, p, ids, mask = _random_groups(11, G=G)
+  p = np.round(p / 10, 2).astype(np.float32)  # about 6 blocks in 10 flat at τ = 0.03
+  B, N = p.shape
+  T = ids.shape[1]
   tau = 0.03
   mean = _numpy_progress_norm(p, ids, mask, G, "center", 1e-6) - p  # −mean, broadcast
   price = np.maximum(-mean, 0.0) * ((r[:, None] > 0) & (p <= np.float32(tau)))

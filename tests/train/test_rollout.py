@@ -25,6 +25,16 @@ def _reward_fn(records, texts, ids):
   return np.array([_verdict(i) for i in ids], np.float32), {}
 
 
+def _cfg(**kw) -> ExperienceConfig:
+  """The tests' experience settings (greedy probes of 3 tokens, blocks of CHUNK tokens), with
+  `kw` replacing any field."""
+  return ExperienceConfig(**{
+      "num_generations": G, "max_completion_len": T, "temperature": 1.0, "top_p": 1.0,
+      "num_probes": M, "probe_temperature": 0.0, "probe_top_p": 1.0, "probe_max_answer_len": 3,
+      "suffix_tokens": SUFFIX, "stop_token_ids": (), "estimator": "mrt", "alpha": 1.0,
+      "segment": SegmentConfig(method="fixed_chunk", chunk_tokens=CHUNK), **kw})
+
+
 # b_0 decodes from prompt + suffix when that fits the sampler's prompt buckets (16), else it
 # joins the fork (the prompts fit 8, prompt + suffix does not).
 @pytest.fixture(scope="module", params=[(16,), (8,)], ids=["b0_generate", "b0_forked"])
@@ -32,11 +42,7 @@ def setup(request):
   config = tiny_config()
   params = models.init_params(config, jax.random.key(3))
   prompts = [[1, 9, 17, 30, 2], [1, 40, 41, 12, 8, 33, 3]]
-  cfg = ExperienceConfig(num_generations=G, max_completion_len=T, temperature=1.0, top_p=1.0,
-                         num_probes=M, probe_temperature=0.0, probe_top_p=1.0,
-                         probe_max_answer_len=3, suffix_tokens=SUFFIX, stop_token_ids=(),
-                         estimator="mrt", alpha=1.0,
-                         segment=SegmentConfig(method="fixed_chunk", chunk_tokens=CHUNK))
+  cfg = _cfg()
   sampler = sampling.Sampler(config, prompt_buckets=request.param)
   exp = collect(sampler, params, prompts, [{}] * P, cfg, _reward_fn,
                 decode=lambda ids: " ".join(map(str, ids)), seed=0)
@@ -78,11 +84,8 @@ def test_likelihood_j_is_the_probability_of_the_reference_answer():
   prompts = [[1, 9, 17, 30, 2], [1, 40, 41, 12, 8, 33, 3]]
   records = [{"answer": "D"}, {"answer": "EF"}]
   answer = AnswerTemplate("={answer}", stop_token=2, encode=_encode)
-  cfg = ExperienceConfig(num_generations=G, max_completion_len=T, temperature=1.0, top_p=1.0,
-                         num_probes=0, probe_temperature=0.8, probe_top_p=0.9,
-                         probe_max_answer_len=3, suffix_tokens=SUFFIX, stop_token_ids=(),
-                         estimator="mrt", alpha=1.0, j_estimator="likelihood", answer=answer,
-                         segment=SegmentConfig(method="fixed_chunk", chunk_tokens=CHUNK))
+  cfg = _cfg(num_probes=0, probe_temperature=0.8, probe_top_p=0.9, j_estimator="likelihood",
+             answer=answer)
   sampler = sampling.Sampler(config, prompt_buckets=(16,))
   run = lambda seed: collect(sampler, params, prompts, records, cfg, _reward_fn,
                              decode=lambda ids: " ".join(map(str, ids)), seed=seed)
@@ -120,11 +123,7 @@ def test_a_fixed_meta_prover_answers_on_the_policys_rollouts(setup):
   answer on prompt + trace[:b_j] + suffix (its own cache, prefilled from the rollouts)."""
   config, params, prompts, exp = setup
   other = models.init_params(config, jax.random.key(11))
-  cfg = ExperienceConfig(num_generations=G, max_completion_len=T, temperature=1.0, top_p=1.0,
-                         num_probes=M, probe_temperature=0.0, probe_top_p=1.0,
-                         probe_max_answer_len=3, suffix_tokens=SUFFIX, stop_token_ids=(),
-                         estimator="mrt", alpha=1.0,
-                         segment=SegmentConfig(method="fixed_chunk", chunk_tokens=CHUNK))
+  cfg = _cfg()
   decode = lambda ids: " ".join(map(str, ids))
   prover = FixedProver(sampling.Sampler(config, prompt_buckets=(16, 32)), other)
   fixed = collect(sampling.Sampler(config, prompt_buckets=(16,)), params, prompts, [{}] * P, cfg,
@@ -158,11 +157,7 @@ def test_a_task_prover_gives_j_from_each_cuts_thinking_text(setup):
     ids = [int(t) for t in thinking.split()]
     return record["w"] * (sum(t % 2 == 0 for t in ids) / len(ids) if ids else 0.5)
   records = [{"w": 1.0}, {"w": 0.5}]
-  cfg = ExperienceConfig(num_generations=G, max_completion_len=T, temperature=1.0, top_p=1.0,
-                         num_probes=0, probe_temperature=0.0, probe_top_p=1.0,
-                         probe_max_answer_len=3, suffix_tokens=SUFFIX, stop_token_ids=(),
-                         estimator="mrt", alpha=1.0, j_estimator="task", task_prover=prover,
-                         segment=SegmentConfig(method="fixed_chunk", chunk_tokens=CHUNK))
+  cfg = _cfg(num_probes=0, j_estimator="task", task_prover=prover)
   sampler = sampling.Sampler(config, prompt_buckets=(16,))
   calls = []
 
