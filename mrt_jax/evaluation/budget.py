@@ -61,7 +61,8 @@ def forced_success(sampler: Sampler, params, trunk, prompt_lens: Sequence[int],
                    records: Sequence[Mapping[str, Any]] | None = None,
                    completions: Sequence[Sequence[int]] | None = None) -> list[np.ndarray]:
   """J at every cut of every trunk row, by the estimator `settings.estimator` names: the mean
-  verdict of m forced-answer probes, or the likelihood of the reference answer.
+  verdict of m forced-answer probes, the likelihood of the reference answer, or the task's
+  exact meta-prover on the cut's thinking text.
 
   Args:
     sampler: the sampler holding the model.
@@ -99,8 +100,7 @@ def forced_success(sampler: Sampler, params, trunk, prompt_lens: Sequence[int],
   prover = ProverSettings(settings.suffix_tokens, settings.num_probes, settings.max_answer_len,
                           settings.temperature, settings.top_p, settings.stop_token_ids,
                           settings.answer, settings.task_prover)
-  j_probe, _ = estimator.fn(sampler, params, trunk, where, prover, judge,
-                                                   decode, seed)
+  j_probe, _ = estimator.fn(sampler, params, trunk, where, prover, judge, decode, seed)
   success, i = [], 0
   for row_cuts, row_unique in zip(cuts, unique):
     by_cut = dict(zip(row_unique, j_probe[i:i + len(row_unique)]))

@@ -32,6 +32,11 @@ Progress normalizations (mrt only), in `PROGRESS_NORMS`; statistics over the blo
                charged the group's mean block progress; every other block keeps p. Unlike
                `center` it never charges a block that makes progress, nor any block of a trace
                that fails, so a group whose rollouts all fail gets plain progress.
+  flat_price_stop  as flat_price, except on a flat block's first token (the decision to go on
+               thinking, mrt_jax.mrt.segment): it is charged only when the trace makes no
+               progress from that block on (Σ_{k>=j} p_k <= τ: stopping there would have lost
+               nothing). A re-check before the trace's last useful block is charged for its
+               content, not for the decision to continue, which the later progress needed.
   termination, termination_dense  (the MRT authors' released RL recipe) GRPO's group baseline
               replaced by the reward of forcing the answer at the prefix (`termination_estimator`).
   mrt_prefix  (the paper's stale-prefix variant) a group is the G rollouts sampled from ONE
@@ -96,7 +101,7 @@ class EstimatorInputs(NamedTuple):
   success_BxN1: jax.Array   # J_0..J_N of the meta-prover (termination estimators; else zeros)
   alpha: jax.Array          # scalar α
   eps: jax.Array            # scalar ε
-  flat_threshold: jax.Array  # scalar τ of `flat_price`
+  flat_threshold: jax.Array  # scalar τ of the flat_price norms
 
 
 def grpo_outcome(r_PxG: jax.Array, eps: jax.Array, cfg: AdvantageConfig) -> jax.Array:

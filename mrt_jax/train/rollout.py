@@ -55,7 +55,7 @@ class ExperienceConfig:
   alpha: float                      # α, weight of progress
   outcome_norm: str = "grpo"        # group normalization of the outcome part
   progress_norm: str = "none"       # group normalization of progress (mrt; PROGRESS_NORMS)
-  flat_threshold: float = 0.02      # τ of progress_norm="flat_price": a block with p <= τ is flat
+  flat_threshold: float = 0.02      # τ of the flat_price norms: a block with p <= τ is flat
   std: str = "unbiased"             # group std: "unbiased" (G − 1) or "biased" (G)
   eps: float = 1e-6                 # ε added to the group std
   segment: SegmentConfig = SegmentConfig()
