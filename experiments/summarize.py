@@ -186,7 +186,8 @@ def task_regret(samples_path: str, problems: Mapping[int, dict], horizon: float)
   J(c) is the exact J of the blocks a trace has completed by token c (a step at each boundary
   b_j of samples.jsonl's "blocks", J_N from the end of thinking on), so the regret
   1 − (1/C0)·∫_0^C0 J(c) dc is read off the samples without a model: the same traces as the
-  evaluation's, judged by a meta-prover that neither drifts with training nor misjudges a block.
+  evaluation's, judged by a meta-prover that neither drifts with training nor misjudges the clue
+  a block checks (it reads the clue lines only).
   A trace whose blocks do not line up with its boundaries is skipped (as in
   `progress_by_kind`); NaN when every trace is.
   """
