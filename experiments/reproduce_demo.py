@@ -72,6 +72,19 @@ from experiments import summarize  # noqa: E402
 CONFIG = "configs/demo_cpu.py"
 BASELINE = "grpo"
 WARM_START_PATH = "<warm_start>"  # in an arm's overrides: the study's warm start (model.path)
+# How the flat-price arms measure J: the policy's likelihood, the frozen warm start's, the task's.
+_LIKELIHOOD = ("advantage.estimator=mrt", "probe.estimator=likelihood")
+_FROZEN = (*_LIKELIHOOD, f"probe.meta_prover={WARM_START_PATH}")
+_TASK = ("advantage.estimator=mrt", "probe.estimator=task", "probe.task_prover=elimination")
+
+
+def _priced(j_overrides: tuple[str, ...], norm: str, alpha: float) -> tuple[str, ...]:
+  """An arm's overrides: J as `j_overrides` measure it, progress normalized by the flat-price
+  `norm` (τ = 0.02) at `alpha`."""
+  return (*j_overrides, f"advantage.progress_norm={norm}", "advantage.flat_threshold=0.02",
+          f"advantage.alpha={alpha}")
+
+
 # Arm name -> (description, config overrides). Every other setting is shared by all arms.
 ARMS = {
     "grpo": ("GRPO: the group-normalized outcome on every token",
@@ -104,51 +117,24 @@ ARMS = {
     "mrt_flat3": ("MRT-dense with a price on flat blocks of right traces: a block that moves J "
                   "by at most 0.02 in a trace that ends right is charged the group's mean block "
                   "progress; blocks that make progress and traces that fail keep plain progress "
-                  "(α = 3, likelihood J)",
-                  ("advantage.estimator=mrt", "probe.estimator=likelihood",
-                   "advantage.progress_norm=flat_price", "advantage.flat_threshold=0.02",
-                   "advantage.alpha=3.0")),
-    "mrt_flat6": ("the same at α = 6",
-                  ("advantage.estimator=mrt", "probe.estimator=likelihood",
-                   "advantage.progress_norm=flat_price", "advantage.flat_threshold=0.02",
-                   "advantage.alpha=6.0")),
+                  "(α = 3, likelihood J)", _priced(_LIKELIHOOD, "flat_price", 3.0)),
+    "mrt_flat6": ("the same at α = 6", _priced(_LIKELIHOOD, "flat_price", 6.0)),
     "mrt_stop3": ("the same price, except on a flat block's first token (the decision to go on "
                   "thinking): charged only when nothing from there on makes progress (α = 3, "
-                  "likelihood J)",
-                  ("advantage.estimator=mrt", "probe.estimator=likelihood",
-                   "advantage.progress_norm=flat_price_stop", "advantage.flat_threshold=0.02",
-                   "advantage.alpha=3.0")),
+                  "likelihood J)", _priced(_LIKELIHOOD, "flat_price_stop", 3.0)),
     "mrt_frozen_stop3": ("the same with J from the frozen warm start's forced answers "
-                         "(`probe.meta_prover`)",
-                         ("advantage.estimator=mrt", "probe.estimator=likelihood",
-                          f"probe.meta_prover={WARM_START_PATH}",
-                          "advantage.progress_norm=flat_price_stop",
-                          "advantage.flat_threshold=0.02", "advantage.alpha=3.0")),
-    "mrt_frozen_stop6": ("the same at α = 6",
-                         ("advantage.estimator=mrt", "probe.estimator=likelihood",
-                          f"probe.meta_prover={WARM_START_PATH}",
-                          "advantage.progress_norm=flat_price_stop",
-                          "advantage.flat_threshold=0.02", "advantage.alpha=6.0")),
+                         "(`probe.meta_prover`)", _priced(_FROZEN, "flat_price_stop", 3.0)),
+    "mrt_frozen_stop6": ("the same at α = 6", _priced(_FROZEN, "flat_price_stop", 6.0)),
     "mrt_task": ("MRT-dense with J from the task's exact meta-prover (a guess among the "
                  "letters the trace's checked clues leave; `probe.estimator=task`): progress "
-                 "without the model's misjudgements",
-                 ("advantage.estimator=mrt", "probe.estimator=task",
-                  "probe.task_prover=elimination")),
+                 "without the model's misjudgements", _TASK),
     "mrt_task_stop3": ("the same J with the price on flat blocks of right traces "
                        "(`flat_price_stop`, α = 3): with the exact J a block is flat exactly "
-                       "when it re-checks a clue",
-                       ("advantage.estimator=mrt", "probe.estimator=task",
-                        "probe.task_prover=elimination",
-                        "advantage.progress_norm=flat_price_stop",
-                        "advantage.flat_threshold=0.02", "advantage.alpha=3.0")),
-    "mrt_task_stop6": ("the same at α = 6",
-                       ("advantage.estimator=mrt", "probe.estimator=task",
-                        "probe.task_prover=elimination",
-                        "advantage.progress_norm=flat_price_stop",
-                        "advantage.flat_threshold=0.02", "advantage.alpha=6.0")),
+                       "when it re-checks a clue", _priced(_TASK, "flat_price_stop", 3.0)),
+    "mrt_task_stop6": ("the same at α = 6", _priced(_TASK, "flat_price_stop", 6.0)),
 }
 # The arms the study runs by default (docs/results.json); the others are run with --arms and
-# their own --docs (RESULTS.md, "Pricing flat blocks, and an exact meta-prover").
+# their own --docs (RESULTS.md, "An exact meta-prover, and a price on flat blocks").
 DEFAULT_ARMS = ("grpo", "mrt_sampled", "mrt_likelihood", "termination", "mrt_center3",
                 "mrt_center4", "mrt_frozen", "mrt_frozen_center3")
 # The study's warm start: the demo's SFT recipe trained longer (2,000 trace steps, the
