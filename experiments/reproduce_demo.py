@@ -76,6 +76,8 @@ WARM_START_PATH = "<warm_start>"  # in an arm's overrides: the study's warm star
 _LIKELIHOOD = ("advantage.estimator=mrt", "probe.estimator=likelihood")
 _FROZEN = (*_LIKELIHOOD, f"probe.meta_prover={WARM_START_PATH}")
 _TASK = ("advantage.estimator=mrt", "probe.estimator=task", "probe.task_prover=elimination")
+_TASK_LEFT = ("advantage.estimator=mrt", "probe.estimator=task",
+              "probe.task_prover=elimination_left")
 
 
 def _priced(j_overrides: tuple[str, ...], norm: str, alpha: float) -> tuple[str, ...]:
@@ -132,6 +134,11 @@ ARMS = {
                        "(`flat_price_stop`, α = 3): with the exact J a block is flat exactly "
                        "when it re-checks a clue", _priced(_TASK, "flat_price_stop", 3.0)),
     "mrt_task_stop6": ("the same at α = 6", _priced(_TASK, "flat_price_stop", 6.0)),
+    "mrt_left": ("MRT-dense with J from the letters the trace's last \"Left\" line keeps "
+                 "(`probe.task_prover=elimination_left`): a block that strikes the hidden "
+                 "letter makes negative progress", _TASK_LEFT),
+    "mrt_left_stop3": ("the same J with the price on flat blocks of right traces "
+                       "(`flat_price_stop`, α = 3)", _priced(_TASK_LEFT, "flat_price_stop", 3.0)),
 }
 # The arms the study runs by default (docs/results.json); the others are run with --arms and
 # their own --docs (RESULTS.md, "An exact meta-prover, and a price on flat blocks").

@@ -51,6 +51,8 @@ from mrt_jax.config_defaults import TERMINATION_SUFFIX
 # with the progress of the block before.
 THINK_END = "\n\n</think>\n\n"
 _CLUE_RE = re.compile(r"^Wait, clue: (.*)$", re.MULTILINE)
+# Group 1: a block's "Left" mask ("A,b,C"), without the closing period.
+_LEFT_RE = re.compile(r"^Left:([^\n]*)\.$", re.MULTILINE)
 # Group 1: the part of a block's clue line copied from the prompt (letters and period).
 CLUE_COPY_RE = re.compile(r"^Wait, clue: not( [^\n]*)$", re.MULTILINE)
 # Group 1: what follows a block's "Left" line up to the first character of the next block's
@@ -225,6 +227,23 @@ def checked_clues(thinking: str, problem: Record) -> list[int]:
   """
   index = {clue_text(items): k for k, items in enumerate(problem["clues"])}
   return [index[line] for line in _CLUE_RE.findall(thinking) if line in index]
+
+
+def last_left(thinking: str, problem: Record) -> str | None:
+  """The candidates a generated trace's last well-formed "Left" line keeps ("AC" for
+  "Left:A,b,C."), or None when it has none (nothing struck yet).
+
+  Well-formed: every candidate once, in order, each as itself (left) or in lower case (struck),
+  as `left_mask` writes it; other "Left" lines are skipped. Unlike `checked_clues`, this reads
+  what the trace concluded, right or wrong: a line that strikes the hidden letter keeps it out.
+  """
+  candidates = problem["candidates"]
+  for mask in reversed(_LEFT_RE.findall(thinking)):
+    items = mask.split(",")
+    if len(items) == len(candidates) and all(i in (c, c.lower()) for i, c in
+                                             zip(items, candidates)):
+      return "".join(i for i in items if i.isupper())
+  return None
 
 
 def tokenizer_corpus(num_problems: int = 200, seed: int = 0,

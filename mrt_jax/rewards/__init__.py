@@ -10,7 +10,9 @@ Public API:
 
 What the three arguments hold, the same in training, probes and evaluation: `mrt_jax.task`.
 Registered: `math`, `math_whole_text` (math-verify, isolated in worker processes) and
-`elimination` (the synthetic task, inline); task prover `elimination` (its exact J).
+`elimination` (the synthetic task, inline); task provers `elimination` (its exact J
+from the clues a trace checks) and `elimination_left` (J from the letters its last "Left" line
+keeps).
 """
 
 from mrt_jax.rewards.answer import answer_segment, last_boxed
@@ -19,11 +21,12 @@ from mrt_jax.rewards.math_verifier import math_reward, verify_math, verify_math_
 from mrt_jax.rewards.pool import Outcome, VerifierPool
 from mrt_jax.rewards.registry import (TASK_PROVERS, VERIFIERS, Verifier, get_task_prover,
                                       get_verifier, register_task_prover, register_verifier)
-from mrt_jax.rewards.synthetic import elimination_success, verify_exact_boxed
+from mrt_jax.rewards.synthetic import (elimination_left_success, elimination_success,
+                                      verify_exact_boxed)
 
 __all__ = [
     "Outcome", "TASK_PROVERS", "VERIFIERS", "Verifier", "VerifierPool", "answer_segment",
-    "default_pool", "elimination_success", "get_task_prover", "get_verifier", "last_boxed",
-    "math_reward", "pool_for", "register_task_prover", "register_verifier", "verify_batch",
+    "default_pool", "elimination_left_success", "elimination_success", "get_task_prover",
+    "get_verifier", "last_boxed", "math_reward", "pool_for", "register_task_prover", "register_verifier", "verify_batch",
     "verify_exact_boxed", "verify_math", "verify_math_whole_text",
 ]

@@ -36,3 +36,22 @@ def elimination_success(record: Mapping[str, Any], thinking: str) -> float:
 
 
 register_task_prover("elimination", elimination_success)
+
+
+def elimination_left_success(record: Mapping[str, Any], thinking: str) -> float:
+  """The elimination puzzle's J taken at the trace's word: a guess uniform over the letters its
+  last "Left" line keeps (all candidates before the first), so 0 once that line strikes the
+  hidden letter.
+
+  The forced answer the demo's SFT teaches reads that line. Equal to `elimination_success` along
+  traces that strike what their clues say; a block that copies a clue and strikes wrongly makes
+  negative progress here (positive under `elimination_success`).
+  """
+  from mrt_jax.data import elimination  # Lazily: only this prover needs the task's module.
+  left = elimination.last_left(thinking, record)
+  if left is None:
+    left = record["candidates"]
+  return 1.0 / len(left) if record["answer"] in left else 0.0
+
+
+register_task_prover("elimination_left", elimination_left_success)

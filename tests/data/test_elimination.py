@@ -166,3 +166,44 @@ def test_task_prover_is_the_oracle_along_a_trace_and_reads_only_clue_lines():
   with pytest.raises(ValueError, match=r"config\.eval\.x='nope' is not a registered task "
                      r"prover; expected one of \[.*'elimination'"):
     get_task_prover("nope", "config.eval.x")
+
+
+def test_last_left_reads_the_last_well_formed_left_line():
+  p = el.generate_problem(1, 2, CONFIG)
+  order = [2, 0, 2, 1]
+  thinking = el.trace_completion(p, order).thinking
+  assert el.last_left(thinking, p) == el.remaining(p, order)
+  assert el.last_left("", p) is None and el.last_left("Wait, clue: x", p) is None
+  # Malformed lines (a letter missing, out of order, not a candidate, no period) are skipped.
+  first = "Left:" + el.left_mask(p, el.remaining(p, order[:1])) + "."
+  n = len(p["candidates"])
+  bad = ["Left:" + ",".join(p["candidates"][:-1]) + ".",
+         "Left:" + ",".join(reversed(p["candidates"])) + ".",
+         "Left:" + ",".join("Z" * n) + ".",
+         "Left:" + ",".join(p["candidates"])]
+  for line in bad:
+    assert el.last_left(first + "\n\n" + line, p) == el.remaining(p, order[:1]), line
+  # A line that strikes every letter keeps none.
+  assert el.last_left("Left:" + ",".join(p["candidates"].lower()) + ".", p) == ""
+
+
+def test_left_prover_equals_the_oracle_on_true_traces_and_reads_wrong_strikes():
+  from mrt_jax.rewards import elimination_left_success, get_task_prover
+  assert get_task_prover("elimination_left") is elimination_left_success
+  rng = np.random.default_rng(3)
+  for p in el.generate_problems(6, 4, CONFIG):
+    order = el.sample_clue_order(p, rng, CONFIG)
+    J = el.oracle_success(p, order)
+    for k in range(len(order) + 1):
+      thinking = "\n\n".join(el.block_text(p, order, j) for j in range(k))
+      assert elimination_left_success(p, thinking) == J[k]
+  p = el.generate_problem(2, 1, CONFIG)
+  clue = f"Wait, clue: {el.clue_text(p['clues'][0])}\n\n"
+  # A block that strikes the hidden letter: J = 0 (the clue-line prover still credits the clue).
+  others = p["candidates"].replace(p["answer"], "")
+  wrong = clue + f"Strike {p['answer']}.\n\nLeft:{el.left_mask(p, others)}."
+  assert elimination_left_success(p, wrong) == 0.0
+  # One that keeps the hidden letter and two others: 1/3, whatever its clue line says.
+  keep = (p["answer"] + others)[:3]
+  right = f"Wait, clue: not Z.\n\nStrike x.\n\nLeft:{el.left_mask(p, keep)}."
+  assert elimination_left_success(p, right) == 1 / 3
