@@ -16,12 +16,16 @@ Figures of a run (`run_figures`; the keys of docs/results.json):
                       on the same traces (`fixed_prover_regret`; set by the study).
   normalized_regret_task   the same, J from the task's exact meta-prover at the traces'
                       block boundaries (`task_regret`; no model).
+  normalized_regret_left   the same, J from the letters the trace's last "Left" line keeps
+                      (`elimination_left_success`; 0 once a line strikes the hidden letter).
   tokens_to_target    thinking tokens spent at the smallest budget where the budget-forced
                       success J(c) reaches the target accuracy (linear between budgets).
   blocks              blocks per trace.
   wasteful_blocks     blocks per trace that re-check a clue already checked.
   real_clues          fraction of the traces' clue lines that copy a clue of the problem.
   harmful_traces      fraction of traces with a block striking the hidden letter.
+  true_strikes        fraction of blocks checking a real clue whose "Strike" line strikes
+                      exactly that clue's letters.
   progress_*          measured ΔJ of a block by kind (`progress_by_kind`).
   flat_new, flat_recheck   shares of new-clue blocks and re-checks whose ΔJ is at most
                       `FLAT_TAU` (`progress_by_kind`).
@@ -108,6 +112,7 @@ def wasteful_blocks(samples_path: str, problems: Mapping[int, dict]) -> dict[str
 
 _CLUE_LINE = re.compile(r"^Wait, clue: (.*)$", re.MULTILINE)
 _STRIKE_LINE = re.compile(r"^Strike ([A-Z ]*)\.$", re.MULTILINE)
+_BLOCK_START = re.compile(r"(?=^Wait, clue:)", re.MULTILINE)
 
 
 def block_quality(samples_path: str, problems: Mapping[int, dict]) -> dict[str, float]:
@@ -116,23 +121,29 @@ def block_quality(samples_path: str, problems: Mapping[int, dict]) -> dict[str, 
   real_clues: fraction of "Wait, clue: ..." lines that copy a clue of the problem exactly.
   harmful_traces: fraction of traces with a block that strikes the hidden letter (after such a
     block the trace's own answer cannot be right).
+  true_strikes: of the blocks whose clue line copies a real clue, the fraction whose next
+    "Strike" line (the block's) strikes exactly that clue's letters, in any order.
   """
-  real = lines = harmful = traces = 0
+  real = lines = harmful = traces = true = 0
   with open(samples_path, encoding="utf-8") as f:
     for line in f:
       s = json.loads(line)
       problem = problems[s["problem_id"]]
       thinking = s["completion"].split("</think>")[0]
-      clues = {elimination.clue_text(items) for items in problem["clues"]}
+      strikes = {elimination.clue_text(items): sorted(struck)
+                 for items, struck in zip(problem["clues"], problem["strikes"])}
       found = _CLUE_LINE.findall(thinking)
-      real += sum(c in clues for c in found)
+      real += sum(c in strikes for c in found)
       lines += len(found)
       harmful += any(problem["answer"] in g.split() for g in _STRIKE_LINE.findall(thinking))
       traces += 1
-  return {"real_clues": real / max(lines, 1), "harmful_traces": harmful / max(traces, 1)}
+      for block in _BLOCK_START.split(thinking):
+        clue, struck = _CLUE_LINE.match(block), _STRIKE_LINE.search(block)
+        if clue and clue.group(1) in strikes and struck:
+          true += sorted(struck.group(1).split()) == strikes[clue.group(1)]
+  return {"real_clues": real / max(lines, 1), "harmful_traces": harmful / max(traces, 1),
+          "true_strikes": true / max(real, 1)}
 
-
-_BLOCK_START = re.compile(r"(?=^Wait, clue:)", re.MULTILINE)
 
 
 # τ of the study's flat-price arms (`advantage.flat_threshold`): a block whose ΔJ is at most
@@ -179,19 +190,22 @@ def progress_by_kind(samples_path: str, problems: Mapping[int, dict]) -> dict[st
   return out
 
 
-def task_regret(samples_path: str, problems: Mapping[int, dict], horizon: float) -> float:
-  """Normalized regret at `horizon` thinking tokens with J from the task's exact meta-prover
-  (`mrt_jax.rewards.elimination_success`), read at the traces' block boundaries.
+def task_regret(samples_path: str, problems: Mapping[int, dict], horizon: float,
+                prover: str = "elimination") -> float:
+  """Normalized regret at `horizon` thinking tokens with J from a task prover of the puzzle
+  (`prover`, a registered name: `elimination` reads the clue lines, `elimination_left` the
+  "Left" lines), read at the traces' block boundaries.
 
   J(c) is the exact J of the blocks a trace has completed by token c (a step at each boundary
   b_j of samples.jsonl's "blocks", J_N from the end of thinking on), so the regret
   1 − (1/C0)·∫_0^C0 J(c) dc is read off the samples without a model: the same traces as the
   evaluation's, judged by a meta-prover that neither drifts with training nor misjudges the clue
-  a block checks (it reads the clue lines only).
+  a block checks.
   A trace whose blocks do not line up with its boundaries is skipped (as in
   `progress_by_kind`); NaN when every trace is.
   """
-  from mrt_jax.rewards import elimination_success  # pylint: disable=import-outside-toplevel
+  from mrt_jax.rewards import get_task_prover  # pylint: disable=import-outside-toplevel
+  success = get_task_prover(prover)
   regrets = []
   with open(samples_path, encoding="utf-8") as f:
     for line in f:
@@ -201,7 +215,7 @@ def task_regret(samples_path: str, problems: Mapping[int, dict], horizon: float)
       bounds = s["blocks"]
       if len(bounds) != len(blocks) + 1:
         continue
-      j_N1 = [elimination_success(problem, "".join(blocks[:k])) for k in range(len(blocks) + 1)]
+      j_N1 = [success(problem, "".join(blocks[:k])) for k in range(len(blocks) + 1)]
       edges = np.clip(np.array([*bounds, horizon], np.float64), 0.0, horizon)
       area = float(np.sum(np.diff(edges) * np.array(j_N1)))
       regrets.append(1.0 - area / horizon)
@@ -221,6 +235,8 @@ def run_figures(eval_dir: str, problems: Mapping[int, dict], target: float) -> d
       "episode_normalized_regret": m["episode_normalized_regret"],
       "tokens_to_target": tokens_to_reach(bf["mean_thinking_tokens"], bf["J"], target),
       "normalized_regret_task": task_regret(samples, problems, bf["budgets"][-1]),
+      "normalized_regret_left": task_regret(samples, problems, bf["budgets"][-1],
+                                            "elimination_left"),
       "blocks": m["mean_blocks"],
       **wasteful_blocks(samples, problems),
       **block_quality(samples, problems), **progress_by_kind(samples, problems),
@@ -256,6 +272,8 @@ ROWS = (("pass@1", "accuracy (pass@1)", "{:.3f}", _NONE),
          "meta-prover", "{:.3f}", _NONE),
         ("normalized_regret_task", "normalized regret, J from the task's exact meta-prover "
          "(at block boundaries)", "{:.3f}", _NONE),
+        ("normalized_regret_left", "normalized regret, J from the letters the trace's \"Left\" "
+         "lines keep (at block boundaries)", "{:.3f}", _NONE),
         ("tokens_to_target", "tokens to target accuracy", "{:.1f}", _NEVER),
         ("blocks", "blocks per trace", "{:.2f}", _NONE),
         ("wasteful_blocks", "wasteful blocks per trace", "{:.2f}", _NONE),
@@ -264,6 +282,8 @@ ROWS = (("pass@1", "accuracy (pass@1)", "{:.3f}", _NONE),
         ("rechecks_after_last_new", "… of them after it", "{:.2f}", _NONE),
         ("real_clues", "clue lines that copy a real clue", "{:.3f}", _NONE),
         ("harmful_traces", "traces that strike the hidden letter", "{:.3f}", _NONE),
+        ("true_strikes", "blocks on a real clue that strike exactly its letters", "{:.3f}",
+         _NONE),
         ("progress_new", "measured ΔJ of a block that checks a new clue", "{:+.3f}", _NONE),
         ("progress_recheck", "measured ΔJ of a block that re-checks a clue", "{:+.3f}", _NONE),
         ("progress_madeup", "measured ΔJ of a block that checks a made-up clue", "{:+.3f}",

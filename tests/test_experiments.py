@@ -49,6 +49,16 @@ def test_block_quality_and_waste_read_the_traces(tmp_path):
   real_bad = int(f"not {wrong}." in {elimination.clue_text(c) for c in problem["clues"]})
   assert quality["real_clues"] == pytest.approx((4 + real_bad) / 6)
   assert quality["harmful_traces"] == 0.5
+  # good's blocks strike what their clues say; bad's real clue lines strike the wrong letter
+  # unless the clue is exactly "not <letter>." for the letter struck.
+  clue_of = {elimination.clue_text(c): s for c, s in zip(problem["clues"], problem["strikes"])}
+  true_bad = sum(clue_of.get(f"not {x}.") == [x] for x in (problem["answer"], wrong))
+  real_bad_lines = sum(f"not {x}." in clue_of for x in (problem["answer"], wrong))
+  assert quality["true_strikes"] == pytest.approx((4 + true_bad) / (4 + real_bad_lines))
+  swapped = good.replace("Strike ", "Strike A ", 1)  # the first block strikes one letter more
+  one = tmp_path / "swapped.jsonl"
+  one.write_text(json.dumps({"problem_id": 0, "completion": swapped}) + "\n")
+  assert summarize.block_quality(str(one), {0: problem})["true_strikes"] == pytest.approx(3 / 4)
   waste = summarize.wasteful_blocks(str(path), {0: problem})
   assert waste["wasteful_blocks"] == pytest.approx(np.mean([1, 0]))
   assert waste["rechecks_before_last_new"] == pytest.approx(0.5)  # good's re-check precedes clue 2
@@ -97,6 +107,18 @@ def test_task_regret_integrates_the_exact_j_between_block_boundaries(tmp_path):
   third = 1 - (16 * j[0] + 16 * j[1] + 8 * j[2]) / 40  # cut at the horizon inside block 3
   assert summarize.task_regret(str(path), {0: problem}, 40) == pytest.approx((first + third) / 2)
   assert 0 < first < third < 1  # later progress, more regret
+  # The Left-line prover agrees along true traces; it reads a struck answer as J = 0.
+  assert summarize.task_regret(str(path), {0: problem}, 40, "elimination_left") == (
+      pytest.approx((first + third) / 2))
+  first_left = "Left:" + elimination.left_mask(problem, elimination.remaining(problem, [0]))
+  wrong_left = first_left.replace(problem["answer"], problem["answer"].lower())
+  struck = trace.replace(first_left, wrong_left, 1)  # block 1 strikes the answer
+  path.write_text(json.dumps({"problem_id": 0, "completion": struck, "blocks": [0, 10, 20, 30]})
+                  + "\n")
+  expected = 1 - (10 * j[0] + 10 * 0.0 + 10 * j[2] + 10 * j[3]) / 40
+  assert summarize.task_regret(str(path), {0: problem}, 40, "elimination_left") == (
+      pytest.approx(expected))
+  assert summarize.task_regret(str(path), {0: problem}, 40) == pytest.approx(first)
 
 
 def test_target_check_survives_a_target_reached_at_budget_zero():
