@@ -141,6 +141,11 @@ ARMS = {
                  "letter makes negative progress", _TASK_LEFT),
     "mrt_left_stop3": ("the same J with the price on flat blocks of right traces "
                        "(`flat_price_stop`, α = 3)", _priced(_TASK_LEFT, "flat_price_stop", 3.0)),
+    "mrt_left_stop3_open": ("the same, with the last block of a completion that never closes "
+                            "its thinking given the outcome advantage alone "
+                            "(`advantage.open_block=outcome`)",
+                            (*_priced(_TASK_LEFT, "flat_price_stop", 3.0),
+                             "advantage.open_block=outcome")),
 }
 # The arms the study runs by default (docs/results.json); the others are run with --arms and
 # their own --docs (RESULTS.md, "An exact meta-prover, and a price on flat blocks").

@@ -172,6 +172,11 @@ def rl(c: ConfigDict, estimator: str, alpha: float) -> ConfigDict:
   # block's first token, the decision to go on thinking, only when nothing after it progresses)
   c.advantage.progress_norm = "none"  # see the five lines above
   c.advantage.flat_threshold = 0.02  # τ of the flat_price norms: a block with p <= τ is flat
+  # mrt only: the last block of a completion that never closes its thinking (no end tag):
+  # "progress" (credited with the progress measured at the completion's end) or "outcome" (its
+  # tokens get the outcome advantage alone, like an answer segment: with no end boundary, the
+  # block made no progress, and no flat price)
+  c.advantage.open_block = "progress"  # see the four lines above
   c.advantage.eps = 1e-6  # ε of the GRPO std normalization
   c.advantage.std = "unbiased"  # group std estimator: "unbiased" (n − 1) or "biased" (n)
 

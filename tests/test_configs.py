@@ -150,9 +150,9 @@ def _experience(*overrides):
 def test_every_advantage_field_reaches_the_rollout():
   e = _experience("advantage.progress_norm=standardize", "advantage.std=biased",
                   "advantage.eps=0.5", "advantage.outcome_norm=dr_grpo", "advantage.alpha=2.0",
-                  "advantage.flat_threshold=0.05")
-  assert (e.progress_norm, e.std, e.eps, e.outcome_norm, e.alpha, e.flat_threshold) == (
-      "standardize", "biased", 0.5, "dr_grpo", 2.0, 0.05)
+                  "advantage.flat_threshold=0.05", "advantage.open_block=outcome")
+  assert (e.progress_norm, e.std, e.eps, e.outcome_norm, e.alpha, e.flat_threshold,
+          e.open_block) == ("standardize", "biased", 0.5, "dr_grpo", 2.0, 0.05, "outcome")
   assert e.suffix_tokens == (5, 6) and e.stop_token_ids == (0, 3)
 
 
@@ -166,6 +166,11 @@ def test_progress_norm_without_progress_is_an_error():
   with pytest.raises(ValueError, match=r"config\.advantage\.progress_norm='flat_price'.*"
                      r"estimator='grpo'"):
     _experience("advantage.estimator=grpo", "advantage.progress_norm=flat_price")
+  with pytest.raises(ValueError, match=r"config\.advantage\.open_block='outcome'.*"
+                     r"estimator='grpo'"):
+    _experience("advantage.estimator=grpo", "advantage.open_block=outcome")
+  with pytest.raises(ValueError, match=r"config\.advantage\.open_block='x' is unknown"):
+    _experience("advantage.open_block=x")
 
 
 # Fields whose value is acted on while the config loads: an importable module name.

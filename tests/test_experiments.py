@@ -398,6 +398,7 @@ def test_every_arm_loads_and_passes_the_setup_checks(arm, tmp_path):
   if "probe.estimator" in wanted:
     assert experience.j_estimator == wanted["probe.estimator"]
     assert (experience.task_prover is not None) == (wanted["probe.estimator"] == "task")
+  assert experience.open_block == wanted.get("advantage.open_block", "progress")
   if "advantage.progress_norm" in wanted:
     assert experience.progress_norm == wanted["advantage.progress_norm"]
     assert experience.alpha == float(wanted["advantage.alpha"])

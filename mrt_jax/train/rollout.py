@@ -30,8 +30,15 @@ import numpy as np
 from mrt_jax.mrt.advantages import NEEDS_J, mrt_advantages
 from mrt_jax.mrt.meta_prover import J_ESTIMATORS, AnswerTemplate, Cuts, ProverSettings
 from mrt_jax.mrt.progress import progress_reward
-from mrt_jax.mrt.segment import (SegmentConfig, Segmentation, segment, stack_segmentations)
+from mrt_jax.mrt.segment import (SegmentConfig, Segmentation, end_of_thinking, segment,
+                                 stack_segmentations)
 from mrt_jax.sampling import Sampler
+
+# How the advantage treats the last block of a completion that never closes its thinking (no
+# end-of-thinking tag; the block then runs to the completion's end, which is no boundary the
+# model wrote): "progress" credits it with the progress measured at that end, "outcome" makes
+# its tokens an answer segment (the outcome advantage alone: no progress, no flat price).
+OPEN_BLOCKS = ("progress", "outcome")
 
 # (records, completion texts, completion token ids) -> (rewards f32 [B], stats dict).
 RewardFn = Callable[[Sequence[dict], Sequence[str], Sequence[Sequence[int]]],
@@ -56,6 +63,7 @@ class ExperienceConfig:
   outcome_norm: str = "grpo"        # group normalization of the outcome part
   progress_norm: str = "none"       # group normalization of progress (mrt; PROGRESS_NORMS)
   flat_threshold: float = 0.02      # τ of the flat_price norms: a block with p <= τ is flat
+  open_block: str = "progress"      # an unclosed completion's last block: OPEN_BLOCKS
   std: str = "unbiased"             # group std: "unbiased" (G − 1) or "biased" (G)
   eps: float = 1e-6                 # ε added to the group std
   segment: SegmentConfig = SegmentConfig()
@@ -66,6 +74,12 @@ class ExperienceConfig:
                                        # text (j_estimator "task"; mrt_jax.rewards task provers)
 
   def __post_init__(self):
+    if self.open_block not in OPEN_BLOCKS:
+      raise ValueError(f"open_block={self.open_block!r} is unknown; expected one of "
+                       f"{list(OPEN_BLOCKS)}")
+    if self.open_block != "progress" and self.estimator != "mrt":
+      raise ValueError(f"open_block={self.open_block!r} with estimator={self.estimator!r}: "
+                       "only 'mrt' credits blocks with progress; expected open_block='progress'")
     if self.j_estimator is not None and self.j_estimator not in J_ESTIMATORS:
       raise ValueError(f"j_estimator={self.j_estimator!r} is unknown; expected one of "
                        f"{sorted(J_ESTIMATORS)} or None")
@@ -230,6 +244,8 @@ def collect(sampler: Sampler, params, prompts: Sequence[Sequence[int]],
     block_ids_BxT = np.zeros((len(rows), T), np.int32)
     block_ids_BxT[:, :stack.token_block_ids_BxT.shape[1]] = stack.token_block_ids_BxT[:, :T]
     progress = np.asarray(progress_reward(success, stack.num_blocks_B))
+    if cfg.open_block == "outcome":
+      block_ids_BxT = open_blocks_as_answer(block_ids_BxT, segs, texts, cfg.segment.end_think)
     boundary_mask = np.asarray(stack.boundary_mask_BxN1)
   else:
     stats["num_probes"] = stats["probe_answers"] = 0
@@ -253,6 +269,17 @@ def collect(sampler: Sampler, params, prompts: Sequence[Sequence[int]],
                time_probes_s=t4 - t3)
   return Experience(rows, result.tokens, result.logprobs, texts, outcome_B, segs, success,
                     boundary_mask, progress, np.asarray(advantages), stats)
+
+
+def open_blocks_as_answer(block_ids_BxT: np.ndarray, segs: Sequence[Segmentation],
+                          texts: Sequence[str], end_think: str) -> np.ndarray:
+  """Block ids with the last block of every completion that never closes its thinking (no
+  `end_think` in its text) turned into answer-segment tokens (id 0); other rows unchanged."""
+  out_BxT = np.array(block_ids_BxT, copy=True)
+  for i, (seg, text) in enumerate(zip(segs, texts)):
+    if seg.num_blocks and end_of_thinking(text, end_think) < 0:
+      out_BxT[i][out_BxT[i] == seg.num_blocks] = 0
+  return out_BxT
 
 
 def _summaries(outcome_B, success, boundary_mask, progress, segs, result) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from mrt_jax.mrt.meta_prover import (AnswerTemplate, check_estimator, prover_ans
 from mrt_jax.rewards import get_verifier, pool_for, verify_batch
 from mrt_jax.train import anchor
 from mrt_jax.train.multihost import split_over_processes
-from mrt_jax.train.rollout import ExperienceConfig
+from mrt_jax.train.rollout import OPEN_BLOCKS, ExperienceConfig
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -157,12 +157,19 @@ def experience_config(config: ConfigDict, tokenizer, model_config) -> Experience
       raise ValueError(f"config.advantage.progress_norm={adv.progress_norm!r} with config."
                        f"advantage.estimator={adv.estimator!r}: only 'mrt' adds progress to the "
                        "advantage; set progress_norm='none' or estimator='mrt'")
+    if adv.open_block not in OPEN_BLOCKS:
+      raise ValueError(f"config.advantage.open_block={adv.open_block!r} is unknown; expected one "
+                       f"of {list(OPEN_BLOCKS)}")
+    if adv.open_block != "progress" and adv.estimator != "mrt":
+      raise ValueError(f"config.advantage.open_block={adv.open_block!r} with config.advantage."
+                       f"estimator={adv.estimator!r}: only 'mrt' credits blocks with progress; "
+                       "set open_block='progress' or estimator='mrt'")
   probing = star is not None or adv.estimator in NEEDS_J
   # MRT-STaR (no advantage block) reads progress only; the advantages computed for it are unused.
   advantage = (dict(estimator="mrt", alpha=0.0) if adv is None else
                dict(estimator=adv.estimator, alpha=adv.alpha, outcome_norm=adv.outcome_norm,
                     progress_norm=adv.progress_norm, flat_threshold=adv.flat_threshold,
-                    std=adv.std, eps=adv.eps))
+                    open_block=adv.open_block, std=adv.std, eps=adv.eps))
   suffix = tokenizer.encode(p.termination_suffix, add_special_tokens=False)
   stop = tuple(sorted({tokenizer.eos_token_id, *model_config.eos_token_ids} - {None}))
   j_estimator = p.estimator if probing else None

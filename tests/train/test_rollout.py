@@ -188,3 +188,46 @@ def test_a_task_prover_gives_j_from_each_cuts_thinking_text(setup):
   with pytest.raises(ValueError, match=r"the task prover returned J=2.0 at cut 0 .*\[0, 1\]"):
     collect(sampling.Sampler(config, prompt_buckets=(16,)), params, prompts, records, bad,
             _reward_fn, decode=decode, seed=0)
+
+
+def test_open_blocks_as_answer_turns_an_unclosed_completions_last_block_into_answer():
+  from mrt_jax.mrt.segment import Segmentation
+  from mrt_jax.train.rollout import open_blocks_as_answer
+  ids = np.array([[1, 1, 2, 2, 3, 0],    # closed: "</think>" in its text; unchanged
+                  [1, 1, 2, 2, 3, 3],    # unclosed: block 3 becomes answer tokens
+                  [1, 1, 1, 1, 0, 0],    # unclosed, one block: all of it
+                  [0, 0, 0, 0, 0, 0]])   # no thinking: nothing to turn
+  segs = [Segmentation((2, 4, 5), 5, 6), Segmentation((2, 4, 6), 6, 6),
+          Segmentation((4,), 4, 4), Segmentation((), 0, 6)]
+  texts = ["a b c </think> d", "a b c", "a", ""]
+  got = open_blocks_as_answer(ids, segs, texts, "</think>")
+  np.testing.assert_array_equal(got, [[1, 1, 2, 2, 3, 0], [1, 1, 2, 2, 0, 0],
+                                      [0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0]])
+  assert ids[1, 5] == 3  # the input is not changed
+
+
+def test_open_block_outcome_gives_the_last_blocks_tokens_the_outcome_advantage_alone(setup):
+  # The random model never writes "</think>": every rollout is unclosed, its block N open.
+  config, params, prompts, exp = setup
+  cfg = _cfg(open_block="outcome")
+  got = collect(sampling.Sampler(config, prompt_buckets=(16,)), params, prompts, [{}] * P, cfg,
+                _reward_fn, decode=lambda ids: " ".join(map(str, ids)), seed=0)
+  assert got.completions == exp.completions
+  np.testing.assert_array_equal(got.progress_BxN, exp.progress_BxN)  # J is measured as before
+  r_PxG = exp.outcome_B.reshape(P, G)
+  centered = r_PxG - r_PxG.mean(axis=1, keepdims=True)
+  a_out_B = (centered / (centered.std(axis=1, ddof=1, keepdims=True) + cfg.eps)).reshape(-1)
+  last = slice((N - 1) * CHUNK, T)
+  np.testing.assert_allclose(got.advantages_BxT[:, last],
+                             np.repeat(a_out_B[:, None], T - (N - 1) * CHUNK, axis=1), atol=1e-6)
+  np.testing.assert_allclose(got.advantages_BxT[:, :(N - 1) * CHUNK],
+                             exp.advantages_BxT[:, :(N - 1) * CHUNK], atol=1e-6)
+  # ... where "progress" credits block N with α · p_N.
+  np.testing.assert_allclose(exp.advantages_BxT[:, last] - got.advantages_BxT[:, last],
+                             np.repeat(exp.progress_BxN[:, N - 1:N], T - (N - 1) * CHUNK, axis=1),
+                             atol=1e-6)
+  with pytest.raises(ValueError, match="open_block='answer' is unknown; expected one of "
+                     r"\['progress', 'outcome'\]"):
+    _cfg(open_block="answer")
+  with pytest.raises(ValueError, match="open_block='outcome' with estimator='grpo'"):
+    _cfg(open_block="outcome", estimator="grpo", num_probes=0, j_estimator=None)
