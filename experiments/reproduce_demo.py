@@ -31,10 +31,11 @@ seed's value, null where not finite, e.g. a run that never reaches the target):
                   episode_normalized_regret, normalized_regret_task, normalized_regret_left,
                   tokens_to_target, blocks, wasteful_blocks, rechecks_before_last_new,
                   rechecks_after_last_new, real_clues, harmful_traces, true_strikes,
-                  progress_new, progress_recheck, progress_madeup, progress_spread, flat_new,
-                  flat_recheck, num_correct, num_samples; normalized_regret_fixed_prover (set
-                  by the study); and train_probe_answers_per_step (the meta-prover's answers
-                  per training step, sampled or scored).
+                  unclosed_traces, progress_new, progress_recheck, progress_madeup,
+                  progress_spread, flat_new, flat_recheck, num_correct, num_samples;
+                  normalized_regret_fixed_prover (set by the study); and
+                  train_probe_answers_per_step (the meta-prover's answers per training step,
+                  sampled or scored).
   warm_start      figure name -> figure, the warm start's evaluations (one per seed).
   pooled_pass@1   arm (and "warm_start") -> {"p", "low", "high", "n"}: every sample of every
                   seed pooled, Wilson 95% interval.

@@ -26,6 +26,7 @@ Figures of a run (`run_figures`; the keys of docs/results.json):
   harmful_traces      fraction of traces with a block striking the hidden letter.
   true_strikes        fraction of blocks checking a real clue whose "Strike" line strikes
                       exactly that clue's letters.
+  unclosed_traces     fraction of traces that never write "</think>" (the verifier fails them).
   progress_*          measured ΔJ of a block by kind (`progress_by_kind`).
   flat_new, flat_recheck   shares of new-clue blocks and re-checks whose ΔJ is at most
                       `FLAT_TAU` (`progress_by_kind`).
@@ -123,13 +124,16 @@ def block_quality(samples_path: str, problems: Mapping[int, dict]) -> dict[str, 
     block the trace's own answer cannot be right).
   true_strikes: of the blocks whose clue line copies a real clue, the fraction whose next
     "Strike" line (the block's) strikes exactly that clue's letters, in any order.
+  unclosed_traces: fraction of traces without "</think>" (answered without closing the
+    thinking, or cut off by the token budget).
   """
-  real = lines = harmful = traces = true = 0
+  real = lines = harmful = traces = true = unclosed = 0
   with open(samples_path, encoding="utf-8") as f:
     for line in f:
       s = json.loads(line)
       problem = problems[s["problem_id"]]
       thinking = s["completion"].split("</think>")[0]
+      unclosed += "</think>" not in s["completion"]
       strikes = {elimination.clue_text(items): sorted(struck)
                  for items, struck in zip(problem["clues"], problem["strikes"])}
       found = _CLUE_LINE.findall(thinking)
@@ -142,7 +146,7 @@ def block_quality(samples_path: str, problems: Mapping[int, dict]) -> dict[str, 
         if clue and clue.group(1) in strikes and struck:
           true += sorted(struck.group(1).split()) == strikes[clue.group(1)]
   return {"real_clues": real / max(lines, 1), "harmful_traces": harmful / max(traces, 1),
-          "true_strikes": true / max(real, 1)}
+          "true_strikes": true / max(real, 1), "unclosed_traces": unclosed / max(traces, 1)}
 
 
 
@@ -284,6 +288,8 @@ ROWS = (("pass@1", "accuracy (pass@1)", "{:.3f}", _NONE),
         ("harmful_traces", "traces that strike the hidden letter", "{:.3f}", _NONE),
         ("true_strikes", "blocks on a real clue that strike exactly its letters", "{:.3f}",
          _NONE),
+        ("unclosed_traces", "traces that never close their thinking (no \"</think>\")",
+         "{:.3f}", _NONE),
         ("progress_new", "measured ΔJ of a block that checks a new clue", "{:+.3f}", _NONE),
         ("progress_recheck", "measured ΔJ of a block that re-checks a clue", "{:+.3f}", _NONE),
         ("progress_madeup", "measured ΔJ of a block that checks a made-up clue", "{:+.3f}",

@@ -49,6 +49,7 @@ def test_block_quality_and_waste_read_the_traces(tmp_path):
   real_bad = int(f"not {wrong}." in {elimination.clue_text(c) for c in problem["clues"]})
   assert quality["real_clues"] == pytest.approx((4 + real_bad) / 6)
   assert quality["harmful_traces"] == 0.5
+  assert quality["unclosed_traces"] == 0.0  # both close their thinking
   # good's blocks strike what their clues say; bad's real clue lines strike the wrong letter
   # unless the clue is exactly "not <letter>." for the letter struck.
   clue_of = {elimination.clue_text(c): s for c, s in zip(problem["clues"], problem["strikes"])}
@@ -59,6 +60,9 @@ def test_block_quality_and_waste_read_the_traces(tmp_path):
   one = tmp_path / "swapped.jsonl"
   one.write_text(json.dumps({"problem_id": 0, "completion": swapped}) + "\n")
   assert summarize.block_quality(str(one), {0: problem})["true_strikes"] == pytest.approx(3 / 4)
+  one.write_text(json.dumps({"problem_id": 0, "completion": good.replace("</think>", "f.")}) +
+                 "\n")  # answered without the tag
+  assert summarize.block_quality(str(one), {0: problem})["unclosed_traces"] == 1.0
   waste = summarize.wasteful_blocks(str(path), {0: problem})
   assert waste["wasteful_blocks"] == pytest.approx(np.mean([1, 0]))
   assert waste["rechecks_before_last_new"] == pytest.approx(0.5)  # good's re-check precedes clue 2
