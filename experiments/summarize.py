@@ -149,7 +149,6 @@ def block_quality(samples_path: str, problems: Mapping[int, dict]) -> dict[str, 
           "true_strikes": true / max(real, 1), "unclosed_traces": unclosed / max(traces, 1)}
 
 
-
 # τ of the study's flat-price arms (`advantage.flat_threshold`): a block whose ΔJ is at most
 # this is flat. `flat_new` / `flat_recheck` are the shares of new-clue blocks and re-checks
 # that the evaluation's meta-prover judges flat.

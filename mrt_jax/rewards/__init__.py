@@ -27,6 +27,7 @@ from mrt_jax.rewards.synthetic import (elimination_left_success, elimination_suc
 __all__ = [
     "Outcome", "TASK_PROVERS", "VERIFIERS", "Verifier", "VerifierPool", "answer_segment",
     "default_pool", "elimination_left_success", "elimination_success", "get_task_prover",
-    "get_verifier", "last_boxed", "math_reward", "pool_for", "register_task_prover", "register_verifier", "verify_batch",
-    "verify_exact_boxed", "verify_math", "verify_math_whole_text",
+    "get_verifier", "last_boxed", "math_reward", "pool_for", "register_task_prover",
+    "register_verifier", "verify_batch", "verify_exact_boxed", "verify_math",
+    "verify_math_whole_text",
 ]

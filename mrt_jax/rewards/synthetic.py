@@ -44,8 +44,9 @@ def elimination_left_success(record: Mapping[str, Any], thinking: str) -> float:
   hidden letter.
 
   The forced answer the demo's SFT teaches reads that line. Equal to `elimination_success` along
-  traces that strike what their clues say; a block that copies a clue and strikes wrongly makes
-  negative progress here (positive under `elimination_success`).
+  traces that strike what their clues say; a block whose "Left" line strikes the hidden letter
+  makes negative progress here, whatever clue it copied (under `elimination_success` it earns
+  that clue's progress).
   """
   from mrt_jax.data import elimination  # Lazily: only this prover needs the task's module.
   left = elimination.last_left(thinking, record)
